@@ -1,0 +1,108 @@
+"""Every error cronkit raises on purpose.
+
+Each subclasses the builtin a caller would already catch for that kind of
+problem (``ValueError`` for bad input, ``KeyError`` for a missing id, ...), and
+builds its one-line message from the offending value, so the CLI can print
+``str(exc)`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ACCEPTED_SCHEDULES = (
+    "5- or 6-field cron ('0 9 * * 1-5', '*/10 * * * * 30'), "
+    "@hourly/@daily/@weekly/@monthly/@yearly, 'every 30m', '30m', 'in 2h', "
+    "or an ISO-8601 timestamp ('2026-12-01T09:00')"
+)
+
+
+class CronkitError(Exception):
+    """Marker base: every deliberate cronkit error also inherits from this."""
+
+
+class ScheduleError(CronkitError, ValueError):
+    """A schedule text or dict that cronkit cannot fire on."""
+
+    def __init__(self, text: object, reason: str | None = None) -> None:
+        self.text = text
+        self.reason = reason
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"invalid schedule {text!r}{detail}; accepted forms: {ACCEPTED_SCHEDULES}"
+        )
+
+
+class JobNotFoundError(CronkitError, KeyError):
+    """No job with this id exists in the store."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(job_id)
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the whole args tuple; keep one clear line.
+        return f"no job with id {self.job_id!r} (see 'cronkit list --all')"
+
+
+class StoreCorruptError(CronkitError, ValueError):
+    """The store file exists but cannot be parsed; it is left untouched."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        self.detail = detail
+        super().__init__(
+            f"cannot parse job store {str(self.path)!r}: {detail}; the file was left "
+            "untouched - fix or move it aside, nothing will be written until then"
+        )
+
+
+class StoreLockTimeout(CronkitError, TimeoutError):
+    """Another process held the store lock longer than the bounded wait."""
+
+    def __init__(self, path: Path | str, waited: float) -> None:
+        self.path = Path(path)
+        self.waited = waited
+        super().__init__(
+            f"timed out after {waited:.1f}s waiting for the lock on {str(self.path)!r}; "
+            "another cronkit process is holding it"
+        )
+
+
+class ConfigError(CronkitError, ValueError):
+    """config.yaml is unreadable, malformed, or a key has the wrong type."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(f"config error in {where}: {detail}")
+
+
+class ActionError(CronkitError, ValueError):
+    """A job action that cannot be run (bad shape, unknown kind, bad target)."""
+
+    def __init__(self, action: object, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"invalid action {action!r}: {reason}")
+
+
+class JobValueError(CronkitError, ValueError):
+    """A job field given a value it cannot hold."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"invalid {field} {value!r}: {reason}")
+
+
+class GatewayRunningError(CronkitError, RuntimeError):
+    """A second gateway was started on a home that already has a live one."""
+
+    def __init__(self, pid: int, home: Path | str) -> None:
+        self.pid = pid
+        self.home = Path(home)
+        super().__init__(
+            f"a cronkit gateway is already running on {str(self.home)!r} (pid {pid}); "
+            "stop it first or use another CRONKIT_HOME"
+        )

@@ -1,0 +1,431 @@
+"""The run ledger: one SQLite row per attempt at ``<home>/cron/executions.db``.
+
+A fired run's row id is its claim token, so the store's ``fire_claim`` and the
+ledger row name the same attempt. Rows the scheduler records without running
+anything (``missed``, ``skipped``) get a fresh uuid4 hex id.
+
+Lifecycle of a fired run::
+
+    record_claim  -> claimed
+    mark_running  -> running        (inserts the row if the claim was never recorded)
+    finish        -> ok | error | timeout | interrupted
+
+``recover_interrupted_executions`` turns ``claimed``/``running`` rows whose owner
+process is provably gone into ``unknown``; nothing is ever rerun from here.
+
+Concurrency: several processes and threads write at once. Every call opens its
+own connection (so nothing is shared across threads or a fork), the database is
+in WAL mode, and every write runs in an explicit ``BEGIN IMMEDIATE`` transaction
+so writers queue on SQLite's lock (``timeout=30``) instead of failing on a
+read-to-write upgrade. A corrupt database file raises ``sqlite3.DatabaseError``
+unchanged: callers decide whether a ledger failure matters (the scheduler logs
+it and keeps firing).
+
+Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cron import paths, procinfo
+
+log = logging.getLogger(__name__)
+
+KEEP_PER_JOB = 1000
+"""Default bound on ledger rows kept per job; older rows are pruned on write."""
+
+STATUSES = frozenset(
+    {"claimed", "running", "ok", "error", "timeout", "interrupted", "missed", "skipped", "unknown"}
+)
+LIVE_STATUSES = ("claimed", "running")
+FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"})
+EVENT_STATUSES = frozenset({"missed", "skipped"})
+
+COLUMNS = (
+    "id",
+    "job_id",
+    "job_name",
+    "scheduled_at",
+    "claimed_at",
+    "started_at",
+    "finished_at",
+    "status",
+    "source",
+    "owner",
+    "error",
+    "output_path",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    job_name TEXT,
+    scheduled_at TEXT,
+    claimed_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    source TEXT,
+    owner TEXT,
+    error TEXT,
+    output_path TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
+CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
+"""
+
+# "When did this attempt happen": the claim for fired runs, the start for runs
+# whose claim was never recorded, the recording time for missed/skipped rows.
+_WHEN = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
+_ORDER = f"{_WHEN} DESC, rowid DESC"
+
+_SQLITE_TIMEOUT = 30.0
+
+
+def _iso(dt: datetime) -> str:
+    """Aware datetime -> ISO-8601 UTC text with ``+00:00``; naive input is rejected."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"expected an aware datetime, got naive {dt!r}")
+    return dt.astimezone(UTC).isoformat()
+
+
+def _now_iso(now: datetime | None) -> str:
+    return _iso(now if now is not None else datetime.now(UTC))
+
+
+def _opt_iso(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return _iso(value)
+
+
+def _check_status(status: str, allowed: frozenset[str]) -> None:
+    if status not in allowed:
+        raise ValueError(
+            f"invalid execution status {status!r}; expected one of {', '.join(sorted(allowed))}"
+        )
+
+
+def _ensure_file(path: Path) -> None:
+    # Create the file ourselves so it is 0600 from the first byte; SQLite would
+    # create it with the umask's mode. The -wal/-shm side files copy this mode.
+    paths.cron_dir(create=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _connect() -> Iterator[sqlite3.Connection]:
+    """A fresh autocommit connection to the ledger, schema ensured, closed on exit."""
+    path = paths.executions_path()
+    _ensure_file(path)
+    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        # journal_mode is persistent in the file; once WAL, this is a cheap read.
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows,
+        # never corrupt the file); FULL would fsync on every run's bookkeeping.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _write() -> Iterator[sqlite3.Connection]:
+    """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on error."""
+    with _connect() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
+    """Delete the job's rows beyond the newest ``keep``; live rows are never pruned.
+
+    Cheap when under the bound (one indexed count), which is the common case.
+    Live (claimed/running) rows survive so recovery can still settle them.
+    """
+    if keep < 1:
+        raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM executions WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if count <= keep:
+        return
+    conn.execute(
+        f"""
+        DELETE FROM executions
+        WHERE job_id = ?
+          AND status NOT IN ('claimed', 'running')
+          AND rowid NOT IN (
+              SELECT rowid FROM executions WHERE job_id = ? ORDER BY {_ORDER} LIMIT ?
+          )
+        """,
+        (job_id, job_id, keep),
+    )
+
+
+def record_claim(
+    token: str,
+    job_id: str,
+    *,
+    scheduled_at: datetime | str | None,
+    source: str,
+    owner: str | None = None,
+    job_name: str | None = None,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> bool:
+    """Record that ``token`` claimed a fire of ``job_id``: a new row in status ``claimed``.
+
+    ``owner`` defaults to this process (``host:pid:start``). Idempotent: a row
+    with this id already present is left as it is (``INSERT OR IGNORE``).
+    Returns True when the row was inserted.
+    """
+    with _write() as conn:
+        cur = conn.execute(
+            """
+            INSERT OR IGNORE INTO executions
+                (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
+            VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+            """,
+            (
+                token,
+                job_id,
+                job_name,
+                _opt_iso(scheduled_at),
+                _now_iso(now),
+                source,
+                owner if owner is not None else procinfo.owner_id(),
+            ),
+        )
+        inserted = cur.rowcount == 1
+        if inserted:
+            _prune(conn, job_id, keep_per_job)
+    return inserted
+
+
+def mark_running(
+    token: str,
+    *,
+    job_id: str,
+    scheduled_at: datetime | str | None = None,
+    source: str = "tick",
+    owner: str | None = None,
+    job_name: str | None = None,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> bool:
+    """Move the ``token`` row to ``running`` (inserting it if the claim was never recorded).
+
+    The running process becomes the row's owner (``owner`` defaults to this
+    process), so recovery judges the process that actually runs the action.
+    A row that already reached a final status is not touched (a late or
+    repeated call cannot resurrect a finished run). Returns True when the row
+    is now ``running``.
+    """
+    started = _now_iso(now)
+    who = owner if owner is not None else procinfo.owner_id()
+    with _write() as conn:
+        cur = conn.execute(
+            """
+            UPDATE executions
+            SET status = 'running', started_at = ?, owner = ?,
+                scheduled_at = COALESCE(scheduled_at, ?),
+                job_name = COALESCE(job_name, ?)
+            WHERE id = ? AND status IN ('claimed', 'running')
+            """,
+            (started, who, _opt_iso(scheduled_at), job_name, token),
+        )
+        if cur.rowcount == 1:
+            return True
+        cur = conn.execute(
+            """
+            INSERT OR IGNORE INTO executions
+                (id, job_id, job_name, scheduled_at, started_at, status, source, owner)
+            VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+            """,
+            (token, job_id, job_name, _opt_iso(scheduled_at), started, source, who),
+        )
+        if cur.rowcount != 1:
+            log.warning(
+                "ledger row %s of job %s is already final; not marking it running",
+                token,
+                job_id,
+            )
+            return False
+        _prune(conn, job_id, keep_per_job)
+        return True
+
+
+def finish(
+    token: str,
+    *,
+    status: str,
+    error: str | None = None,
+    output_path: str | Path | None = None,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> bool:
+    """Close the ``token`` row with a final ``status`` (ok|error|timeout|interrupted|unknown).
+
+    Also prunes that job's rows beyond ``keep_per_job``. Returns False (and
+    logs a warning) when no row has this id, e.g. the ledger was reset.
+    """
+    _check_status(status, FINAL_STATUSES)
+    with _write() as conn:
+        row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
+        if row is None:
+            log.warning("no ledger row %s to finish with status %s", token, status)
+            return False
+        conn.execute(
+            """
+            UPDATE executions SET status = ?, finished_at = ?, error = ?, output_path = ?
+            WHERE id = ?
+            """,
+            (
+                status,
+                _now_iso(now),
+                error,
+                str(output_path) if output_path is not None else None,
+                token,
+            ),
+        )
+        _prune(conn, row["job_id"], keep_per_job)
+    return True
+
+
+def record_event(
+    job_id: str,
+    *,
+    status: str,
+    scheduled_at: datetime | str | None,
+    source: str,
+    error: str | None = None,
+    job_name: str | None = None,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> str:
+    """Record a slot that was not run (``missed`` or ``skipped``); returns the new row id.
+
+    The row is final at once: ``finished_at`` is ``now`` and nothing was claimed
+    or started.
+    """
+    _check_status(status, EVENT_STATUSES)
+    exec_id = uuid.uuid4().hex
+    with _write() as conn:
+        conn.execute(
+            """
+            INSERT INTO executions
+                (id, job_id, job_name, scheduled_at, finished_at, status, source, owner, error)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                exec_id,
+                job_id,
+                job_name,
+                _opt_iso(scheduled_at),
+                _now_iso(now),
+                status,
+                source,
+                procinfo.owner_id(),
+                error,
+            ),
+        )
+        _prune(conn, job_id, keep_per_job)
+    return exec_id
+
+
+def recover_interrupted_executions(*, now: datetime | None = None) -> int:
+    """Mark ``unknown`` every claimed/running row whose owner is provably gone.
+
+    "Provably gone" is :func:`cron.procinfo.owner_gone`: same host and the pid
+    is dead, or alive with another start time (reused). Rows owned by a live
+    process, by another host, or with no owner are left alone. Nothing is
+    rerun: the run may have had effects, so its outcome is recorded as unknown.
+    Returns the number of rows marked.
+    """
+    with _connect() as conn:
+        rows = conn.execute(
+            "SELECT id, owner FROM executions WHERE status IN ('claimed', 'running')"
+        ).fetchall()
+    verdicts: dict[str, bool] = {}
+    dead: list[tuple[str, str]] = []
+    for row in rows:
+        owner = row["owner"]
+        if not owner:
+            continue
+        if owner not in verdicts:
+            verdicts[owner] = procinfo.owner_gone(owner)
+        if verdicts[owner]:
+            dead.append((row["id"], owner))
+    if not dead:
+        return 0
+    finished = _now_iso(now)
+    marked = 0
+    with _write() as conn:
+        for exec_id, owner in dead:
+            # Re-check the status inside the write: the row may have been
+            # settled between the read above and this transaction.
+            cur = conn.execute(
+                """
+                UPDATE executions SET status = 'unknown', finished_at = ?, error = ?
+                WHERE id = ? AND owner = ? AND status IN ('claimed', 'running')
+                """,
+                (
+                    finished,
+                    f"owner process {owner} is gone (exited or pid reused) before the run "
+                    "finished; its outcome is unknown and it was not rerun",
+                    exec_id,
+                    owner,
+                ),
+            )
+            marked += cur.rowcount
+    if marked:
+        log.warning("marked %d interrupted execution(s) as unknown", marked)
+    return marked
+
+
+def list_executions(job_id: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+    """Ledger rows, newest first (by claim/start/record time, then insertion order).
+
+    ``job_id`` filters to one job; ``limit=None`` returns every row.
+    """
+    sql = f"SELECT {', '.join(COLUMNS)} FROM executions"
+    params: list[Any] = []
+    if job_id is not None:
+        sql += " WHERE job_id = ?"
+        params.append(job_id)
+    sql += f" ORDER BY {_ORDER}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(int(limit), 0))
+    with _connect() as conn:
+        return [dict(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def get_execution(exec_id: str) -> dict[str, Any] | None:
+    """The row with this id as a dict, or None."""
+    with _connect() as conn:
+        row = conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM executions WHERE id = ?", (exec_id,)
+        ).fetchone()
+    return dict(row) if row is not None else None

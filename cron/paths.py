@@ -1,0 +1,124 @@
+"""Where cronkit keeps its files, and the one atomic-write routine they share.
+
+Every path is resolved at call time from ``$CRONKIT_HOME`` (else
+``~/.cronkit``), so a test that points the variable at a temp dir gets a fully
+isolated installation. Directories are created ``0700`` and files ``0600``:
+job commands and the webhook secret are private to the operator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def home() -> Path:
+    env = os.environ.get("CRONKIT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cronkit"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    return path
+
+
+def cron_dir(*, create: bool = False) -> Path:
+    d = home() / "cron"
+    if create:
+        ensure_dir(home())
+        ensure_dir(d)
+    return d
+
+
+def config_path() -> Path:
+    return home() / "config.yaml"
+
+
+def jobs_path() -> Path:
+    return cron_dir() / "jobs.json"
+
+
+def executions_path() -> Path:
+    return cron_dir() / "executions.db"
+
+
+def output_dir(job_id: str | None = None) -> Path:
+    d = cron_dir() / "output"
+    return d / job_id if job_id else d
+
+
+def plugins_dir() -> Path:
+    return home() / "plugins"
+
+
+def webhook_secret_path() -> Path:
+    return home() / "webhook_secret"
+
+
+def heartbeat_path() -> Path:
+    return cron_dir() / "ticker_heartbeat"
+
+
+def last_success_path() -> Path:
+    return cron_dir() / "ticker_last_success"
+
+
+def last_error_path() -> Path:
+    return cron_dir() / "ticker_last_error"
+
+
+def ticker_pid_path() -> Path:
+    return cron_dir() / "ticker.pid"
+
+
+def gateway_pid_path() -> Path:
+    return cron_dir() / "gateway.pid"
+
+
+def tick_lock_path() -> Path:
+    return cron_dir() / ".tick.lock"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    Temp file in the same directory (rename is only atomic within one file
+    system), flush + fsync, rename over the target, fsync the directory so the
+    rename itself survives a power cut. If any step raises, the temp file is
+    removed and the previous ``path`` is untouched. ``durable=False`` skips the
+    fsyncs for best-effort files such as the heartbeat.
+    """
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)
+            fh.write(data)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)

@@ -1,0 +1,1 @@
+"""Bundled trigger providers: one sub-package per provider, each with a ``plugin.yaml``."""

@@ -1,0 +1,459 @@
+"""Axis B: who decides *when* a due job fires.
+
+``CronScheduler`` is the provider ABC, ``InProcessCronScheduler`` the built-in
+ticker, and ``resolve_cron_scheduler`` picks one from config, always degrading
+to the built-in. What firing *means* stays in ``cron.scheduler`` and is shared
+by every provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from cron import paths
+from cron.config import cfg_get, load_config
+
+log = logging.getLogger(__name__)
+
+BUILTIN_ALIASES = frozenset({"", "builtin", "in-process", "inprocess"})
+
+
+class CronScheduler(ABC):
+    """A trigger provider. **Experimental**: its shape is proven by two providers.
+
+    Required (abstract — exactly these two, forever):
+        ``name`` — a short identifier, matching ``cron.provider`` in config.
+        ``start(stop_event, *, adapters=None, loop=None, interval=60)`` — begin
+        triggering. A provider that loops (the built-in) returns only once
+        ``stop_event`` is set; one that delegates to an outside scheduler may
+        set that up and return at once.
+
+    Optional (working defaults; override any of them):
+        ``is_available()`` — can this provider work here? Must be cheap and
+        make **no network call**: it runs on every resolve. Default True.
+        ``stop()`` — release resources. Default: nothing to do.
+        ``on_jobs_changed()`` — the store changed in this process (called after
+        every successful create/update/remove/pause/resume). Default: nothing.
+        ``reconcile()`` — converge external state toward the store. Default:
+        nothing.
+        ``fire_due(job_id, ...)`` — fire one job the way an external trigger
+        does: claim → re-read → ``run_one_job``.
+
+    Growth must stay additive: a new hook gets a safe default, never a new
+    abstract method, so every provider written against today's ABC keeps
+    working. ``test_abc_growth_stays_additive`` fails if the abstract set ever
+    differs from ``{name, start}``.
+    """
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    def start(
+        self,
+        stop_event: threading.Event,
+        *,
+        adapters: Any = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        interval: float = 60,
+    ) -> None: ...
+
+    def is_available(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        return None
+
+    def on_jobs_changed(self) -> None:
+        return None
+
+    def reconcile(self) -> None:
+        return None
+
+    def fire_due(
+        self,
+        job_id: str,
+        *,
+        adapters: Any = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        scheduled_at: datetime | str | None = None,
+        now: datetime | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Claim ``job_id`` for ``scheduled_at`` and run it; True only if this call ran it.
+
+        Claim through the store's compare-and-set (a lost claim → False, no
+        run) → re-read the job (removed meanwhile → False) → ``run_one_job``.
+        The ledger row's ``source`` is this provider's ``name``.
+        """
+        from cron import jobs, scheduler
+
+        token = jobs.claim_job_for_fire(
+            job_id, scheduled_at=scheduled_at, now=now, force=force, source=self.name
+        )
+        if token is None:
+            return False
+        job = jobs.get_job(job_id)
+        if job is None or (job.get("fire_claim") or {}).get("token") != token:
+            # Removed (or re-claimed after expiry) between claim and run.
+            from cron import executions
+
+            executions.finish(token, status="skipped", error="job removed before it could run")
+            return False
+        # True means 'this caller claimed and ran it', whatever the run's outcome.
+        scheduler.run_one_job(job, adapters=adapters, loop=loop)
+        return True
+
+
+# -- the built-in ticker --------------------------------------------------------
+
+TickFn = Callable[..., int]
+WaitFn = Callable[[threading.Event, float], None]
+
+
+def _write_ticker_pid(provider: str) -> None:
+    from cron.procinfo import hostname, process_start_time
+
+    pid = os.getpid()
+    data = {
+        "pid": pid,
+        "start": process_start_time(pid),
+        "host": hostname(),
+        "provider": provider,
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    paths.cron_dir(create=True)
+    paths.atomic_write_text(paths.ticker_pid_path(), json.dumps(data) + "\n", durable=False)
+
+
+def _remove_ticker_pid() -> None:
+    try:
+        data = json.loads(paths.ticker_pid_path().read_text(encoding="utf-8"))
+        if data.get("pid") == os.getpid():
+            paths.ticker_pid_path().unlink()
+    except (OSError, ValueError):
+        pass
+
+
+class InProcessCronScheduler(CronScheduler):
+    """The built-in ticker: a loop in the host process that survives anything.
+
+    Every iteration runs ``tick(sync=False)`` inside ``except BaseException``
+    — ``SystemExit`` and ``KeyboardInterrupt`` from a job's import or a
+    library included, because shutdown is driven by ``stop_event`` alone. A
+    failure is logged at ERROR with its traceback and written to
+    ``ticker_last_error``; the heartbeat is written after every iteration and
+    the success marker only after a clean tick, so ``status`` can tell
+    "stalled" from "failing" from "running".
+
+    Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
+    ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
+    exactly N iterations by setting ``stop_event`` from it.
+    """
+
+    def __init__(
+        self,
+        *,
+        tick_fn: TickFn | None = None,
+        wait_fn: WaitFn | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tick_fn = tick_fn
+        self._wait_fn = wait_fn
+        self._clock = clock
+        self._wake = threading.Event()
+        self.iterations = 0
+
+    @property
+    def name(self) -> str:
+        return "builtin"
+
+    def on_jobs_changed(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._wake.set()
+
+    # The loop -----------------------------------------------------------------
+
+    def start(
+        self,
+        stop_event: threading.Event,
+        *,
+        adapters: Any = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        interval: float = 60,
+    ) -> None:
+        from cron import jobs
+
+        set_active_provider(self)
+        try:
+            try:
+                from cron.executions import recover_interrupted_executions
+
+                recovered = recover_interrupted_executions()
+                if recovered:
+                    log.warning("marked %d interrupted execution(s) as unknown", recovered)
+            except BaseException:
+                log.exception("could not recover interrupted executions")
+            try:
+                _write_ticker_pid(self.name)
+            except BaseException:
+                log.exception("could not write the ticker pid file")
+            self._beat(jobs, success=False)
+            while not stop_event.is_set():
+                self.run_iteration(adapters=adapters, loop=loop)
+                if stop_event.is_set():
+                    break
+                try:
+                    delay = self.next_delay(interval)
+                except BaseException:
+                    log.exception("could not compute the next wake-up; sleeping %ss", interval)
+                    delay = interval
+                self._sleep(stop_event, delay)
+        finally:
+            set_active_provider(None)
+            _remove_ticker_pid()
+
+    def _beat(self, jobs_mod: Any, *, success: bool) -> None:
+        try:
+            jobs_mod.record_ticker_heartbeat(success=success)
+        except BaseException:
+            # record_ticker_heartbeat is best-effort already; this is belt and braces.
+            log.exception("heartbeat write failed")
+
+    def run_iteration(
+        self, *, adapters: Any = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> bool:
+        """One tick plus its bookkeeping; True if the tick was clean. Never raises."""
+        from cron import jobs, scheduler
+
+        self.iterations += 1
+        tick = self._tick_fn or scheduler.tick
+        clean = False
+        try:
+            tick(sync=False, adapters=adapters, loop=loop)
+            clean = True
+        except BaseException as exc:
+            log.error("cron tick failed; the ticker keeps running", exc_info=True)
+            try:
+                jobs.record_ticker_error(f"{type(exc).__name__}: {exc}")
+            except BaseException:
+                log.exception("could not record the tick error")
+        self._beat(jobs, success=clean)
+        if clean:
+            try:
+                jobs.clear_ticker_error()
+            except BaseException:
+                log.exception("could not clear the tick error")
+        return clean
+
+    def next_delay(self, interval: float) -> float:
+        """Seconds until the earliest due job, capped by ``interval`` (0 when overdue)."""
+        from cron.store import get_store
+
+        wake = get_store().wake_at()
+        if wake is None:
+            return float(interval)
+        return max(0.0, min(float(interval), wake.timestamp() - self._clock()))
+
+    def _sleep(self, stop_event: threading.Event, delay: float) -> None:
+        if self._wait_fn is not None:
+            try:
+                self._wait_fn(stop_event, delay)
+            except BaseException:
+                log.exception("the ticker's wait raised; continuing")
+            return
+        self.wait(stop_event, delay)
+
+    def wait(self, stop_event: threading.Event, delay: float) -> None:
+        """Sleep up to ``delay`` s; wake early on stop, on ``on_jobs_changed``,
+        or when another process changes the store (checked every 0.2 s)."""
+        from cron.store import get_store
+
+        store = get_store()
+        deadline = time.monotonic() + delay
+        try:
+            version = store.version()
+        except Exception:
+            version = None
+        while not stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._wake.wait(min(remaining, 0.2)):
+                self._wake.clear()
+                return
+            try:
+                if version is not None and store.version() != version:
+                    return
+            except Exception:
+                return
+
+
+# -- selecting a provider ------------------------------------------------------
+
+_active: CronScheduler | None = None
+_active_lock = threading.Lock()
+
+
+def set_active_provider(provider: CronScheduler | None) -> None:
+    global _active
+    with _active_lock:
+        _active = provider
+
+
+def active_provider() -> CronScheduler | None:
+    return _active
+
+
+def notify_jobs_changed() -> None:
+    """Tell this process's provider that the store changed.
+
+    With a running provider (a gateway or an embedding host) that one is told.
+    Otherwise (the CLI) a configured external provider is resolved and told,
+    so e.g. a crontab stays converged after ``cronkit add``.
+    """
+    provider = active_provider()
+    if provider is None:
+        try:
+            name = str(cfg_get(load_config(), "cron", "provider", default="") or "")
+        except Exception:
+            return
+        if name.strip().lower() in BUILTIN_ALIASES:
+            return
+        provider = resolve_cron_scheduler()
+        if isinstance(provider, InProcessCronScheduler):
+            return
+    provider.on_jobs_changed()
+
+
+def resolve_cron_scheduler(config: dict[str, Any] | None = None) -> CronScheduler:
+    """The provider named by ``cron.provider`` — or the built-in. Never raises.
+
+    Empty, ``builtin``, ``in-process`` or ``inprocess`` select the built-in. A
+    named provider that is not found, fails to import, raises, or reports
+    ``is_available() == False`` also yields the built-in, with one WARNING
+    naming the provider and the reason: a bad plugin must never leave the
+    host with no ticker at all.
+    """
+    try:
+        cfg = config if config is not None else load_config()
+        raw = cfg_get(cfg, "cron", "provider", default="")
+    except BaseException as exc:  # noqa: B036 - "never raises" includes SystemExit from a hook
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        log.warning("cron provider: config unreadable (%s); using the built-in ticker", exc)
+        return InProcessCronScheduler()
+    name = raw.strip() if isinstance(raw, str) else ("" if raw is None else str(raw))
+    if name.lower() in BUILTIN_ALIASES:
+        return InProcessCronScheduler()
+    from cron.plugins import known_provider_names, load_cron_scheduler
+
+    def fallback(reason: str) -> CronScheduler:
+        log.warning(
+            "cron provider %r unusable: %s; falling back to the built-in ticker", name, reason
+        )
+        return InProcessCronScheduler()
+
+    try:
+        provider = load_cron_scheduler(name)
+    except BaseException as exc:  # noqa: B036
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return fallback(f"failed to load ({type(exc).__name__}: {exc})")
+    if provider is None:
+        try:
+            known = ", ".join(known_provider_names()) or "none"
+        except Exception:
+            known = "unknown"
+        return fallback(f"not found (discovered providers: {known})")
+    try:
+        available = provider.is_available()
+    except BaseException as exc:  # noqa: B036
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return fallback(f"is_available() raised {type(exc).__name__}: {exc}")
+    if not available:
+        return fallback("is_available() returned False")
+    return provider
+
+
+# -- the embedding entry point -----------------------------------------------------
+
+
+class BackgroundTicker:
+    """Handle returned by :func:`start_in_background`."""
+
+    def __init__(
+        self, provider: CronScheduler, thread: threading.Thread, stop_event: threading.Event
+    ) -> None:
+        self.provider = provider
+        self.thread = thread
+        self.stop_event = stop_event
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float | None = 10.0, *, wait_for_jobs: float | None = None) -> bool:
+        """Stop the trigger; True if its thread ended within ``timeout``.
+
+        ``wait_for_jobs`` additionally waits up to that many seconds for
+        already-dispatched jobs to finish.
+        """
+        self.stop_event.set()
+        try:
+            self.provider.stop()
+        except Exception:
+            log.exception("provider %s: stop() failed", self.provider.name)
+        self.thread.join(timeout)
+        if wait_for_jobs:
+            from cron.scheduler import wait_for_running
+
+            wait_for_running(wait_for_jobs)
+        return not self.thread.is_alive()
+
+
+def start_in_background(
+    *,
+    adapters: Any = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    interval: float | None = None,
+    config: dict[str, Any] | None = None,
+    provider: CronScheduler | None = None,
+) -> BackgroundTicker:
+    """Embed cronkit: resolve the provider and run its ``start`` in a daemon thread.
+
+    The same ``start`` the ``cronkit gateway`` process runs, so the ticker,
+    its heartbeat and ``status`` behave identically in both.
+    """
+    cfg = config if config is not None else load_config()
+    chosen = provider or resolve_cron_scheduler(cfg)
+    every = float(interval if interval is not None else cfg_get(cfg, "cron", "interval", default=60))
+    stop_event = threading.Event()
+
+    def run() -> None:
+        set_active_provider(chosen)
+        try:
+            chosen.start(stop_event, adapters=adapters, loop=loop, interval=every)
+        except BaseException:
+            log.exception("cron provider %s: start() raised", chosen.name)
+        finally:
+            if active_provider() is chosen and stop_event.is_set():
+                set_active_provider(None)
+
+    thread = threading.Thread(target=run, name=f"cronkit-{chosen.name}", daemon=True)
+    set_active_provider(chosen)
+    thread.start()
+    return BackgroundTicker(chosen, thread, stop_event)

@@ -1,0 +1,294 @@
+"""Axis A: where jobs live. ``JobStore`` is the backend seam; ``JsonJobStore`` the default.
+
+The at-most-once rules (``cron.claim``) are pure functions over job dicts; a
+backend only has to provide a consistent snapshot and an exclusive
+read-modify-write. That is the whole contract, so a SQLite or PostgreSQL
+backend passes the same contract suite (``tests/contract/store_contract.py``)
+by implementing three methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cron import paths
+from cron.errors import StoreCorruptError, StoreLockTimeout
+
+STORE_VERSION = 1
+LOCK_TIMEOUT = 10.0
+
+Job = dict[str, Any]
+
+
+class JobStore(ABC):
+    """A place jobs live, with one exclusive read-modify-write primitive.
+
+    Required:
+        ``load()`` — a consistent snapshot of every job (a fresh list the
+        caller may mutate freely).
+        ``transaction()`` — a context manager yielding the job list under an
+        exclusive, cross-process lock; if the block exits cleanly and changed
+        the list, the new list is written atomically before the lock is
+        released. If the block raises, nothing is written.
+
+    Optional (defaults are correct but not cheap):
+        ``version()`` — an opaque value that changes whenever the stored jobs
+        change; ``None`` means "unknown, always reload". Used so an idle tick
+        costs a ``stat`` rather than a parse.
+        ``wake_at()`` — the earliest instant a tick could have work, computed
+        from ``load()`` by default.
+    """
+
+    @abstractmethod
+    def load(self) -> list[Job]: ...
+
+    @abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[list[Job]]: ...
+
+    def version(self) -> object | None:
+        return None
+
+    def wake_at(self) -> datetime | None:
+        return earliest_wake(self.load())
+
+
+def _parse_ts(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def earliest_wake(jobs: list[Job], claim_ttl: float | None = None) -> datetime | None:
+    """The earliest ``next_run_at`` of a firing job, or of a spent job's claim expiry.
+
+    A spent job (``next_run_at`` null) whose run crashed still holds a claim;
+    the tick that finds it stale marks the job completed, so its expiry is a
+    wake-up too. ``claim_ttl`` None means "use the configured default".
+    """
+    best: datetime | None = None
+    ttl = claim_ttl
+    for job in jobs:
+        if not job.get("enabled", True) or job.get("state") != "scheduled":
+            continue
+        t = _parse_ts(job.get("next_run_at"))
+        if t is None and job.get("fire_claim"):
+            at = _parse_ts(job["fire_claim"].get("at"))
+            if at is not None:
+                if ttl is None:
+                    from cron.config import cfg_get, load_config
+
+                    try:
+                        ttl = float(cfg_get(load_config(), "cron", "claim_ttl", default=300))
+                    except ValueError:
+                        ttl = 300.0
+                t = datetime.fromtimestamp(at.timestamp() + ttl, UTC)
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+@dataclass
+class _Cached:
+    key: tuple[object, ...]
+    jobs: list[Job]
+    wake: datetime | None
+    wake_known: bool = False
+
+
+class JsonJobStore(JobStore):
+    """``jobs.json``: ``{"version": 1, "jobs": [...], "updated_at": "<iso>"}``.
+
+    Writes are atomic and durable (``paths.atomic_write_bytes``). Every
+    read-modify-write holds ``flock`` on a sibling ``jobs.json.lock`` — a
+    separate file because the data file is replaced by rename, which would
+    silently detach a lock held on it. The wait is bounded by
+    ``lock_timeout``; after it :class:`StoreLockTimeout` is raised.
+
+    A file that cannot be parsed raises :class:`StoreCorruptError` from every
+    operation and is never overwritten: the parse happens under the lock
+    before any write, and a failed parse aborts the transaction.
+
+    Parsed contents are cached keyed on ``(inode, mtime_ns, size)``; since
+    every write is a rename, any change by any process changes the inode.
+    """
+
+    def __init__(self, path: Path | None = None, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self._explicit = path
+        self.lock_timeout = lock_timeout
+        self._cache: _Cached | None = None
+        self._mutex = threading.Lock()
+        # Tests use this seam to crash a write after the temp file exists.
+        self.write_bytes: Callable[[Path, bytes], None] = paths.atomic_write_bytes
+
+    @property
+    def path(self) -> Path:
+        # Resolved per call: CRONKIT_HOME may change between calls (tests).
+        return self._explicit if self._explicit is not None else paths.jobs_path()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- reading -----------------------------------------------------------
+
+    def _stat_key(self) -> tuple[object, ...] | None:
+        """A cheap fingerprint of the file: stat fields plus its last bytes.
+
+        Inodes are reused and mtimes are only as fine as the kernel's clock
+        tick, so two quick writes can share ``(inode, mtime, size)``; the tail
+        holds ``updated_at`` to the microsecond, which two writes never share.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            tail = os.pread(fd, 48, max(0, st.st_size - 48))
+        finally:
+            os.close(fd)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, tail)
+
+    def version(self) -> object | None:
+        return (str(self.path), self._stat_key())
+
+    def _parse(self, data: bytes) -> list[Job]:
+        try:
+            doc = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise StoreCorruptError(
+                self.path, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise StoreCorruptError(self.path, f"not UTF-8 text ({exc.reason})") from None
+        if not isinstance(doc, dict):
+            raise StoreCorruptError(self.path, f"expected a JSON object, got {type(doc).__name__}")
+        if doc.get("version") != STORE_VERSION:
+            raise StoreCorruptError(
+                self.path, f"unsupported store version {doc.get('version')!r} "
+                f"(this cronkit reads version {STORE_VERSION})"
+            )
+        jobs = doc.get("jobs")
+        if not isinstance(jobs, list) or not all(
+            isinstance(j, dict) and isinstance(j.get("id"), str) for j in jobs
+        ):
+            raise StoreCorruptError(self.path, "'jobs' must be a list of objects with an 'id'")
+        return jobs
+
+    def _read_current(self, *, fresh: bool = False) -> _Cached:
+        """Parse the file unless the cached copy is still current (or ``fresh``)."""
+        for _ in range(5):
+            key = self._stat_key()
+            if key is None:
+                return _Cached((), [], None, True)
+            cached = self._cache
+            if not fresh and cached is not None and cached.key == key:
+                return cached
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                continue
+            # Only cache when the file did not change while we read it.
+            if self._stat_key() != key:
+                continue
+            fresh = _Cached(key, self._parse(data), None)
+            self._cache = fresh
+            return fresh
+        data = self.path.read_bytes()
+        return _Cached((), self._parse(data), None)
+
+    def load(self) -> list[Job]:
+        with self._mutex:
+            cur = self._read_current()
+        return json.loads(json.dumps(cur.jobs))  # a private deep copy
+
+    def wake_at(self) -> datetime | None:
+        with self._mutex:
+            cur = self._read_current()
+            if not cur.wake_known:
+                cur.wake = earliest_wake(cur.jobs)
+                cur.wake_known = True
+            return cur.wake
+
+    # -- writing -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        paths.ensure_dir(self.path.parent)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreLockTimeout(self.path, self.lock_timeout) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[list[Job]]:
+        with self._locked():
+            with self._mutex:
+                # Under the lock, always re-read: the cache is for lock-free readers.
+                cur = self._read_current(fresh=True)
+                before = json.dumps(cur.jobs, separators=(",", ":"))
+            jobs: list[Job] = json.loads(before)
+            yield jobs
+            after = json.dumps(jobs, separators=(",", ":"))
+            if after == before:
+                return
+            self._write(jobs, after)
+
+    def _write(self, jobs: list[Job], jobs_json: str) -> None:
+        stamp = datetime.now(UTC).isoformat()
+        # Assembled by hand so the job list is serialised once per write.
+        body = (
+            f'{{"version":{STORE_VERSION},"jobs":{jobs_json},'
+            f'"updated_at":{json.dumps(stamp)}}}\n'
+        )
+        self.write_bytes(self.path, body.encode("utf-8"))
+        with self._mutex:
+            key = self._stat_key()
+            self._cache = _Cached(key, jobs, None) if key is not None else None
+
+
+_default_store: JobStore | None = None
+
+
+def get_store() -> JobStore:
+    """The process-wide store (the JSON file under the current ``CRONKIT_HOME``)."""
+    global _default_store
+    if _default_store is None:
+        _default_store = JsonJobStore()
+    return _default_store
+
+
+def set_store(store: JobStore | None) -> None:
+    """Install another backend for this process (``None`` restores the default)."""
+    global _default_store
+    _default_store = store

@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated CRONKIT_HOME per test and Hypothesis profiles.
+
+``HYPOTHESIS_PROFILE`` picks the profile: ``ci`` (default; derandomized and
+bounded so the whole suite fits the CI budget), ``dev`` and ``nightly``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "nightly",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, private CRONKIT_HOME; the config pins UTC unless a test writes its own."""
+    h = tmp_path / "cronkit-home"
+    monkeypatch.setenv("CRONKIT_HOME", str(h))
+    monkeypatch.setenv("TZ", "UTC")
+    yield h
+
+
+def write_config(home: Path, text: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(text, encoding="utf-8")
