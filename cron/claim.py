@@ -113,8 +113,9 @@ def _stamp(job: Job, *, slot: datetime, now: datetime, owner: str, advance: bool
 
 def _missed_between(job: Job, start: datetime, end: datetime, reason: str) -> list[LedgerEvent]:
     """Ledger rows for the slots in ``[start, end)`` that a claim passed over."""
-    slots = iter_slots(job["schedule"], start=start, end=end, tz=_zone(job),
-                       limit=MISSED_ROWS_LIMIT + 1)
+    slots = iter_slots(
+        job["schedule"], start=start, end=end, tz=_zone(job), limit=MISSED_ROWS_LIMIT + 1
+    )
     slots = [s for s in slots if s < end]
     return [LedgerEvent(job["id"], "missed", to_iso(s), reason) for s in slots[:MISSED_ROWS_LIMIT]]
 
@@ -162,8 +163,9 @@ def try_claim(
     if scheduled_at is not None:
         if scheduled_at < due:
             return ClaimOutcome(
-                None, f"slot {to_iso(scheduled_at)} already fired or superseded "
-                f"(next slot is {to_iso(due)})"
+                None,
+                f"slot {to_iso(scheduled_at)} already fired or superseded "
+                f"(next slot is {to_iso(due)})",
             )
         if scheduled_at > now:
             return ClaimOutcome(None, f"slot {to_iso(scheduled_at)} is in the future")
@@ -236,7 +238,9 @@ def sweep_due(
             job["last_status"] = "missed"
             _advance(job, anchor=due, now=now)
             ev = LedgerEvent(
-                job_id, "missed", to_iso(due),
+                job_id,
+                "missed",
+                to_iso(due),
                 f"{late:.0f}s late, beyond grace; catch_up=skip",
             )
             return ClaimOutcome(None, "missed (catch_up=skip)", to_iso(due), [ev])

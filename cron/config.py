@@ -80,7 +80,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         ok_types: tuple[type, ...] = (int,) if kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_types):
             raise ConfigError(f"cron.{dotted}", f"expected a number, got {value!r}")
-        if minimum is not None and value < minimum:
+        if minimum is not None and float(value) < minimum:  # type: ignore[arg-type]
             raise ConfigError(f"cron.{dotted}", f"must be >= {minimum}, got {value!r}")
     if c["catch_up"] not in CATCH_UP_POLICIES:
         raise ConfigError("cron.catch_up", f"expected 'once' or 'skip', got {c['catch_up']!r}")

@@ -28,9 +28,7 @@ class ScheduleError(CronkitError, ValueError):
         self.text = text
         self.reason = reason
         detail = f": {reason}" if reason else ""
-        super().__init__(
-            f"invalid schedule {text!r}{detail}; accepted forms: {ACCEPTED_SCHEDULES}"
-        )
+        super().__init__(f"invalid schedule {text!r}{detail}; accepted forms: {ACCEPTED_SCHEDULES}")
 
 
 class JobNotFoundError(CronkitError, KeyError):

@@ -30,6 +30,8 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -47,8 +49,9 @@ STATUSES = frozenset(
     {"claimed", "running", "ok", "error", "timeout", "interrupted", "missed", "skipped", "unknown"}
 )
 LIVE_STATUSES = ("claimed", "running")
-FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"})
 EVENT_STATUSES = frozenset({"missed", "skipped"})
+# A claimed row may also end as skipped/missed (e.g. the job vanished before it ran).
+FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | EVENT_STATUSES
 
 COLUMNS = (
     "id",
@@ -91,6 +94,10 @@ _ORDER = f"{_WHEN} DESC, rowid DESC"
 
 _SQLITE_TIMEOUT = 30.0
 
+# Ledger files this process has already switched to WAL and given the schema.
+_initialised: set[tuple[str, int, int]] = set()
+_initialised_lock = threading.Lock()
+
 
 def _iso(dt: datetime) -> str:
     """Aware datetime -> ISO-8601 UTC text with ``+00:00``; naive input is rejected."""
@@ -125,6 +132,34 @@ def _ensure_file(path: Path) -> None:
         os.close(fd)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL and create the schema, retrying while another process does.
+
+    Changing the journal mode needs an exclusive lock and SQLite reports a
+    conflict at once instead of calling the busy handler, so two processes
+    opening a fresh ledger together would otherwise see "database is locked".
+    """
+    deadline = time.monotonic() + _SQLITE_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            # journal_mode is persistent in the file: only the first opener switches it.
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 @contextlib.contextmanager
 def _connect() -> Iterator[sqlite3.Connection]:
     """A fresh autocommit connection to the ledger, schema ensured, closed on exit."""
@@ -133,12 +168,16 @@ def _connect() -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
-        # journal_mode is persistent in the file; once WAL, this is a cheap read.
-        conn.execute("PRAGMA journal_mode=WAL")
         # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows,
         # never corrupt the file); FULL would fsync on every run's bookkeeping.
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        st = os.stat(path)
+        # Keyed by inode too: a ledger deleted and recreated needs the schema again.
+        key = (str(path), st.st_dev, st.st_ino)
+        if key not in _initialised:
+            _initialise(conn)
+            with _initialised_lock:
+                _initialised.add(key)
         yield conn
     finally:
         conn.close()
@@ -285,7 +324,10 @@ def finish(
     keep_per_job: int = KEEP_PER_JOB,
     now: datetime | None = None,
 ) -> bool:
-    """Close the ``token`` row with a final ``status`` (ok|error|timeout|interrupted|unknown).
+    """Close the ``token`` row with a final status.
+
+    ``status`` is ok|error|timeout|interrupted|unknown, or skipped|missed for a
+    claim that ended without running (e.g. the job was removed in between).
 
     Also prunes that job's rows beyond ``keep_per_job``. Returns False (and
     logs a warning) when no row has this id, e.g. the ledger was reset.

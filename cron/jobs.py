@@ -31,7 +31,9 @@ from cron.store import Job, get_store
 log = logging.getLogger(__name__)
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
-EDITABLE = frozenset({"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"})
+EDITABLE = frozenset(
+    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"}
+)
 
 _change_listeners: list[Callable[[], None]] = []
 
@@ -93,8 +95,8 @@ def _validate_repeat(repeat: object, kind: str) -> dict[str, Any]:
 
 
 def _validate_catch_up(value: object) -> str | None:
-    if value is None or value in CATCH_UP_POLICIES:
-        return value  # type: ignore[return-value]
+    if value is None or (isinstance(value, str) and value in CATCH_UP_POLICIES):
+        return value
     raise JobValueError("catch_up", value, "expected 'once' or 'skip'")
 
 
@@ -159,7 +161,9 @@ def create_job(
     accepting it would either fire a stale action or silently never fire.
     """
     now = _now(now)
-    tz = _validate_tz(tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None))
+    tz = _validate_tz(
+        tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None)
+    )
     sched = parse_schedule(schedule, tz=tz, now=now)
     if tz:
         sched["tz"] = tz
@@ -393,8 +397,12 @@ def _write_events(events: list[rules.LedgerEvent], source: str, now: datetime) -
     for ev in events:
         try:
             executions.record_event(
-                ev.job_id, status=ev.status, scheduled_at=ev.scheduled_at, source=source,
-                error=ev.error, now=now,
+                ev.job_id,
+                status=ev.status,
+                scheduled_at=ev.scheduled_at,
+                source=source,
+                error=ev.error,
+                now=now,
             )
         except Exception:
             # The store already advanced; a lost ledger row must not undo that.
@@ -406,8 +414,13 @@ def _record_claim(job: Job, token: str, source: str, now: datetime) -> None:
 
     try:
         executions.record_claim(
-            token, job["id"], scheduled_at=job["fire_claim"]["scheduled_at"], source=source,
-            owner=job["fire_claim"]["by"], job_name=job.get("name"), now=now,
+            token,
+            job["id"],
+            scheduled_at=job["fire_claim"]["scheduled_at"],
+            source=source,
+            owner=job["fire_claim"]["by"],
+            job_name=job.get("name"),
+            now=now,
         )
     except Exception:
         log.exception("could not record the claim of job %s in the ledger", job["id"])
@@ -421,7 +434,7 @@ def claim_job_for_fire(
     force: bool = False,
     source: str = "manual",
 ) -> str | None:
-    """Give one due slot of ``job_id`` to exactly one caller: a compare-and-set under the store lock.
+    """Give one due slot of ``job_id`` to exactly one caller: compare-and-set under the lock.
 
     Returns a fresh claim token to the single winner and ``None`` to every
     other caller — threads, processes or machines sharing the store. ``None``
@@ -474,8 +487,13 @@ def claim_job_for_fire_ex(
     with get_store().transaction() as jobs:
         job = _find(jobs, job_id)
         outcome = rules.try_claim(
-            job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner,
-            scheduled_at=slot, force=force,
+            job,
+            now=at,
+            claim_ttl=ttl,
+            catch_up_default=catch_default,
+            owner=owner,
+            scheduled_at=slot,
+            force=force,
         )
         claimed = dict(job) if (job is not None and outcome.won) else None
     if claimed is not None and outcome.token is not None:
@@ -573,10 +591,14 @@ def record_ticker_heartbeat(*, success: bool = True, now: datetime | None = None
     epoch = _now(now).timestamp() if now is not None else time.time()
     try:
         _write_epoch(paths.heartbeat_path, epoch)
-        if success:
-            _write_epoch(paths.last_success_path, epoch)
     except Exception:
         log.warning("could not write the ticker heartbeat", exc_info=True)
+    if success:
+        # Independent of the heartbeat: one unwritable file must not hide the other.
+        try:
+            _write_epoch(paths.last_success_path, epoch)
+        except Exception:
+            log.warning("could not write the ticker success marker", exc_info=True)
 
 
 def record_ticker_error(message: str, *, now: datetime | None = None) -> None:

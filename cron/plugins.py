@@ -101,7 +101,7 @@ def _describe(directory: Path) -> str:
 
 def _bundled(bundled_dir: Path | None) -> list[_Candidate]:
     root = bundled_dir or BUNDLED_DIR
-    out = []
+    out: list[_Candidate] = []
     if not root.is_dir():
         return out
     package = "cron.providers" if bundled_dir is None else None
@@ -111,7 +111,9 @@ def _bundled(bundled_dir: Path | None) -> list[_Candidate]:
 
         def load(d: Path = d) -> Any:
             if package is not None:
-                return _from_module(importlib.import_module(f"{package}.{d.name}"), f"bundled {d.name!r}")
+                return _from_module(
+                    importlib.import_module(f"{package}.{d.name}"), f"bundled {d.name!r}"
+                )
             return _from_module(_import_path(d, "cronkit_bundled"), f"bundled {d.name!r}")
 
         out.append(_Candidate(d.name, "bundled", _describe(d), load))
@@ -119,7 +121,7 @@ def _bundled(bundled_dir: Path | None) -> list[_Candidate]:
 
 
 def _entry_points() -> list[_Candidate]:
-    out = []
+    out: list[_Candidate] = []
     try:
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:
@@ -155,7 +157,7 @@ def _import_path(directory: Path, prefix: str) -> ModuleType:
 
 def _user(user_dir: Path | None) -> list[_Candidate]:
     root = user_dir or paths.plugins_dir()
-    out = []
+    out: list[_Candidate] = []
     if not root.is_dir():
         return out
     for d in sorted(root.iterdir()):
@@ -175,18 +177,27 @@ def _candidates(bundled_dir: Path | None, user_dir: Path | None) -> dict[str, _C
     for group in (_bundled(bundled_dir), _entry_points(), _user(user_dir)):
         for cand in group:
             if cand.name.lower() in BUILTIN_ALIASES:
-                log.warning("ignoring %s provider %r: that name is the core built-in",
-                            cand.source, cand.name)
+                log.warning(
+                    "ignoring %s provider %r: that name is the core built-in",
+                    cand.source,
+                    cand.name,
+                )
                 continue
             if cand.name in chosen:
-                log.info("provider %r from %s shadowed by %s", cand.name, cand.source,
-                         chosen[cand.name].source)
+                log.info(
+                    "provider %r from %s shadowed by %s",
+                    cand.name,
+                    cand.source,
+                    chosen[cand.name].source,
+                )
                 continue
             chosen[cand.name] = cand
     return chosen
 
 
-def known_provider_names(*, bundled_dir: Path | None = None, user_dir: Path | None = None) -> list[str]:
+def known_provider_names(
+    *, bundled_dir: Path | None = None, user_dir: Path | None = None
+) -> list[str]:
     return sorted(_candidates(bundled_dir, user_dir))
 
 
@@ -199,7 +210,7 @@ def discover_cron_schedulers(
     fails to load or raises is listed as unavailable, with the reason in its
     description. ``bundled_dir``/``user_dir`` override the search roots (tests).
     """
-    out = []
+    out: list[tuple[str, str, bool]] = []
     for name, cand in sorted(_candidates(bundled_dir, user_dir).items()):
         desc = cand.description or cand.source
         try:

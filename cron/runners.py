@@ -357,6 +357,7 @@ class _Pipe:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
+        self.proc = proc
         self.stream = proc.stdout
         self.fd = proc.stdout.fileno()
         self.tail = _Tail()
@@ -367,7 +368,10 @@ class _Pipe:
     def pump(self, wait: float) -> bool:
         """Read what is available, waiting at most ``wait`` seconds; True if data came."""
         if self.eof:
-            time.sleep(max(wait, 0.0))
+            # Nothing left to read: spend the wait on the exit instead, so an
+            # exit right after EOF is seen at once rather than after ``wait``.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=max(wait, 0.0))
             return False
         if not self.sel.select(timeout=max(wait, 0.0)):
             return False
@@ -390,18 +394,17 @@ def _terminate(proc: subprocess.Popen[bytes], pipe: _Pipe) -> None:
     deadline = time.monotonic() + TERM_GRACE
     while time.monotonic() < deadline:
         pipe.pump(0.05)
-        if proc.poll() is not None:
+        # Reap after the liveness check: a member that died in between is a
+        # zombie by then and is collected here rather than left behind.
+        if proc.poll() is not None and not _group_alive(pgid):
             _reap_group(pgid)
-            if not _group_alive(pgid):
-                return
+            return
     _signal_group(pgid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        _reap_group(pgid)
-        if not _group_alive(pgid):
-            return
+    while time.monotonic() < deadline and _group_alive(pgid):
         pipe.pump(0.02)
+    _reap_group(pgid)
 
 
 def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
@@ -469,9 +472,13 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
         while not detached_output and pipe.pump(0.0):
             pass
     except BaseException:
+        # Interrupted while waiting: no grace, the host is going away.
         _signal_group(proc.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             proc.wait(timeout=5)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and _group_alive(proc.pid):
+                time.sleep(0.01)
             _reap_group(proc.pid)
         raise
     finally:

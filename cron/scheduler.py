@@ -26,6 +26,7 @@ from cron import executions, jobs, paths
 from cron.config import cfg_get, load_config
 from cron.output import write_output
 from cron.runners import RunContext, RunResult, run_action
+from cron.store import Job
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,10 @@ class _ClaimKeeper:
     def __init__(self, job_id: str, token: str, ttl: float) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(job_id, token, max(ttl / 3, 0.05)),
-            name=f"cronkit-claim-{job_id}", daemon=True,
+            target=self._run,
+            args=(job_id, token, max(ttl / 3, 0.05)),
+            name=f"cronkit-claim-{job_id}",
+            daemon=True,
         )
 
     def _run(self, job_id: str, token: str, every: float) -> None:
@@ -170,7 +173,9 @@ class _ClaimKeeper:
 
 
 def _deliver(
-    job: jobs.Job, result: RunResult, adapters: Adapters | None,
+    job: Job,
+    result: RunResult,
+    adapters: Adapters | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> None:
     """Hand the result to the host's delivery adapters named in ``job["deliver"]``.
@@ -197,7 +202,7 @@ def _deliver(
             log.exception("job %s: delivery via %r failed", job["id"], name)
 
 
-def _timeout_for(job: jobs.Job, cfg: dict[str, Any]) -> float | None:
+def _timeout_for(job: Job, cfg: dict[str, Any]) -> float | None:
     value = job.get("timeout")
     if value is None:
         value = cfg_get(cfg, "cron", "job_timeout", default=600)
@@ -205,7 +210,7 @@ def _timeout_for(job: jobs.Job, cfg: dict[str, Any]) -> float | None:
 
 
 def run_one_job(
-    job: jobs.Job,
+    job: Job,
     *,
     adapters: Adapters | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
@@ -245,8 +250,10 @@ def run_one_job(
     try:
         text = result.output
         if result.error and result.status != "ok":
-            text = f"{text}\n[cronkit] {result.status}: {result.error}\n" if text else (
-                f"[cronkit] {result.status}: {result.error}\n"
+            text = (
+                f"{text}\n[cronkit] {result.status}: {result.error}\n"
+                if text
+                else (f"[cronkit] {result.status}: {result.error}\n")
             )
         output_path = write_output(
             job_id, text, retention=int(cfg_get(cfg, "cron", "output_retention", default=50))
@@ -260,7 +267,9 @@ def run_one_job(
             "job %s: result not recorded on the job; its claim %s is no longer live", job_id, token
         )
     executions.finish(
-        token, status=result.status, error=result.error,
+        token,
+        status=result.status,
+        error=result.error,
         output_path=str(output_path) if output_path else None,
     )
     return ok

@@ -245,7 +245,7 @@ class InProcessCronScheduler(CronScheduler):
             tick(sync=False, adapters=adapters, loop=loop)
             clean = True
         except BaseException as exc:
-            log.error("cron tick failed; the ticker keeps running", exc_info=True)
+            log.exception("cron tick failed; the ticker keeps running")
             try:
                 jobs.record_ticker_error(f"{type(exc).__name__}: {exc}")
             except BaseException:
@@ -440,7 +440,9 @@ def start_in_background(
     """
     cfg = config if config is not None else load_config()
     chosen = provider or resolve_cron_scheduler(cfg)
-    every = float(interval if interval is not None else cfg_get(cfg, "cron", "interval", default=60))
+    every = float(
+        interval if interval is not None else cfg_get(cfg, "cron", "interval", default=60)
+    )
     stop_event = threading.Event()
 
     def run() -> None:

@@ -89,7 +89,9 @@ def _store_summary() -> tuple[int, str | None]:
     return len(active), earliest
 
 
-def ticker_status(now: datetime | float | None = None, *, cfg: dict[str, Any] | None = None) -> TickerStatus:
+def ticker_status(
+    now: datetime | float | None = None, *, cfg: dict[str, Any] | None = None
+) -> TickerStatus:
     """Classify the ticker as running / failing / stalled / unknown / stopped / external.
 
     - ``stopped``: no live ticker process (pid file absent, pid dead or reused);
@@ -117,8 +119,13 @@ def ticker_status(now: datetime | float | None = None, *, cfg: dict[str, Any] | 
     beat_age = None if beat is None else max(0.0, t - beat)
     success_age = None if success is None else max(0.0, t - success)
     common: dict[str, Any] = {
-        "gateway_pid": pid, "heartbeat_age": beat_age, "success_age": success_age,
-        "last_error": error, "jobs_active": active, "next_run_at": earliest, "stale_after": limit,
+        "gateway_pid": pid,
+        "heartbeat_age": beat_age,
+        "success_age": success_age,
+        "last_error": error,
+        "jobs_active": active,
+        "next_run_at": earliest,
+        "stale_after": limit,
     }
     if provider.lower() not in BUILTIN_ALIASES:
         from cron.scheduler_provider import resolve_cron_scheduler

@@ -180,8 +180,9 @@ class JsonJobStore(JobStore):
             raise StoreCorruptError(self.path, f"expected a JSON object, got {type(doc).__name__}")
         if doc.get("version") != STORE_VERSION:
             raise StoreCorruptError(
-                self.path, f"unsupported store version {doc.get('version')!r} "
-                f"(this cronkit reads version {STORE_VERSION})"
+                self.path,
+                f"unsupported store version {doc.get('version')!r} "
+                f"(this cronkit reads version {STORE_VERSION})",
             )
         jobs = doc.get("jobs")
         if not isinstance(jobs, list) or not all(
@@ -206,16 +207,17 @@ class JsonJobStore(JobStore):
             # Only cache when the file did not change while we read it.
             if self._stat_key() != key:
                 continue
-            fresh = _Cached(key, self._parse(data), None)
-            self._cache = fresh
-            return fresh
+            parsed = _Cached(key, self._parse(data), None)
+            self._cache = parsed
+            return parsed
         data = self.path.read_bytes()
         return _Cached((), self._parse(data), None)
 
     def load(self) -> list[Job]:
         with self._mutex:
             cur = self._read_current()
-        return json.loads(json.dumps(cur.jobs))  # a private deep copy
+        copied: list[Job] = json.loads(json.dumps(cur.jobs))  # a private deep copy
+        return copied
 
     def wake_at(self) -> datetime | None:
         with self._mutex:
@@ -268,8 +270,7 @@ class JsonJobStore(JobStore):
         stamp = datetime.now(UTC).isoformat()
         # Assembled by hand so the job list is serialised once per write.
         body = (
-            f'{{"version":{STORE_VERSION},"jobs":{jobs_json},'
-            f'"updated_at":{json.dumps(stamp)}}}\n'
+            f'{{"version":{STORE_VERSION},"jobs":{jobs_json},"updated_at":{json.dumps(stamp)}}}\n'
         )
         self.write_bytes(self.path, body.encode("utf-8"))
         with self._mutex:

@@ -94,6 +94,16 @@ def test_mark_running_never_resurrects_a_final_row(home: Path) -> None:
     assert row is not None and row["status"] == "ok"
 
 
+def test_finish_claim_as_skipped(home: Path) -> None:
+    tok = _tok()
+    executions.record_claim(tok, "j", scheduled_at=T0, source="webhook", now=T0)
+    assert executions.finish(tok, status="skipped", error="job removed", now=T0)
+    row = executions.get_execution(tok)
+    assert row is not None and (row["status"], row["error"]) == ("skipped", "job removed")
+    with pytest.raises(ValueError):
+        executions.finish(tok, status="running")
+
+
 def test_finish_unknown_token_and_bad_status(home: Path) -> None:
     assert not executions.finish("nope", status="ok", now=T0)
     with pytest.raises(ValueError, match="invalid execution status"):
@@ -117,7 +127,9 @@ def test_record_event(home: Path) -> None:
 
 def test_naive_now_rejected(home: Path) -> None:
     with pytest.raises(ValueError, match="naive"):
-        executions.record_claim(_tok(), "j", scheduled_at=None, source="t", now=datetime(2026, 1, 1))
+        executions.record_claim(
+            _tok(), "j", scheduled_at=None, source="t", now=datetime(2026, 1, 1)
+        )
 
 
 def test_list_newest_first_limit_and_filter(home: Path) -> None:
@@ -125,7 +137,10 @@ def test_list_newest_first_limit_and_filter(home: Path) -> None:
     for i in range(6):
         tok = _tok()
         executions.record_claim(
-            tok, "a" if i % 2 == 0 else "b", scheduled_at=T0, source="tick",
+            tok,
+            "a" if i % 2 == 0 else "b",
+            scheduled_at=T0,
+            source="tick",
             now=T0 + timedelta(minutes=i),
         )
         ids.append(tok)
@@ -152,7 +167,11 @@ def test_retention_keeps_newest_per_job(home: Path) -> None:
     for i in range(1, 9):
         tok = _tok()
         executions.record_claim(
-            tok, "a", scheduled_at=T0, source="tick", now=T0 + timedelta(minutes=i),
+            tok,
+            "a",
+            scheduled_at=T0,
+            source="tick",
+            now=T0 + timedelta(minutes=i),
             keep_per_job=5,
         )
         executions.finish(tok, status="ok", now=T0 + timedelta(minutes=i), keep_per_job=5)
@@ -208,7 +227,11 @@ def test_recover_marks_only_provably_dead_owners(home: Path) -> None:
     assert got["remote"] is not None and got["remote"]["status"] == "claimed"
     ok_row = got["dead_but_ok"]
     assert ok_row is not None
-    assert (ok_row["status"], ok_row["finished_at"], ok_row["error"]) == ("ok", T0.isoformat(), None)
+    assert (ok_row["status"], ok_row["finished_at"], ok_row["error"]) == (
+        "ok",
+        T0.isoformat(),
+        None,
+    )
     # Idempotent: nothing left to recover, nothing rerun or re-marked.
     assert executions.recover_interrupted_executions(now=later) == 0
 

@@ -286,7 +286,9 @@ def test_bad_actions_rejected(action: Any) -> None:
 
 
 def test_unknown_kind_lists_known() -> None:
-    with pytest.raises(ActionError, match="unknown runner kind 'nosuchkind'; known: command, python"):
+    with pytest.raises(
+        ActionError, match="unknown runner kind 'nosuchkind'; known: command, python"
+    ):
         runners.get_runner("nosuchkind")
 
 
@@ -300,7 +302,9 @@ def test_check_import(mods: Path) -> None:
             {"kind": "python", "target": "no_such_pkg_zz.mod:f"}, check_import=True
         )
     with pytest.raises(ActionError, match="AttributeError"):
-        runners.validate_action({"kind": "python", "target": "ckjobs.tasks:missing"}, check_import=True)
+        runners.validate_action(
+            {"kind": "python", "target": "ckjobs.tasks:missing"}, check_import=True
+        )
     with pytest.raises(ActionError, match="not callable"):
         runners.validate_action(
             {"kind": "python", "target": "ckjobs.tasks:NOT_CALLABLE"}, check_import=True

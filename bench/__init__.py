@@ -1,0 +1,1 @@
+"""cronkit benchmarks (not part of the test gate): ``python bench/run.py [--quick]``."""

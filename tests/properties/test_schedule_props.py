@@ -1,0 +1,392 @@
+"""Properties of cron.schedule, checked against an independent brute-force reference.
+
+The reference (``_reference_next``) knows nothing of croniter's iteration or of
+the module's wall-clock scan: it steps UTC minutes one by one, looks at the
+local wall clock, and applies the SPEC §2 rules literally (match on the wall
+time; a fold's second pass only for all-hours expressions; a gap's wall times
+fire at the first instant after the gap). Cron expressions are generated
+together with the sets they denote, so matching needs no cron parser either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from cron.errors import ScheduleError
+from cron.schedule import compute_next_run, next_slot, parse_schedule
+
+ZONES = [
+    "Europe/Berlin",
+    "America/Toronto",
+    "Australia/Lord_Howe",
+    "America/Sao_Paulo",
+    "UTC",
+    "Asia/Kolkata",
+]
+LO = datetime(2020, 1, 1, tzinfo=UTC)
+HI = datetime(2030, 12, 31, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+WINDOW_MINUTES = 3 * 24 * 60
+
+
+@pytest.fixture(autouse=True)
+def _isolated(home: Path) -> None:
+    """A private CRONKIT_HOME (TZ=UTC) so no user config leaks in."""
+
+
+# --------------------------------------------------------------------------- zones
+
+
+@cache
+def transitions(zone_name: str) -> tuple[datetime, ...]:
+    """Every UTC instant in [LO, HI] at which the zone's offset changes."""
+    zone = ZoneInfo(zone_name)
+    out: list[datetime] = []
+    t = LO
+    prev = t.astimezone(zone).utcoffset()
+    while t < HI:
+        n = t + timedelta(days=1)
+        off = n.astimezone(zone).utcoffset()
+        if off != prev:
+            lo, hi = int(t.timestamp()), int(n.timestamp())
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if datetime.fromtimestamp(mid, zone).utcoffset() == prev:
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(datetime.fromtimestamp(hi, UTC))
+            prev = off
+        t = n
+    return tuple(out)
+
+
+@st.composite
+def zone_and_instant(draw: st.DrawFn) -> tuple[str, datetime]:
+    """A zone and an aware UTC instant, half the time within hours of a DST change."""
+    zone = draw(st.sampled_from(ZONES))
+    near = transitions(zone)
+    if near and draw(st.booleans()):
+        base = draw(st.sampled_from(near))
+        offset = draw(st.integers(-6 * 3600, 6 * 3600))
+        micro = draw(st.sampled_from([0, 0, 1, 999_999]))
+        return zone, base + timedelta(seconds=offset, microseconds=micro)
+    naive = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 30)))
+    return zone, naive.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- cron generation
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    text: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    dom: frozenset[int] | None  # None: the literal '*'
+    months: frozenset[int]
+    dow: frozenset[int] | None  # Sunday = 0; None: the literal '*'
+
+    @property
+    def all_hours(self) -> bool:
+        return len(self.hours) == 24
+
+    def matches(self, wall: datetime) -> bool:
+        if wall.minute not in self.minutes or wall.hour not in self.hours:
+            return False
+        if wall.month not in self.months:
+            return False
+        dom_ok = self.dom is None or wall.day in self.dom
+        dow_ok = self.dow is None or wall.isoweekday() % 7 in self.dow
+        if self.dom is not None and self.dow is not None:
+            return dom_ok or dow_ok  # classic cron: both restricted -> either
+        return dom_ok and dow_ok
+
+
+def field(lo: int, hi: int) -> st.SearchStrategy[tuple[str, frozenset[int]]]:
+    """A cron field over [lo, hi] as (text, set of values it denotes)."""
+    value = st.integers(lo, hi)
+    single = value.map(lambda v: (str(v), frozenset({v})))
+    span = st.tuples(value, value).map(sorted)
+    rng = span.map(lambda ab: (f"{ab[0]}-{ab[1]}", frozenset(range(ab[0], ab[1] + 1))))
+    step = st.integers(1, hi - lo + 1).map(
+        lambda s: (f"*/{s}", frozenset(range(lo, hi + 1, s)))
+    )
+    rstep = st.tuples(span, st.integers(1, hi - lo + 1)).map(
+        lambda t: (f"{t[0][0]}-{t[0][1]}/{t[1]}", frozenset(range(t[0][0], t[0][1] + 1, t[1])))
+    )
+    item = st.one_of(single, rng, step, rstep)
+    many = st.lists(item, min_size=2, max_size=3).map(
+        lambda items: (",".join(t for t, _ in items), frozenset().union(*(s for _, s in items)))
+    )
+    star = st.just(("*", frozenset(range(lo, hi + 1))))
+    return st.one_of(star, item, many)
+
+
+def day_field(lo: int, hi: int, full: int) -> st.SearchStrategy[tuple[str, frozenset[int] | None]]:
+    """Day-of-month / day-of-week: '*' or a proper subset.
+
+    A non-'*' field that still covers every day is where cron dialects disagree
+    about the day-of-month/day-of-week OR rule, so it is not generated.
+    """
+
+    def norm(item: tuple[str, frozenset[int]]) -> tuple[str, frozenset[int] | None]:
+        text, values = item
+        if text == "*":
+            return text, None
+        return text, frozenset(v % 7 for v in values) if full == 7 else values
+
+    restricted = field(lo, hi).map(norm).filter(lambda t: t[1] is None or len(t[1]) < full)
+    return st.one_of(st.just(("*", None)), st.just(("*", None)), restricted)
+
+
+@st.composite
+def cron_specs(draw: st.DrawFn) -> CronSpec:
+    minute = draw(field(0, 59))
+    hour = draw(
+        st.one_of(
+            field(0, 23),
+            st.sampled_from(["1", "2", "1-3", "2,3", "0-4", "*/2", "1,2"]).map(
+                lambda t: (t, frozenset(_expand_simple(t, 0, 23)))
+            ),
+        )
+    )
+    dom = draw(day_field(1, 31, 31))
+    month = draw(st.one_of(st.just(("*", frozenset(range(1, 13)))), field(1, 12)))
+    dow = draw(day_field(0, 7, 7))
+    text = " ".join(t for t, _ in (minute, hour, dom, month, dow))
+    return CronSpec(text, minute[1], hour[1], dom[1], month[1], dow[1])
+
+
+def _expand_simple(text: str, lo: int, hi: int) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        span, _, step = part.partition("/")
+        a, b = (lo, hi) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
+        out.update(range(a, b + 1, int(step or 1)))
+    return out
+
+
+def _fires_at(spec: CronSpec, u: datetime, zone: ZoneInfo) -> bool:
+    """Does the SPEC say ``spec`` fires at the minute-aligned UTC instant ``u``?"""
+    local = u.astimezone(zone)
+    wall = local.replace(tzinfo=None, fold=0)
+    if spec.matches(wall) and (local.fold == 0 or spec.all_hours):
+        return True
+    before = (u - MINUTE).astimezone(zone).utcoffset()
+    after = local.utcoffset()
+    assert before is not None and after is not None
+    if after > before:
+        # `u` is the first instant after a gap; the skipped wall times fire here.
+        m = (u + before).replace(tzinfo=None)
+        while m < wall:
+            if spec.matches(m):
+                return True
+            m += MINUTE
+    return False
+
+
+def _reference_next(spec: CronSpec, after: datetime, zone: ZoneInfo) -> datetime | None:
+    """The first firing UTC minute strictly after ``after`` within the window, else None."""
+    u = after.replace(second=0, microsecond=0) + MINUTE
+    for _ in range(WINDOW_MINUTES):
+        if _fires_at(spec, u, zone):
+            return u
+        u += MINUTE
+    return None
+
+
+# --------------------------------------------------------------------------- cron properties
+
+
+@given(spec=cron_specs(), where=zone_and_instant())
+@example(
+    spec=CronSpec("*/15 * * * *", frozenset(range(0, 60, 15)), frozenset(range(24)), None,
+                  frozenset(range(1, 13)), None),
+    where=("Europe/Berlin", datetime(2026, 10, 25, 0, 50, tzinfo=UTC)),
+)
+@example(
+    spec=CronSpec("30 2 * * *", frozenset({30}), frozenset({2}), None, frozenset(range(1, 13)),
+                  None),
+    where=("Europe/Berlin", datetime(2026, 3, 28, 23, 0, tzinfo=UTC)),
+)
+@example(
+    spec=CronSpec("45 1 * * *", frozenset({45}), frozenset({1}), None, frozenset(range(1, 13)),
+                  None),
+    where=("Australia/Lord_Howe", datetime(2026, 4, 4, 14, 0, tzinfo=UTC)),
+)
+def test_next_run_matches_brute_force_reference(
+    spec: CronSpec, where: tuple[str, datetime]
+) -> None:
+    zone_name, after = where
+    zone = ZoneInfo(zone_name)
+    sched = parse_schedule(spec.text)
+    got = compute_next_run(sched, after=after, tz=zone_name)
+    expected = _reference_next(spec, after, zone)
+    assert got is not None
+    assert got > after
+    assert got.utcoffset() == timedelta(0)
+    if expected is None:
+        assert got > after + WINDOW_MINUTES * MINUTE
+    else:
+        assert got == expected
+
+
+cron_texts = st.one_of(
+    cron_specs().map(lambda s: s.text),
+    # 6-field (seconds last) variants of the same grammar.
+    st.tuples(cron_specs(), field(0, 59)).map(lambda t: f"{t[0].text} {t[1][0]}"),
+    st.sampled_from(["@hourly", "@daily", "@weekly", "@monthly", "@yearly", "0 0 L * *"]),
+)
+
+
+@given(expr=cron_texts, where=zone_and_instant(), delta=st.integers(0, 3 * 86400))
+def test_next_run_is_monotone(expr: str, where: tuple[str, datetime], delta: int) -> None:
+    zone_name, a = where
+    b = a + timedelta(seconds=delta)
+    sched = parse_schedule(expr)
+    na = compute_next_run(sched, after=a, tz=zone_name)
+    nb = compute_next_run(sched, after=b, tz=zone_name)
+    assert na is not None and nb is not None
+    assert a < na <= nb
+    assert nb > b
+
+
+@given(expr=cron_texts, where=zone_and_instant())
+def test_walk_is_strictly_increasing_and_gapless(expr: str, where: tuple[str, datetime]) -> None:
+    zone_name, t = where
+    sched = parse_schedule(expr)
+    fires: list[datetime] = []
+    for _ in range(50):
+        nxt = compute_next_run(sched, after=t, tz=zone_name)
+        assert nxt is not None and nxt > t
+        # Nothing was skipped: just before a fire, that fire is the next one.
+        assert compute_next_run(sched, after=nxt - timedelta(microseconds=1), tz=zone_name) == nxt
+        fires.append(nxt)
+        t = nxt
+    assert len(set(fires)) == len(fires)
+    assert fires == sorted(fires)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+@given(
+    seconds=st.integers(1, 10 * 86400),
+    slot=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
+    lag=st.integers(0, 400 * 86400),
+    micro=st.integers(0, 999_999),
+)
+def test_interval_slots_stay_on_the_grid(seconds: int, slot: datetime, lag: int, micro: int) -> None:
+    sched = parse_schedule(f"every {seconds}s")
+    assert sched["seconds"] == seconds
+    anchor = slot.replace(tzinfo=UTC)
+    now = anchor + timedelta(seconds=lag, microseconds=micro)
+    assert compute_next_run(sched, after=now) == now + timedelta(seconds=seconds)
+    nxt = next_slot(sched, slot=anchor, now=now)
+    assert nxt is not None
+    step = timedelta(seconds=seconds)
+    assert nxt > now >= nxt - step
+    assert (nxt - anchor) % step == timedelta(0)
+
+
+@given(text=st.from_regex(r"(every |in )?[0-9]{1,5} ?(s|m|h|d|w|min|hours?)", fullmatch=True))
+def test_duration_text_round_trips(text: str) -> None:
+    try:
+        sched = parse_schedule(text, now=datetime(2026, 1, 1, tzinfo=UTC))
+    except ScheduleError:
+        assume(False)
+        return
+    assert parse_schedule(sched) == sched
+    if sched["kind"] == "interval":
+        assert parse_schedule(sched["display"]) == sched
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+
+
+def _check_parse(value: Any) -> None:
+    try:
+        sched = parse_schedule(value, now=NOW)
+    except ScheduleError as exc:
+        assert isinstance(exc, ValueError)
+        return
+    # Whatever is accepted is a fixed point of parsing and can be scheduled.
+    assert sched["kind"] in ("cron", "interval", "once")
+    assert isinstance(sched["display"], str)
+    assert parse_schedule(sched) == sched
+    nxt = compute_next_run(sched, after=NOW, tz="Europe/Berlin")
+    assert nxt is None or nxt > NOW
+
+
+cron_alphabet = st.sampled_from(list("0123456789*/,-#?LWHR") + ["jan", "MON", "sun", "@daily"])
+
+
+@given(text=st.text())
+@example(text="0 0 30 2 *")
+@example(text="H * * * *")
+@example(text="0 0 * * * * 2030")
+@example(text="1" * 5000 + " * * * *")
+@example(text="every 99999999999999999999d")
+@example(text="٣ * * * *")
+@example(text="\x00")
+def test_parse_any_text_is_schedule_or_schedule_error(text: str) -> None:
+    _check_parse(text)
+
+
+@given(
+    fields=st.lists(
+        st.lists(cron_alphabet, min_size=1, max_size=5).map("".join), min_size=3, max_size=7
+    )
+)
+@example(fields=["0", "0", "L", "*", "*"])
+@example(fields=["0", "0", "*", "*", "5#5"])
+@example(fields=["0", "0", "31", "2", "mon"])
+def test_parse_cron_lookalikes_is_schedule_or_schedule_error(fields: list[str]) -> None:
+    _check_parse(" ".join(fields))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+schedule_keys = st.sampled_from(["kind", "expr", "seconds", "run_at", "tz", "display", "x"])
+kinds = st.sampled_from(["cron", "interval", "once", "CRON", ""])
+
+
+@given(
+    data=st.dictionaries(
+        schedule_keys,
+        st.one_of(
+            json_values,
+            kinds,
+            st.sampled_from(["0 9 * * *", "@daily", "2026-01-01T00:00", "Europe/Berlin"]),
+            st.datetimes(),
+        ),
+    )
+)
+@example(data={"kind": "interval", "seconds": float("inf")})
+@example(data={"kind": "interval", "seconds": 10**400})
+@example(data={"kind": "cron", "expr": "0 9 * * *", "tz": "../../etc/passwd"})
+@example(data={"kind": "cron", "expr": "0 9 * * *", "tz": "\x00"})
+@example(data={"kind": "once", "run_at": "2026-01-01T00:00", "tz": ""})
+def test_parse_any_dict_is_schedule_or_schedule_error(data: dict[str, Any]) -> None:
+    _check_parse(data)
+
+
+@given(value=json_values | st.binary() | st.builds(object) | st.tuples(st.integers()))
+def test_parse_any_object_is_schedule_or_schedule_error(value: Any) -> None:
+    _check_parse(value)
