@@ -1,0 +1,1154 @@
+"""``cronkit``: the operator's command line (SPEC §9). ``python -m cron`` is the same.
+
+Every verb goes through :class:`_CronkitGroup.main`, the one place errors are
+turned into output: bad input of any kind (an unknown id, a bad schedule, a
+bad flag combination, an unreadable config, a corrupt ``jobs.json``) is one
+line on stderr, ``cronkit: error: <what> [; <fix>]``, and exit status 2 — never
+a traceback. Verbs validate everything before they write, and the job API
+validates before it takes the store lock, so a failed command writes nothing.
+
+Exit codes: 0 success; 1 the thing ran and failed (a job's run, ``status``
+stalled/failing, an internal error); 2 bad input (``status``: stopped);
+3 ``status`` unknown; 130 interrupted.
+
+Human output shows instants in the configured zone with their UTC offset and
+a relative time (``2026-11-25 09:00:00 +01:00 (in 4m)``). ``--json`` output is
+stable and documented in ``docs/CLI.md``; stored timestamps stay UTC there.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import shlex
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from cron import __version__, paths
+from cron.config import cfg_get, load_config
+from cron.errors import ConfigError, CronkitError, JobNotFoundError
+
+log = logging.getLogger("cron.cli")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class CliError(Exception):
+    """A refusal the CLI itself decides on: one line on stderr, then ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+_verbosity = 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _os_error_line(exc: OSError) -> str:
+    target = exc.filename
+    what = exc.strerror or str(exc)
+    line = f"{what}: {target}" if target else what
+    if isinstance(exc, PermissionError):
+        owner = f"'{target}'" if target else "the file"
+        line += (
+            f"; make {owner} readable and writable by the user running cronkit "
+            "(cronkit keeps its files mode 0600, its directories 0700)"
+        )
+    elif exc.errno == errno.ENOSPC:
+        line += "; free some disk space on the file system holding CRONKIT_HOME"
+    elif exc.errno == errno.EROFS:
+        line += "; CRONKIT_HOME must be on a writable file system"
+    return line
+
+
+def error_message(exc: BaseException) -> tuple[str, int]:
+    """The one stderr line (without the ``cronkit: error:`` prefix) and exit code for ``exc``."""
+    if isinstance(exc, CliError):
+        return _one_line(str(exc)), exc.exit_code
+    if isinstance(exc, click.UsageError):
+        msg = exc.format_message()
+        if exc.ctx is not None:
+            msg += f" (see '{exc.ctx.command_path} --help')"
+        return _one_line(msg), EXIT_BAD_INPUT
+    if isinstance(exc, click.ClickException):
+        return _one_line(exc.format_message()), exc.exit_code
+    if isinstance(exc, ConfigError):
+        return _one_line(f"{exc}; fix {paths.config_path()}"), EXIT_BAD_INPUT
+    if isinstance(exc, CronkitError):
+        return _one_line(str(exc)), EXIT_BAD_INPUT
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        hint = ""
+        if "malformed" in text or "not a database" in text:
+            hint = "; move the file aside (a new, empty ledger is created on the next run)"
+        elif "locked" in text:
+            hint = "; another process holds the ledger lock, try again"
+        return _one_line(f"run ledger {paths.executions_path()}: {text}{hint}"), EXIT_BAD_INPUT
+    if isinstance(exc, OSError):
+        return _one_line(_os_error_line(exc)), EXIT_BAD_INPUT
+    if isinstance(exc, KeyError):
+        key = exc.args[0] if exc.args else "?"
+        return _one_line(f"unknown key {key!r}"), EXIT_BAD_INPUT
+    if isinstance(exc, ValueError):
+        return _one_line(str(exc) or type(exc).__name__), EXIT_BAD_INPUT
+    return (
+        _one_line(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)"),
+        EXIT_FAILED,
+    )
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    raise CliError(message, code)
+
+
+class _CronkitGroup(click.Group):
+    """Runs every verb in non-standalone mode and renders every error as one line."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = self._run(args, prog_name or "cronkit", complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, **extra: Any
+    ) -> int:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except (click.Abort, KeyboardInterrupt):
+            _stderr("cronkit: interrupted")
+            return EXIT_INTERRUPTED
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                # The reader went away (``cronkit list | head``): nothing left to say.
+                return EXIT_FAILED
+            return self._report(exc)
+        except Exception as exc:
+            return self._report(exc)
+        return rv if isinstance(rv, int) else EXIT_OK
+
+    @staticmethod
+    def _report(exc: BaseException) -> int:
+        message, code = error_message(exc)
+        if _verbosity > 0 and not isinstance(exc, click.ClickException | CliError):
+            log.error("traceback of the error below", exc_info=exc)
+        _stderr(f"cronkit: error: {message}")
+        return code
+
+
+def _stderr(line: str) -> None:
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is *now* (click's test runner swaps it per call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, *, verbose: bool, tracebacks: bool) -> None:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else (
+            "cronkit: %(levelname_lower)s: %(message)s"
+        )
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname_lower = record.levelname.lower()
+        if self.tracebacks or not record.exc_info:
+            return super().format(record)
+        # One line per record unless asked for more: tracebacks are for -v.
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            exc = saved[0][1] if saved[0] else None
+            suffix = f" ({type(exc).__name__}: {exc}; -v shows the traceback)" if exc else ""
+            return super().format(record) + suffix
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def _setup_logging(verbosity: int, *, daemon: bool = False) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    if verbosity >= 2:
+        level = logging.DEBUG
+    elif verbosity == 1 or daemon:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    handler = _StderrHandler(level)
+    handler.setFormatter(_Formatter(verbose=verbosity > 0 or daemon, tracebacks=verbosity > 0 or daemon))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _zone() -> tzinfo:
+    from cron.schedule import resolve_zone
+
+    return resolve_zone()
+
+
+def _zone_name(zone: tzinfo) -> str:
+    key = getattr(zone, "key", None)
+    return str(key) if key else str(zone)
+
+
+def _to_dt(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return None
+
+
+def fmt_offset(dt: datetime) -> str:
+    off = dt.utcoffset()
+    total = int(off.total_seconds()) if off is not None else 0
+    sign = "+" if total >= 0 else "-"
+    hours, minutes = divmod(abs(total) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """``4s``, ``4m 10s``, ``45m``, ``2h 5m``, ``3d 4h``."""
+    s = int(round(abs(seconds)))
+    if s < 60:
+        return f"{s}s"
+    minutes, sec = divmod(s, 60)
+    if minutes < 10:
+        return f"{minutes}m {sec}s" if sec else f"{minutes}m"
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def fmt_relative(dt: datetime, now: datetime | None = None) -> str:
+    """``in 4m`` / ``3s ago`` / ``now``."""
+    ref = now if now is not None else datetime.now(UTC)
+    delta = (dt - ref).total_seconds()
+    if abs(delta) < 0.5:
+        return "now"
+    return f"in {fmt_duration(delta)}" if delta > 0 else f"{fmt_duration(delta)} ago"
+
+
+def fmt_time(
+    value: object,
+    *,
+    now: datetime | None = None,
+    zone: tzinfo | None = None,
+    relative: bool = True,
+    empty: str = "-",
+) -> str:
+    """``2026-11-25 09:00:00 +01:00 (in 4m)`` in the configured zone."""
+    dt = _to_dt(value)
+    if dt is None:
+        return empty
+    local = dt.astimezone(zone if zone is not None else _zone())
+    text = f"{local:%Y-%m-%d %H:%M:%S} {fmt_offset(local)}"
+    if relative:
+        text += f" ({fmt_relative(dt, now)})"
+    return text
+
+
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{fmt_duration(seconds)} ago"
+
+
+def _symbols() -> tuple[str, str]:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "✓✗—".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "OK", "X"
+    return "✓", "✗"
+
+
+def _dash() -> str:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "—".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "-"
+    return "—"
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [cell.ljust(widths[i]) for i, cell in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    click.echo(line(headers))
+    for row in rows:
+        click.echo(line(row))
+
+
+def _kv(pairs: Sequence[tuple[str, str]], indent: str = "") -> None:
+    width = max((len(k) for k, _ in pairs), default=0) + 1
+    for key, value in pairs:
+        click.echo(f"{indent}{(key + ':').ljust(width)} {value}")
+
+
+def _action_text(action: dict[str, Any]) -> str:
+    kind = action.get("kind")
+    if kind == "command":
+        return str(action.get("command"))
+    if kind == "python":
+        return f"python {action.get('target')}"
+    return f"{kind}: {json.dumps({k: v for k, v in action.items() if k != 'kind'})}"
+
+
+def _schedule_text(job: dict[str, Any]) -> str:
+    sched = job.get("schedule") or {}
+    text = str(sched.get("display") or sched.get("expr") or sched)
+    if sched.get("tz"):
+        text += f" ({sched['tz']})"
+    return text
+
+
+def _repeat_text(job: dict[str, Any]) -> str:
+    rep = job.get("repeat") or {}
+    done = int(rep.get("completed") or 0)
+    times = rep.get("times")
+    return f"{done} of {times}" if times else f"{done} (forever)"
+
+
+def _job_label(job: dict[str, Any]) -> str:
+    return f"{job['id']} ({job.get('name')})"
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+
+def _config() -> dict[str, Any]:
+    """Load config.yaml up front so a broken one fails the verb before anything is written."""
+    return load_config()
+
+
+def resolve_job(ref: str) -> dict[str, Any]:
+    """The job whose id is ``ref``, else the one job named ``ref``; else exit 2."""
+    from cron import jobs
+
+    all_jobs = jobs.list_jobs()
+    for job in all_jobs:
+        if job.get("id") == ref:
+            return job
+    named = [j for j in all_jobs if j.get("name") == ref]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        ids = ", ".join(j["id"] for j in named)
+        _fail(f"the name {ref!r} matches {len(named)} jobs ({ids}); use the id instead")
+    _fail(f"no job with id or name {ref!r} (see 'cronkit list --all')")
+
+
+def _ticker_warning(cfg: dict[str, Any]) -> None:
+    """Warn on stderr when nothing will fire the jobs; never fails the verb."""
+    from cron.status import ticker_status
+
+    try:
+        st = ticker_status(cfg=cfg)
+    except Exception:
+        log.debug("ticker status unavailable", exc_info=True)
+        return
+    dash = _dash()
+    if st.state == "stopped":
+        _stderr(
+            f"cronkit: warning: no ticker is running {dash} jobs will NOT fire; "
+            "start one with 'cronkit gateway'"
+        )
+    elif st.state == "stalled":
+        _stderr(
+            f"cronkit: warning: the ticker is STALLED (last heartbeat {st.heartbeat_age or 0:.0f}s "
+            f"ago) {dash} jobs are NOT firing; see 'cronkit status'"
+        )
+    elif st.state == "failing":
+        _stderr(
+            f"cronkit: warning: the ticker is FAILING {dash} jobs are NOT firing; "
+            "see 'cronkit status'"
+        )
+
+
+def _parse_repeat(value: str | None) -> tuple[bool, int | None]:
+    """``--repeat``: a whole number >= 1, or ``forever``. Returns (given, times)."""
+    if value is None:
+        return False, None
+    text = value.strip().lower()
+    if text in ("forever", "always", "inf", "unlimited"):
+        return True, None
+    try:
+        times = int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a whole number >= 1 or 'forever'", param_hint="'--repeat'"
+        ) from None
+    if times < 1:
+        raise click.BadParameter(f"{value!r} must be >= 1 (or 'forever')", param_hint="'--repeat'")
+    return True, times
+
+
+def _parse_timeout(value: str | None, *, allow_default: bool) -> tuple[bool, float | None]:
+    if value is None:
+        return False, None
+    text = value.strip().lower()
+    if allow_default and text == "default":
+        return True, None
+    try:
+        seconds = float(text.rstrip("s"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a number of seconds"
+            + (" (or 'default')" if allow_default else ""),
+            param_hint="'--timeout'",
+        ) from None
+    if seconds < 0 or seconds != seconds:
+        raise click.BadParameter(f"{value!r} must be >= 0 (0 = no timeout)", param_hint="'--timeout'")
+    return True, seconds
+
+
+def _command_text(command: Sequence[str]) -> str:
+    # One argument is a shell command line as written ("a && b"); several are argv words.
+    return command[0] if len(command) == 1 else shlex.join(command)
+
+
+def _ledger_exists() -> bool:
+    return paths.executions_path().exists()
+
+
+# -- the group ----------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=_CronkitGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("-v", "--verbose", count=True, help="Log to stderr (-v info, -vv debug).")
+@click.version_option(__version__, "--version", prog_name="cronkit")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """cronkit: fire jobs exactly when due, never twice, never silently stop.
+
+    Jobs are referred to by id or by their (unique) name.
+    """
+    global _verbosity
+    _verbosity = verbose
+    _setup_logging(verbose)
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+# -- add / list / show ---------------------------------------------------------------------------------
+
+
+@main.command(
+    "add",
+    context_settings={"allow_interspersed_args": True},
+    short_help="Add a job: SCHEDULE -- COMMAND... or --python pkg.mod:func.",
+)
+@click.argument("schedule")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--python", "target", metavar="PKG.MOD:FUNC", help="Call a Python function.")
+@click.option("--name", help="A name for the job (usable instead of the id).")
+@click.option("--repeat", metavar="N", help="Fire N times, then complete (default: forever).")
+@click.option("--tz", metavar="ZONE", help="IANA zone to read a cron expression in.")
+@click.option("--catch-up", type=click.Choice(["once", "skip"]), help="Missed-run policy.")
+@click.option("--timeout", metavar="S", help="Seconds before a run is killed (0 = none).")
+@click.option("--disabled", is_flag=True, help="Create the job paused.")
+@click.option("--json", "as_json", is_flag=True, help="Print the created job as JSON.")
+def add_cmd(
+    schedule: str,
+    command: tuple[str, ...],
+    target: str | None,
+    name: str | None,
+    repeat: str | None,
+    tz: str | None,
+    catch_up: str | None,
+    timeout: str | None,
+    disabled: bool,
+    as_json: bool,
+) -> None:
+    """Add a job firing on SCHEDULE.
+
+    \b
+    SCHEDULE: '0 9 * * 1-5', '@daily', 'every 30m', '30m', 'in 2h', '2026-12-01T09:00'.
+    The action is the COMMAND after '--' (one argument is run as a shell
+    command line as written; several are quoted and joined) or --python.
+    """
+    cfg = _config()
+    if command and target:
+        raise click.UsageError("give either a command after '--' or --python, not both")
+    if not command and not target:
+        raise click.UsageError("missing the action: add '-- COMMAND...' or '--python pkg.mod:func'")
+    _, times = _parse_repeat(repeat)
+    _, seconds = _parse_timeout(timeout, allow_default=False)
+    action: dict[str, Any] = (
+        {"kind": "python", "target": target}
+        if target
+        else {"kind": "command", "command": _command_text(command)}
+    )
+    from cron import jobs
+
+    job = jobs.create_job(
+        schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
+        catch_up=catch_up, timeout=seconds,
+    )
+    if as_json:
+        _emit_json(job)
+    else:
+        click.echo(f"added job {job['id']} ({job['name']})")
+        next_run = fmt_time(job.get("next_run_at")) if job.get("next_run_at") else (
+            "none (created paused; 'cronkit resume' to start it)"
+        )
+        _kv([("schedule", _schedule_text(job)), ("next run", next_run)], indent="  ")
+    if not disabled:
+        _ticker_warning(cfg)
+
+
+@main.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include paused and completed jobs.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...]}.')
+def list_cmd(show_all: bool, as_json: bool) -> None:
+    """List active jobs (--all: every job)."""
+    cfg = _config()
+    from cron import jobs
+
+    listed = jobs.list_jobs(include_disabled=show_all)
+    active = [j for j in listed if j.get("enabled", True) and j.get("state") == "scheduled"]
+    if as_json:
+        _emit_json({"jobs": listed})
+    elif not listed:
+        if show_all:
+            click.echo("no jobs; add one with 'cronkit add SCHEDULE -- COMMAND'")
+        else:
+            click.echo("no active jobs ('cronkit list --all' includes paused and completed ones)")
+    else:
+        now = datetime.now(UTC)
+        zone = _zone()
+        rows = []
+        for job in listed:
+            last = "-"
+            if job.get("last_status"):
+                last = str(job["last_status"])
+                if job.get("last_run_at"):
+                    last += f" {fmt_relative(_to_dt(job['last_run_at']) or now, now)}"
+            state = str(job.get("state"))
+            if job.get("fire_claim"):
+                state += ", running"
+            rows.append([
+                job["id"], str(job.get("name")), _schedule_text(job),
+                fmt_time(job.get("next_run_at"), now=now, zone=zone), last, state,
+            ])
+        _table(["ID", "NAME", "SCHEDULE", "NEXT RUN", "LAST", "STATE"], rows)
+    if active:
+        _ticker_warning(cfg)
+
+
+@main.command("show")
+@click.argument("job_ref", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as stored.")
+def show_cmd(job_ref: str, as_json: bool) -> None:
+    """Show one job in full."""
+    cfg = _config()
+    job = resolve_job(job_ref)
+    if as_json:
+        _emit_json(job)
+        return
+    now = datetime.now(UTC)
+    zone = _zone()
+    pairs: list[tuple[str, str]] = [
+        ("id", job["id"]),
+        ("name", str(job.get("name"))),
+        ("schedule", _schedule_text(job)),
+        ("action", _action_text(job.get("action") or {})),
+        ("state", str(job.get("state")) + ("" if job.get("enabled", True) else " (disabled)")),
+        ("next run", fmt_time(job.get("next_run_at"), now=now, zone=zone, empty="none")),
+        ("last run", fmt_time(job.get("last_run_at"), now=now, zone=zone, empty="never")
+         + (f" - {job['last_status']}" if job.get("last_status") else "")),
+    ]
+    if job.get("last_error"):
+        pairs.append(("last error", _one_line(str(job["last_error"]))))
+    pairs.append(("failure streak", str(job.get("failure_streak") or 0)))
+    pairs.append(("runs", _repeat_text(job)))
+    default_catch = cfg_get(cfg, "cron", "catch_up", default="once")
+    pairs.append(("catch-up", str(job["catch_up"]) if job.get("catch_up") else
+                  f"{default_catch} (config default)"))
+    if job.get("timeout") is not None:
+        tmo = float(job["timeout"])
+        pairs.append(("timeout", "none" if tmo == 0 else f"{tmo:g}s"))
+    else:
+        tmo = float(cfg_get(cfg, "cron", "job_timeout", default=600))
+        pairs.append(("timeout", ("none" if tmo == 0 else f"{tmo:g}s") + " (config default)"))
+    if job.get("state") == "paused":
+        reason = job.get("paused_reason") or "no reason given"
+        pairs.append(("paused", f"{fmt_time(job.get('paused_at'), now=now, zone=zone)}: {reason}"))
+    claim = job.get("fire_claim")
+    if claim:
+        pairs.append(("running", f"claimed {fmt_time(claim.get('at'), now=now, zone=zone)} "
+                      f"by {claim.get('by')} for slot "
+                      f"{fmt_time(claim.get('scheduled_at'), zone=zone, relative=False)}"))
+    pairs.append(("created", fmt_time(job.get("created_at"), now=now, zone=zone)))
+    from cron.output import list_outputs, read_output
+
+    outputs = list_outputs(job["id"])
+    if outputs:
+        pairs.append(("last output", str(outputs[-1])))
+    _kv(pairs)
+    if outputs:
+        lines = read_output(outputs[-1]).splitlines()
+        if lines:
+            click.echo("")
+            shown = lines[-10:]
+            if len(lines) > len(shown):
+                click.echo(f"  ... ({len(lines) - len(shown)} earlier lines)")
+            for text in shown:
+                click.echo(f"  | {text}")
+
+
+# -- edit / pause / resume / remove -------------------------------------------------------------------
+
+
+@main.command("edit")
+@click.argument("job_ref", metavar="ID")
+@click.option("--schedule", help="New schedule text (recomputes the next run).")
+@click.option("--name", help="New name.")
+@click.option("--command", help="New shell command line.")
+@click.option("--python", "target", metavar="PKG.MOD:FUNC", help="New Python target.")
+@click.option("--repeat", metavar="N|forever", help="Total number of runs, or 'forever'.")
+@click.option("--tz", metavar="ZONE", help="Zone for a cron expression ('' = configured zone).")
+@click.option("--catch-up", type=click.Choice(["once", "skip", "default"]),
+              help="Missed-run policy ('default' = config).")
+@click.option("--timeout", metavar="S|default", help="Run timeout in seconds (0 = none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the updated job as JSON.")
+def edit_cmd(
+    job_ref: str,
+    schedule: str | None,
+    name: str | None,
+    command: str | None,
+    target: str | None,
+    repeat: str | None,
+    tz: str | None,
+    catch_up: str | None,
+    timeout: str | None,
+    as_json: bool,
+) -> None:
+    """Change a job's fields; the rest stay as they are."""
+    _config()
+    if command is not None and target is not None:
+        raise click.UsageError("give either --command or --python, not both")
+    changes: dict[str, Any] = {}
+    if schedule is not None:
+        changes["schedule"] = schedule
+    if name is not None:
+        changes["name"] = name
+    if command is not None:
+        changes["action"] = {"kind": "command", "command": command}
+    if target is not None:
+        changes["action"] = {"kind": "python", "target": target}
+    given, times = _parse_repeat(repeat)
+    if given:
+        changes["repeat"] = times
+    if tz is not None:
+        changes["tz"] = tz
+    if catch_up is not None:
+        changes["catch_up"] = None if catch_up == "default" else catch_up
+    given, seconds = _parse_timeout(timeout, allow_default=True)
+    if given:
+        changes["timeout"] = seconds
+    if not changes:
+        raise click.UsageError(
+            "nothing to change: give at least one of --schedule, --name, --command, --python, "
+            "--repeat, --tz, --catch-up, --timeout"
+        )
+    job = resolve_job(job_ref)
+    from cron import jobs
+
+    updated = jobs.update_job(job["id"], **changes)
+    if as_json:
+        _emit_json(updated)
+        return
+    click.echo(f"updated job {_job_label(updated)}")
+    _kv([
+        ("schedule", _schedule_text(updated)),
+        ("state", str(updated.get("state"))),
+        ("next run", fmt_time(updated.get("next_run_at"), empty="none")),
+    ], indent="  ")
+
+
+@main.command("pause")
+@click.argument("job_ref", metavar="ID")
+@click.option("--reason", help="Why (shown by 'show').")
+def pause_cmd(job_ref: str, reason: str | None) -> None:
+    """Stop a job firing until it is resumed."""
+    _config()
+    job = resolve_job(job_ref)
+    from cron import jobs
+
+    paused = jobs.pause_job(job["id"], reason=reason)
+    click.echo(f"paused job {_job_label(paused)}" + (f": {reason}" if reason else ""))
+
+
+@main.command("resume")
+@click.argument("job_ref", metavar="ID")
+def resume_cmd(job_ref: str) -> None:
+    """Fire a paused job again, from its next slot after now (no burst of missed runs)."""
+    _config()
+    job = resolve_job(job_ref)
+    from cron import jobs
+
+    resumed = jobs.resume_job(job["id"])
+    if resumed.get("state") == "completed":
+        click.echo(f"job {_job_label(resumed)} is completed: "
+                   f"{resumed.get('last_error') or 'its last run time has passed'}")
+        return
+    click.echo(f"resumed job {_job_label(resumed)}; next run "
+               f"{fmt_time(resumed.get('next_run_at'), empty='none')}")
+
+
+@main.command("remove")
+@click.argument("job_ref", metavar="ID")
+def remove_cmd(job_ref: str) -> None:
+    """Delete a job (its history and output files are kept)."""
+    _config()
+    job = resolve_job(job_ref)
+    from cron import jobs
+
+    if not jobs.remove_job(job["id"]):
+        raise JobNotFoundError(job["id"])
+    click.echo(f"removed job {_job_label(job)}")
+
+
+# -- run / fire / tick -------------------------------------------------------------------------------
+
+
+def _run_claimed(job_id: str, token: str, label: str, started: float) -> int:
+    """Run a job this process claimed; print the outcome; 0 on success, 1 on failure."""
+    from cron import executions, jobs, scheduler
+
+    job = jobs.get_job(job_id)
+    if job is None or (job.get("fire_claim") or {}).get("token") != token:
+        executions.finish(token, status="skipped", error="job removed before it could run")
+        click.echo(f"not run: job {job_id} was removed or re-claimed before it could run")
+        return EXIT_OK
+    ok = scheduler.run_one_job(job)
+    took = time.monotonic() - started
+    row = executions.get_execution(token) or {}
+    status = row.get("status") or ("ok" if ok else "error")
+    line = f"{label} {_job_label(job)}: {status} in {took:.2f}s"
+    if row.get("error") and not ok:
+        line += f" - {_one_line(str(row['error']))}"
+    click.echo(line)
+    if row.get("output_path"):
+        click.echo(f"output: {row['output_path']}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+@main.command("run")
+@click.argument("job_ref", metavar="ID")
+@click.option("--via-webhook", is_flag=True,
+              help="Sign and POST the fire to the running gateway instead of running here.")
+@click.pass_context
+def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
+    """Run a job now, synchronously, through the claim (a paused job runs once, stays paused).
+
+    Exit 0 if the run succeeded, 1 if it failed or could not start.
+    """
+    _config()
+    job = resolve_job(job_ref)
+    if via_webhook:
+        ctx.exit(_post_webhook(job))
+    from cron import jobs
+
+    started = time.monotonic()
+    outcome = jobs.claim_job_for_fire_ex(job["id"], force=True, source="manual")
+    if outcome.token is None:
+        if outcome.reason == "job is completed":
+            _fail(f"job {_job_label(job)} is completed; give it a new schedule with "
+                  f"'cronkit edit {job['id']} --schedule ...' to run it again")
+        if outcome.reason == "no such job":
+            raise JobNotFoundError(job["id"])
+        _fail(f"not run: {outcome.reason}", EXIT_FAILED)
+    code = _run_claimed(job["id"], outcome.token, "ran job", started)
+    if job.get("state") == "paused":
+        click.echo("(the job stays paused)")
+    ctx.exit(code)
+
+
+def _post_webhook(job: dict[str, Any]) -> int:
+    from cron.webhook import post_fire
+
+    try:
+        status, body = post_fire(job["id"])
+    except ConnectionError as exc:
+        _fail(f"no gateway webhook answered ({exc}); start one with 'cronkit gateway'")
+    detail = body.get("reason") or body.get("error") or body.get("status") or ""
+    line = f"webhook: HTTP {status}" + (f" {detail}" if detail else "")
+    if 200 <= status < 300:
+        click.echo(f"{line}; job {_job_label(job)} runs in the gateway ('cronkit history "
+                   f"{job['id']}' shows the result)")
+        return EXIT_OK
+    if status == 409:
+        click.echo(line)
+        return EXIT_FAILED
+    _fail(line + ("; the secret in webhook_secret does not match the gateway's"
+                  if status == 401 else ""))
+
+
+def _fire_source(cfg: dict[str, Any]) -> str:
+    name = str(cfg_get(cfg, "cron", "provider", default="") or "").strip()
+    from cron.scheduler_provider import BUILTIN_ALIASES, resolve_cron_scheduler
+
+    if name.lower() in BUILTIN_ALIASES:
+        return "manual"
+    provider = resolve_cron_scheduler(cfg)
+    return "manual" if provider.name == "builtin" else provider.name
+
+
+@main.command("fire")
+@click.argument("job_ref", metavar="ID")
+@click.option("--scheduled-at", metavar="ISO", help="The slot being fired (naive = configured zone).")
+@click.pass_context
+def fire_cmd(ctx: click.Context, job_ref: str, scheduled_at: str | None) -> None:
+    """Fire a due job as an external scheduler would: a lost claim is a no-op (exit 0)."""
+    cfg = _config()
+    job = resolve_job(job_ref)
+    from cron import jobs
+    from cron.schedule import parse_instant
+
+    slot = parse_instant(scheduled_at) if scheduled_at is not None else None
+    started = time.monotonic()
+    outcome = jobs.claim_job_for_fire_ex(job["id"], scheduled_at=slot, source=_fire_source(cfg))
+    if outcome.token is None:
+        if outcome.reason == "no such job":
+            raise JobNotFoundError(job["id"])
+        click.echo(f"not fired: job {_job_label(job)}: {outcome.reason}")
+        ctx.exit(EXIT_OK)
+    ctx.exit(_run_claimed(job["id"], outcome.token, "fired job", started))
+
+
+@main.command("tick")
+def tick_cmd() -> None:
+    """Run one synchronous tick: claim every due job and run it here."""
+    _config()
+    from cron import scheduler
+
+    count = scheduler.tick(sync=True)
+    click.echo(f"tick: dispatched {count} job{'s' if count != 1 else ''}")
+
+
+# -- next / history ----------------------------------------------------------------------------------
+
+
+def preview_times(text: str, count: int, tz: str | None, now: datetime) -> tuple[
+    dict[str, Any], tzinfo, list[datetime]
+]:
+    """The next ``count`` fire instants of schedule ``text`` after ``now`` (interval: from now)."""
+    from cron.schedule import compute_next_run, parse_schedule, resolve_zone
+
+    zone = resolve_zone(tz) if tz else _zone()
+    sched = parse_schedule(text, tz=tz, now=now)
+    times: list[datetime] = []
+    after = now
+    while len(times) < count:
+        nxt = compute_next_run(sched, after=after, tz=tz)
+        if nxt is None:
+            break
+        times.append(nxt)
+        after = nxt
+    return sched, zone, times
+
+
+@main.command("next")
+@click.argument("schedule")
+@click.option("-n", "count", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many fire times.")
+@click.option("--tz", metavar="ZONE", help="Zone to read and show the times in.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"schedule", "zone", "times"}.')
+def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
+    """Preview the next fire times of any SCHEDULE text (DST-aware)."""
+    _config()
+    now = datetime.now(UTC)
+    sched, zone, times = preview_times(schedule, count, tz, now)
+    if as_json:
+        _emit_json({
+            "schedule": sched,
+            "zone": _zone_name(zone),
+            "times": [t.astimezone(zone).isoformat() for t in times],
+        })
+        return
+    click.echo(f"schedule: {sched.get('display')}   zone: {_zone_name(zone)}")
+    if not times:
+        click.echo("no fire times ahead (a one-shot in the past)")
+        return
+    width = len(str(len(times)))
+    previous: str | None = None
+    for i, t in enumerate(times, 1):
+        local = t.astimezone(zone)
+        offset = fmt_offset(local)
+        note = f"   (UTC offset {previous} -> {offset})" if previous and previous != offset else ""
+        click.echo(f"  {str(i).rjust(width)}. {fmt_time(t, now=now, zone=zone)}{note}")
+        previous = offset
+
+
+@main.command("history")
+@click.argument("job_ref", metavar="[ID]", required=False)
+@click.option("--limit", type=click.IntRange(1, 100000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"executions": [...]}.')
+def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
+    """Recent runs from the ledger, newest first (all jobs, or one)."""
+    _config()
+    job_id: str | None = None
+    if job_ref is not None:
+        try:
+            job_id = resolve_job(job_ref)["id"]
+        except CliError:
+            # A removed job's history is still in the ledger under its id.
+            if not (_ledger_exists() and _ledger_has(job_ref)):
+                raise
+            job_id = job_ref
+    rows: list[dict[str, Any]] = []
+    if _ledger_exists():
+        from cron import executions
+
+        rows = executions.list_executions(job_id, limit=limit)
+    if as_json:
+        _emit_json({"executions": rows})
+        return
+    if not rows:
+        click.echo("no runs recorded yet")
+        return
+    now = datetime.now(UTC)
+    zone = _zone()
+    table = []
+    for row in rows:
+        when = row.get("started_at") or row.get("claimed_at") or row.get("finished_at")
+        start, end = _to_dt(row.get("started_at")), _to_dt(row.get("finished_at"))
+        took = f"{(end - start).total_seconds():.2f}s" if start and end else "-"
+        detail = _one_line(str(row["error"])) if row.get("error") else str(row.get("output_path") or "")
+        table.append([
+            fmt_time(when, now=now, zone=zone), str(row.get("job_name") or row.get("job_id")),
+            str(row.get("status")), str(row.get("source") or "-"), took,
+            fmt_time(row.get("scheduled_at"), zone=zone, relative=False), detail,
+        ])
+    _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ERROR / OUTPUT"], table)
+
+
+def _ledger_has(job_id: str) -> bool:
+    from cron import executions
+
+    return bool(executions.list_executions(job_id, limit=1))
+
+
+# -- status / providers / gateway ----------------------------------------------------------------------
+
+
+def error_hint(error: str | None) -> str | None:
+    """A likely fix for a ticker error, for the common causes."""
+    if not error:
+        return None
+    text = error.lower()
+    jobs_file = paths.jobs_path()
+    if "permission denied" in text or text.startswith("permissionerror"):
+        target = str(jobs_file) if "jobs.json" in text else "the files under CRONKIT_HOME"
+        return (f"the ticker cannot read or write {target}: make it owned by the user running "
+                "the gateway (chown) with mode 0600 (chmod)")
+    if "cannot parse job store" in text or "storecorrupterror" in text:
+        return f"{jobs_file} is corrupt: fix it or move it aside (nothing is written until then)"
+    if "waiting for the lock" in text or "storelocktimeout" in text:
+        return "another cronkit process holds the store lock: look for a hung cronkit process"
+    if "no space left" in text:
+        return "the disk holding CRONKIT_HOME is full: free some space"
+    if "read-only file system" in text:
+        return "CRONKIT_HOME is on a read-only file system"
+    if "config error" in text or "configerror" in text:
+        return f"fix {paths.config_path()}"
+    if "database is locked" in text or "malformed" in text or "not a database" in text:
+        return f"the run ledger {paths.executions_path()} is locked or damaged"
+    return None
+
+
+def status_lines(st: Any, *, now: datetime | None = None) -> list[str]:
+    """The verdict line, then aligned ``key: value`` lines, for a TickerStatus."""
+    from cron.status import read_ticker_pid
+
+    ok, bad = _symbols()
+    dash = _dash()
+    limit = float(st.stale_after)
+    pid = st.gateway_pid
+    beat = "never" if st.heartbeat_age is None else f"{st.heartbeat_age:.0f}s ago"
+    if st.state == "running":
+        verdict = f"{ok} ticker running (pid {pid}): last heartbeat {beat}"
+    elif st.state == "external":
+        verdict = f"{ok} external provider {st.provider!r} triggers jobs"
+        if st.detail:
+            verdict += f": {_one_line(st.detail)}"
+    elif st.state == "stalled":
+        verdict = (f"{bad} ticker STALLED: last heartbeat {beat} (> {limit:.0f}s) {dash} "
+                   "jobs are NOT firing; restart the gateway")
+    elif st.state == "failing":
+        clean = ("never completed a clean tick" if st.success_age is None
+                 else f"last clean tick {st.success_age:.0f}s ago (> {limit:.0f}s)")
+        err = f": {_one_line(st.last_error)}" if st.last_error else ""
+        verdict = f"{bad} ticker FAILING: ticks are raising, {clean} {dash} jobs are NOT firing{err}"
+    elif st.state == "unknown":
+        verdict = f"? ticker state unknown: process {pid} is alive but has never written a heartbeat"
+    else:
+        verdict = (f"{bad} ticker stopped: no gateway or embedded ticker is running {dash} "
+                   "jobs will NOT fire; start one with 'cronkit gateway'")
+    pairs: list[tuple[str, str]] = [("provider", st.provider)]
+    if st.state != "external":
+        info = read_ticker_pid()
+        if pid is not None:
+            pairs.append(("ticker pid", str(pid)))
+        elif info is not None:
+            pairs.append(("ticker pid", f"none (stale pid file: pid {info.get('pid')} is not "
+                                        "running; left by a ticker that was killed or crashed)"))
+        else:
+            pairs.append(("ticker pid", "none"))
+        pairs.append(("heartbeat", f"{_age(st.heartbeat_age)} (stale after {limit:.0f}s)"))
+        pairs.append(("last success", _age(st.success_age)))
+    pairs.append(("last error", _one_line(st.last_error) if st.last_error else "none"))
+    hint = error_hint(st.last_error)
+    if hint:
+        pairs.append(("hint", hint))
+    pairs.append(("active jobs", str(st.jobs_active)))
+    pairs.append(("next run", fmt_time(st.next_run_at, now=now, empty="none")))
+    width = max(len(k) for k, _ in pairs) + 1
+    return [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status object.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Will my jobs fire? Exit 0 running/external, 1 stalled/failing, 2 stopped, 3 unknown."""
+    cfg = _config()
+    from cron.status import ticker_status
+
+    st = ticker_status(cfg=cfg)
+    if as_json:
+        _emit_json(st.to_dict())
+    else:
+        for line in status_lines(st):
+            click.echo(line)
+    ctx.exit(st.exit_code)
+
+
+@main.command("providers")
+@click.option("--json", "as_json", is_flag=True, help="Print providers and the selection.")
+def providers_cmd(as_json: bool) -> None:
+    """List trigger providers and which one the config selects."""
+    cfg = _config()
+    from cron.plugins import discover_cron_schedulers
+    from cron.scheduler_provider import BUILTIN_ALIASES, resolve_cron_scheduler
+
+    configured = str(cfg_get(cfg, "cron", "provider", default="") or "").strip()
+    found = discover_cron_schedulers()
+    resolved = resolve_cron_scheduler(cfg).name
+    rows: list[dict[str, Any]] = [{
+        "name": "builtin", "description": "in-process ticker (core; always available, "
+        "the fallback)", "available": True, "builtin": True,
+    }]
+    rows += [{"name": n, "description": d, "available": a, "builtin": False} for n, d, a in found]
+    if as_json:
+        _emit_json({"configured": configured, "resolved": resolved, "providers": rows})
+        return
+    _table(["PROVIDER", "AVAILABLE", "DESCRIPTION"],
+           [[r["name"], "yes" if r["available"] else "no", r["description"]] for r in rows])
+    click.echo("")
+    if configured.lower() in BUILTIN_ALIASES:
+        shown = repr(configured) if configured else "empty"
+        click.echo(f"selected: builtin (cron.provider is {shown})")
+    elif resolved == configured:
+        click.echo(f"selected: {resolved} (cron.provider = {configured!r})")
+    else:
+        names = {n: a for n, _, a in found}
+        why = "not found" if configured not in names else (
+            "not available here" if not names[configured] else "failed to load")
+        click.echo(f"selected: builtin - cron.provider = {configured!r} is {why}, "
+                   "so the built-in ticker runs")
+
+
+@main.command("gateway")
+@click.option("--host", help="Webhook bind address (default: cron.webhook.host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Webhook port (default: cron.webhook.port).")
+@click.option("--no-webhook", is_flag=True, help="Run the trigger only, no inbound webhook.")
+@click.option("--interval", type=click.FloatRange(min=0.01), metavar="S",
+              help="Longest ticker sleep (default: cron.interval).")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait for running jobs on shutdown.")
+@click.pass_context
+def gateway_cmd(
+    ctx: click.Context, host: str | None, port: int | None, no_webhook: bool,
+    interval: float | None, grace: float,
+) -> None:
+    """Run the trigger (and the webhook) in the foreground; Ctrl-C / SIGTERM stop it."""
+    _config()
+    _setup_logging(int(ctx.obj.get("verbose", 0)) if ctx.obj else 0, daemon=True)
+    from cron.gateway import run_gateway
+
+    code = run_gateway(host=host, port=port, webhook=not no_webhook, interval=interval, grace=grace)
+    ctx.exit(int(code or 0))
+
+
+__all__ = ["main"]
