@@ -44,7 +44,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-# -- errors --------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 
 class CliError(Exception):
@@ -122,7 +122,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 class _CronkitGroup(click.Group):
     """Runs every verb in non-standalone mode and renders every error as one line."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -168,7 +168,7 @@ def _stderr(line: str) -> None:
         pass
 
 
-# -- logging -------------------------------------------------------------------------------
+# -- logging --------------------------------------------------------------------------------------
 
 
 class _StderrHandler(logging.Handler):
@@ -216,12 +216,13 @@ def _setup_logging(verbosity: int, *, daemon: bool = False) -> None:
     else:
         level = logging.WARNING
     handler = _StderrHandler(level)
-    handler.setFormatter(_Formatter(verbose=verbosity > 0 or daemon, tracebacks=verbosity > 0 or daemon))
+    loud = verbosity > 0 or daemon
+    handler.setFormatter(_Formatter(verbose=loud, tracebacks=loud))
     root.addHandler(handler)
     root.setLevel(level)
 
 
-# -- formatting ------------------------------------------------------------------------------
+# -- formatting -----------------------------------------------------------------------------------
 
 
 def _zone() -> tzinfo:
@@ -375,12 +376,21 @@ def _job_label(job: dict[str, Any]) -> str:
     return f"{job['id']} ({job.get('name')})"
 
 
-# -- shared helpers ------------------------------------------------------------------------------
+# -- shared helpers -------------------------------------------------------------------------------
 
 
-def _config() -> dict[str, Any]:
-    """Load config.yaml up front so a broken one fails the verb before anything is written."""
-    return load_config()
+def _config(*, store: bool = False) -> dict[str, Any]:
+    """Load config.yaml (and, with ``store``, parse ``jobs.json``) before anything is written.
+
+    A broken config or a corrupt store then fails the verb before it takes a
+    lock or creates a file.
+    """
+    cfg = load_config()
+    if store:
+        from cron.store import get_store
+
+        get_store().load()
+    return cfg
 
 
 def resolve_job(ref: str) -> dict[str, Any]:
@@ -460,7 +470,9 @@ def _parse_timeout(value: str | None, *, allow_default: bool) -> tuple[bool, flo
             param_hint="'--timeout'",
         ) from None
     if seconds < 0 or seconds != seconds:
-        raise click.BadParameter(f"{value!r} must be >= 0 (0 = no timeout)", param_hint="'--timeout'")
+        raise click.BadParameter(
+            f"{value!r} must be >= 0 (0 = no timeout)", param_hint="'--timeout'"
+        )
     return True, seconds
 
 
@@ -473,7 +485,7 @@ def _ledger_exists() -> bool:
     return paths.executions_path().exists()
 
 
-# -- the group ----------------------------------------------------------------------------------
+# -- the group ------------------------------------------------------------------------------------
 
 
 @click.group(
@@ -498,7 +510,7 @@ def main(ctx: click.Context, verbose: int) -> None:
         click.echo(ctx.get_help())
 
 
-# -- add / list / show ---------------------------------------------------------------------------------
+# -- add / list / show ----------------------------------------------------------------------------
 
 
 @main.command(
@@ -535,7 +547,7 @@ def add_cmd(
     The action is the COMMAND after '--' (one argument is run as a shell
     command line as written; several are quoted and joined) or --python.
     """
-    cfg = _config()
+    cfg = _config(store=True)
     if command and target:
         raise click.UsageError("give either a command after '--' or --python, not both")
     if not command and not target:
@@ -665,7 +677,7 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
                 click.echo(f"  | {text}")
 
 
-# -- edit / pause / resume / remove -------------------------------------------------------------------
+# -- edit / pause / resume / remove ---------------------------------------------------------------
 
 
 @main.command("edit")
@@ -693,7 +705,7 @@ def edit_cmd(
     as_json: bool,
 ) -> None:
     """Change a job's fields; the rest stay as they are."""
-    _config()
+    _config(store=True)
     if command is not None and target is not None:
         raise click.UsageError("give either --command or --python, not both")
     changes: dict[str, Any] = {}
@@ -740,7 +752,7 @@ def edit_cmd(
 @click.option("--reason", help="Why (shown by 'show').")
 def pause_cmd(job_ref: str, reason: str | None) -> None:
     """Stop a job firing until it is resumed."""
-    _config()
+    _config(store=True)
     job = resolve_job(job_ref)
     from cron import jobs
 
@@ -748,11 +760,11 @@ def pause_cmd(job_ref: str, reason: str | None) -> None:
     click.echo(f"paused job {_job_label(paused)}" + (f": {reason}" if reason else ""))
 
 
-@main.command("resume")
+@main.command("resume", short_help="Fire a paused job again (no burst of missed runs).")
 @click.argument("job_ref", metavar="ID")
 def resume_cmd(job_ref: str) -> None:
     """Fire a paused job again, from its next slot after now (no burst of missed runs)."""
-    _config()
+    _config(store=True)
     job = resolve_job(job_ref)
     from cron import jobs
 
@@ -769,7 +781,7 @@ def resume_cmd(job_ref: str) -> None:
 @click.argument("job_ref", metavar="ID")
 def remove_cmd(job_ref: str) -> None:
     """Delete a job (its history and output files are kept)."""
-    _config()
+    _config(store=True)
     job = resolve_job(job_ref)
     from cron import jobs
 
@@ -778,7 +790,7 @@ def remove_cmd(job_ref: str) -> None:
     click.echo(f"removed job {_job_label(job)}")
 
 
-# -- run / fire / tick -------------------------------------------------------------------------------
+# -- run / fire / tick ----------------------------------------------------------------------------
 
 
 def _run_claimed(job_id: str, token: str, label: str, started: float) -> int:
@@ -803,7 +815,7 @@ def _run_claimed(job_id: str, token: str, label: str, started: float) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-@main.command("run")
+@main.command("run", short_help="Run a job now, synchronously, through the claim.")
 @click.argument("job_ref", metavar="ID")
 @click.option("--via-webhook", is_flag=True,
               help="Sign and POST the fire to the running gateway instead of running here.")
@@ -813,7 +825,7 @@ def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
 
     Exit 0 if the run succeeded, 1 if it failed or could not start.
     """
-    _config()
+    _config(store=True)
     job = resolve_job(job_ref)
     if via_webhook:
         ctx.exit(_post_webhook(job))
@@ -840,6 +852,8 @@ def _post_webhook(job: dict[str, Any]) -> int:
     try:
         status, body = post_fire(job["id"])
     except ConnectionError as exc:
+        if isinstance(exc, CronkitError):
+            raise  # its message already names the problem and the fix
         _fail(f"no gateway webhook answered ({exc}); start one with 'cronkit gateway'")
     detail = body.get("reason") or body.get("error") or body.get("status") or ""
     line = f"webhook: HTTP {status}" + (f" {detail}" if detail else "")
@@ -864,13 +878,14 @@ def _fire_source(cfg: dict[str, Any]) -> str:
     return "manual" if provider.name == "builtin" else provider.name
 
 
-@main.command("fire")
+@main.command("fire", short_help="Fire a due job as an external scheduler would.")
 @click.argument("job_ref", metavar="ID")
-@click.option("--scheduled-at", metavar="ISO", help="The slot being fired (naive = configured zone).")
+@click.option("--scheduled-at", metavar="ISO",
+              help="The slot being fired (naive = configured zone).")
 @click.pass_context
 def fire_cmd(ctx: click.Context, job_ref: str, scheduled_at: str | None) -> None:
     """Fire a due job as an external scheduler would: a lost claim is a no-op (exit 0)."""
-    cfg = _config()
+    cfg = _config(store=True)
     job = resolve_job(job_ref)
     from cron import jobs
     from cron.schedule import parse_instant
@@ -889,14 +904,14 @@ def fire_cmd(ctx: click.Context, job_ref: str, scheduled_at: str | None) -> None
 @main.command("tick")
 def tick_cmd() -> None:
     """Run one synchronous tick: claim every due job and run it here."""
-    _config()
+    _config(store=True)
     from cron import scheduler
 
     count = scheduler.tick(sync=True)
     click.echo(f"tick: dispatched {count} job{'s' if count != 1 else ''}")
 
 
-# -- next / history ----------------------------------------------------------------------------------
+# -- next / history -------------------------------------------------------------------------------
 
 
 def preview_times(text: str, count: int, tz: str | None, now: datetime) -> tuple[
@@ -984,7 +999,8 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
         when = row.get("started_at") or row.get("claimed_at") or row.get("finished_at")
         start, end = _to_dt(row.get("started_at")), _to_dt(row.get("finished_at"))
         took = f"{(end - start).total_seconds():.2f}s" if start and end else "-"
-        detail = _one_line(str(row["error"])) if row.get("error") else str(row.get("output_path") or "")
+        detail = (_one_line(str(row["error"])) if row.get("error")
+                  else str(row.get("output_path") or ""))
         table.append([
             fmt_time(when, now=now, zone=zone), str(row.get("job_name") or row.get("job_id")),
             str(row.get("status")), str(row.get("source") or "-"), took,
@@ -999,7 +1015,7 @@ def _ledger_has(job_id: str) -> bool:
     return bool(executions.list_executions(job_id, limit=1))
 
 
-# -- status / providers / gateway ----------------------------------------------------------------------
+# -- status / providers / gateway -----------------------------------------------------------------
 
 
 def error_hint(error: str | None) -> str | None:
@@ -1027,7 +1043,9 @@ def error_hint(error: str | None) -> str | None:
     return None
 
 
-def status_lines(st: Any, *, now: datetime | None = None) -> list[str]:
+def status_lines(
+    st: Any, *, now: datetime | None = None, store_error: str | None = None
+) -> list[str]:
     """The verdict line, then aligned ``key: value`` lines, for a TickerStatus."""
     from cron.status import read_ticker_pid
 
@@ -1049,9 +1067,11 @@ def status_lines(st: Any, *, now: datetime | None = None) -> list[str]:
         clean = ("never completed a clean tick" if st.success_age is None
                  else f"last clean tick {st.success_age:.0f}s ago (> {limit:.0f}s)")
         err = f": {_one_line(st.last_error)}" if st.last_error else ""
-        verdict = f"{bad} ticker FAILING: ticks are raising, {clean} {dash} jobs are NOT firing{err}"
+        verdict = (f"{bad} ticker FAILING: ticks are raising, {clean} {dash} "
+                   f"jobs are NOT firing{err}")
     elif st.state == "unknown":
-        verdict = f"? ticker state unknown: process {pid} is alive but has never written a heartbeat"
+        verdict = (f"? ticker state unknown: process {pid} is alive but has never "
+                   "written a heartbeat")
     else:
         verdict = (f"{bad} ticker stopped: no gateway or embedded ticker is running {dash} "
                    "jobs will NOT fire; start one with 'cronkit gateway'")
@@ -1071,13 +1091,15 @@ def status_lines(st: Any, *, now: datetime | None = None) -> list[str]:
     hint = error_hint(st.last_error)
     if hint:
         pairs.append(("hint", hint))
+    if store_error:
+        pairs.append(("job store", f"UNREADABLE: {store_error}"))
     pairs.append(("active jobs", str(st.jobs_active)))
     pairs.append(("next run", fmt_time(st.next_run_at, now=now, empty="none")))
     width = max(len(k) for k, _ in pairs) + 1
     return [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
 
 
-@main.command("status")
+@main.command("status", short_help="Will my jobs fire? (exit 0/1/2/3)")
 @click.option("--json", "as_json", is_flag=True, help="Print the status object.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
@@ -1086,12 +1108,24 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     from cron.status import ticker_status
 
     st = ticker_status(cfg=cfg)
+    store_error = _store_error()
     if as_json:
-        _emit_json(st.to_dict())
+        _emit_json({**st.to_dict(), "store_error": store_error})
     else:
-        for line in status_lines(st):
+        for line in status_lines(st, store_error=store_error):
             click.echo(line)
     ctx.exit(st.exit_code)
+
+
+def _store_error() -> str | None:
+    """Why the job store cannot be read (a corrupt ``jobs.json``), or None."""
+    from cron.store import get_store
+
+    try:
+        get_store().load()
+    except Exception as exc:
+        return error_message(exc)[0]
+    return None
 
 
 @main.command("providers")
@@ -1129,9 +1163,10 @@ def providers_cmd(as_json: bool) -> None:
                    "so the built-in ticker runs")
 
 
-@main.command("gateway")
+@main.command("gateway", short_help="Run the trigger and the webhook in the foreground.")
 @click.option("--host", help="Webhook bind address (default: cron.webhook.host).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Webhook port (default: cron.webhook.port).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Webhook port (default: cron.webhook.port).")
 @click.option("--no-webhook", is_flag=True, help="Run the trigger only, no inbound webhook.")
 @click.option("--interval", type=click.FloatRange(min=0.01), metavar="S",
               help="Longest ticker sleep (default: cron.interval).")

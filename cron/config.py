@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -100,15 +101,33 @@ def _validate(cfg: dict[str, Any]) -> None:
         c["provider"] = "" if c["provider"] is None else str(c["provider"])
 
 
+_cache: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
 def load_config() -> dict[str, Any]:
-    """Return the merged, validated configuration (a fresh dict every call)."""
+    """Return the merged, validated configuration (a fresh dict every call).
+
+    The parsed result is cached per file content, so the hot paths (every
+    claim reads ``claim_ttl``) pay a small read, not a YAML parse.
+    """
     path = paths.config_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return copy.deepcopy(DEFAULTS)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    hit = _cache.get(str(path))
+    if hit is not None and hit[0] == text:
+        return copy.deepcopy(hit[1])
+    cfg = _parse(path, text)
+    _cache[str(path)] = (text, cfg)
+    return copy.deepcopy(cfg)
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -95,7 +95,7 @@ _ORDER = f"{_WHEN} DESC, rowid DESC"
 _SQLITE_TIMEOUT = 30.0
 
 # Ledger files this process has already switched to WAL and given the schema.
-_initialised: set[tuple[str, int, int]] = set()
+_initialised: set[tuple[str, int, int]] = set()  # (path, dev, inode)
 _initialised_lock = threading.Lock()
 
 
@@ -160,27 +160,62 @@ def _initialise(conn: sqlite3.Connection) -> None:
         delay = min(delay * 2, 0.1)
 
 
+_local = threading.local()
+_MAX_CACHED = 4
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows,
+    # never corrupt the file); FULL would fsync on every run's bookkeeping.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 @contextlib.contextmanager
 def _connect() -> Iterator[sqlite3.Connection]:
-    """A fresh autocommit connection to the ledger, schema ensured, closed on exit."""
+    """An autocommit connection to the ledger with the schema ensured.
+
+    Connections are cached per thread and per process (never shared across a
+    fork or between threads): opening and closing one per call costs
+    milliseconds, because closing the last connection checkpoints the WAL.
+    """
     path = paths.executions_path()
     _ensure_file(path)
-    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None)
-    try:
-        conn.row_factory = sqlite3.Row
-        # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows,
-        # never corrupt the file); FULL would fsync on every run's bookkeeping.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        st = os.stat(path)
-        # Keyed by inode too: a ledger deleted and recreated needs the schema again.
-        key = (str(path), st.st_dev, st.st_ino)
-        if key not in _initialised:
-            _initialise(conn)
+    st = os.stat(path)
+    # Keyed by inode too: a ledger deleted and recreated needs a new connection and schema.
+    key = (str(path), st.st_dev, st.st_ino, os.getpid())
+    cache: dict[tuple[str, int, int, int], sqlite3.Connection] | None = getattr(
+        _local, "conns", None
+    )
+    if cache is None:
+        cache = {}
+        _local.conns = cache
+    conn = cache.get(key)
+    if conn is None:
+        conn = _open(path)
+        if key[:3] not in _initialised:
+            try:
+                _initialise(conn)
+            except BaseException:
+                conn.close()
+                raise
             with _initialised_lock:
-                _initialised.add(key)
+                _initialised.add(key[:3])
+        while len(cache) >= _MAX_CACHED:
+            oldest = next(iter(cache))
+            with contextlib.suppress(sqlite3.Error):
+                cache.pop(oldest).close()
+        cache[key] = conn
+    try:
         yield conn
-    finally:
-        conn.close()
+    except sqlite3.DatabaseError:
+        # A broken connection must not be handed out again.
+        cache.pop(key, None)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        raise
 
 
 @contextlib.contextmanager
@@ -259,6 +294,38 @@ def record_claim(
         inserted = cur.rowcount == 1
         if inserted:
             _prune(conn, job_id, keep_per_job)
+    return inserted
+
+
+def record_claims(
+    rows: list[tuple[str, str, str | None, str | None, str]],
+    *,
+    source: str,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> int:
+    """:func:`record_claim` for many claims in one transaction (the tick's batch).
+
+    ``rows`` are ``(token, job_id, scheduled_at, job_name, owner)``. Returns
+    how many rows were inserted.
+    """
+    if not rows:
+        return 0
+    claimed_at = _now_iso(now)
+    inserted = 0
+    with _write() as conn:
+        for token, job_id, scheduled_at, job_name, owner in rows:
+            cur = conn.execute(
+                """
+                INSERT OR IGNORE INTO executions
+                    (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
+                VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+                """,
+                (token, job_id, job_name, scheduled_at, claimed_at, source, owner),
+            )
+            if cur.rowcount == 1:
+                inserted += 1
+                _prune(conn, job_id, keep_per_job)
     return inserted
 
 

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -138,6 +139,13 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class _Server:
@@ -275,6 +283,12 @@ def run_gateway(
                 log.error("cannot listen on %s:%s: %s", bind_host, bind_port, exc.strerror or exc)
                 return 1
             bound_port = int(sock.getsockname()[1])
+            if not _is_loopback(sock.getsockname()[0]):
+                log.warning(
+                    "the webhook listens on %s, which is not loopback: requests are "
+                    "HMAC-authenticated but travel as plain HTTP, and /healthz is open - "
+                    "put a TLS proxy or firewall in front", bind_host,
+                )
             webhook_mod.load_or_create_secret()
 
         provider = scheduler_provider.resolve_cron_scheduler(cfg)

@@ -219,12 +219,13 @@ def list_jobs(*, include_disabled: bool = True) -> list[Job]:
 
 
 def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
-    with get_store().transaction() as jobs:
-        job = _find(jobs, job_id)
+    def apply(job: Job | None) -> Job:
         if job is None:
             raise JobNotFoundError(job_id)
         fn(job)
-        result = dict(job)
+        return json_copy(job)
+
+    result = get_store().update_jobs([job_id], apply)[job_id]
     _notify_changed()
     return result
 
@@ -484,8 +485,8 @@ def claim_job_for_fire_ex(
         slot = _now(scheduled_at) if scheduled_at is not None else None
     ttl, catch_default = _claim_settings()
     owner = owner_id()
-    with get_store().transaction() as jobs:
-        job = _find(jobs, job_id)
+
+    def attempt(job: Job | None) -> tuple[rules.ClaimOutcome, Job | None]:
         outcome = rules.try_claim(
             job,
             now=at,
@@ -495,7 +496,9 @@ def claim_job_for_fire_ex(
             scheduled_at=slot,
             force=force,
         )
-        claimed = dict(job) if (job is not None and outcome.won) else None
+        return outcome, (json_copy(job) if job is not None and outcome.won else None)
+
+    outcome, claimed = get_store().update_jobs([job_id], attempt)[job_id]
     if claimed is not None and outcome.token is not None:
         _record_claim(claimed, outcome.token, source, at)
         _write_events(outcome.events, source, at)
@@ -518,16 +521,37 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
     owner = owner_id()
     won: list[tuple[Job, str]] = []
     events: list[rules.LedgerEvent] = []
-    with store.transaction() as jobs:
-        for job in jobs:
-            outcome = rules.sweep_due(
-                job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner
+
+    def sweep(job: Job | None) -> None:
+        if job is None:
+            return  # removed since the candidates were read
+        outcome = rules.sweep_due(
+            job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner
+        )
+        events.extend(outcome.events)
+        if outcome.token is not None:
+            won.append((json_copy(job), outcome.token))
+
+    # Only jobs that can be due are touched: one write for the whole batch.
+    store.update_jobs(store.due_candidates(at), sweep)
+    if won:
+        from cron import executions
+
+        rows = [
+            (
+                token,
+                job["id"],
+                job["fire_claim"]["scheduled_at"],
+                job.get("name"),
+                job["fire_claim"]["by"],
             )
-            events.extend(outcome.events)
-            if outcome.token is not None:
-                won.append((json_copy(job), outcome.token))
-    for job, token in won:
-        _record_claim(job, token, source, at)
+            for job, token in won
+        ]
+        try:
+            executions.record_claims(rows, source=source, now=at)
+        except Exception:
+            # The claims are durable in the store; a ledger outage must not stop the runs.
+            log.exception("could not record %d claim(s) in the ledger", len(rows))
     _write_events(events, source, at)
     return won
 
@@ -557,20 +581,23 @@ def mark_job_run(
     """
     at = _now(now)
     final = status or ("ok" if success else "error")
-    applied = False
-    with get_store().transaction() as jobs:
-        job = _find(jobs, job_id)
-        if job is not None:
-            applied = rules.apply_run_result(job, token, now=at, status=final, error=error)
-    return applied
+
+    def apply(job: Job | None) -> bool:
+        return job is not None and rules.apply_run_result(
+            job, token, now=at, status=final, error=error
+        )
+
+    return get_store().update_jobs([job_id], apply)[job_id]
 
 
 def refresh_claim(job_id: str, token: str, *, now: datetime | None = None) -> bool:
     """Re-date the live claim held by ``token`` (called by running jobs every ``claim_ttl/3``)."""
     at = _now(now)
-    with get_store().transaction() as jobs:
-        job = _find(jobs, job_id)
+
+    def apply(job: Job | None) -> bool:
         return job is not None and rules.refresh(job, token, now=at)
+
+    return get_store().update_jobs([job_id], apply)[job_id]
 
 
 # -- ticker heartbeat files ----------------------------------------------------

@@ -23,8 +23,20 @@ def home() -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    """Create ``path`` (and any missing parents) with mode 0700; return it.
+
+    Parents are created one by one rather than with ``parents=True``, which
+    would give them the umask's mode (often 0755) — ``<home>`` included.
+    """
+    if path.is_dir():
+        return path
+    if not path.parent.exists():
+        ensure_dir(path.parent)
+    try:
+        path.mkdir(mode=DIR_MODE)
+    except FileExistsError:
+        return path
+    os.chmod(path, DIR_MODE)  # mkdir's mode is filtered through the umask
     return path
 
 

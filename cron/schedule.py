@@ -417,17 +417,17 @@ def _normalise_cron_expr(expr: str) -> str:
 
 def _next_cron(cron: _Cron, after: datetime, zone: tzinfo) -> datetime | None:
     """Smallest fire instant of ``cron`` in ``zone`` strictly after ``after`` (UTC)."""
-    local = after.astimezone(zone)
-    start = local.replace(tzinfo=None, fold=0)
-    if cron.all_hours and local.fold == 0:
-        # `after` may sit in the first pass of a fold; the second pass of wall
-        # times *before* it are still ahead, so scan from the fold's start.
-        now_off = local.utcoffset()
-        other_off = local.replace(fold=1).utcoffset()
-        if now_off is not None and other_off is not None and other_off < now_off:
-            start -= now_off - other_off
     best: datetime | None = None
     try:
+        local = after.astimezone(zone)
+        start = local.replace(tzinfo=None, fold=0)
+        if cron.all_hours and local.fold == 0:
+            # `after` may sit in the first pass of a fold; the second pass of wall
+            # times *before* it is still ahead, so scan from the fold's start.
+            now_off = local.utcoffset()
+            other_off = local.replace(fold=1).utcoffset()
+            if now_off is not None and other_off is not None and other_off < now_off:
+                start -= now_off - other_off
         wall = cron.next_after(start - timedelta(seconds=1))
         for _ in range(_MAX_SCAN):
             first, second = _wall_to_instants(wall, zone)
@@ -439,8 +439,8 @@ def _next_cron(cron: _Cron, after: datetime, zone: tzinfo) -> datetime | None:
                 return first if best is None else min(best, first)
             wall = cron.next_after(wall)
     except (OverflowError, ValueError):
-        # Past year 9999 (or no match within croniter's 50-year search window):
-        # there is no representable next run.
+        # Near year 1 or 9999 (or no match within croniter's 50-year search
+        # window): there is no representable next run.
         return best
     return best
 
@@ -554,10 +554,12 @@ def _parse_dict(data: dict[Any, Any], tz: str | tzinfo | None) -> Schedule:
     if kind not in KINDS:
         raise ScheduleError(data, f"'kind' must be one of {', '.join(KINDS)}")
     zone_name = data.get("tz")
+    if isinstance(zone_name, str) and not zone_name.strip():
+        zone_name = None  # "" is how a CLI default or a cleared field says "no zone"
     if zone_name is not None:
         if not isinstance(zone_name, str) or _zone_from_name(zone_name.strip()) is None:
             raise ScheduleError(data, f"unknown time zone {zone_name!r}")
-        zone_name = zone_name.strip() or None
+        zone_name = zone_name.strip()
     read_tz: str | tzinfo | None = zone_name or tz
     out: Schedule
     if kind == "cron":

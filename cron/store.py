@@ -9,6 +9,7 @@ by implementing three methods.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cron import paths
 from cron.errors import StoreCorruptError, StoreLockTimeout
@@ -29,6 +30,7 @@ STORE_VERSION = 1
 LOCK_TIMEOUT = 10.0
 
 Job = dict[str, Any]
+T = TypeVar("T")
 
 
 class JobStore(ABC):
@@ -61,6 +63,37 @@ class JobStore(ABC):
 
     def wake_at(self) -> datetime | None:
         return earliest_wake(self.load())
+
+    def due_candidates(self, now: datetime) -> list[str]:
+        """Ids of jobs a tick at ``now`` may have to act on (a superset is fine).
+
+        Default: every scheduled job due by ``now`` plus spent jobs still
+        holding a claim, from a full ``load()``.
+        """
+        out = []
+        for job in self.load():
+            if job.get("state") != "scheduled":
+                continue
+            t = _parse_ts(job.get("next_run_at"))
+            if (t is not None and t <= now) or (t is None and job.get("fire_claim")):
+                out.append(job["id"])
+        return out
+
+    def update_jobs(self, ids: list[str], fn: Callable[[Job | None], T]) -> dict[str, T]:
+        """Apply ``fn`` to each job in ``ids`` (``None`` for a missing id) in ONE
+        exclusive read-modify-write; return ``{id: fn's result}``.
+
+        ``fn`` mutates the job in place; jobs it leaves equal are not rewritten,
+        and if it changes none, nothing is written. Default: a full
+        ``transaction()``. Note for implementers: override it when your backend
+        can lock and rewrite single rows — claims only ever touch the jobs they name.
+        """
+        results: dict[str, T] = {}
+        with self.transaction() as jobs:
+            by_id = {j["id"]: j for j in jobs}
+            for job_id in ids:
+                results[job_id] = fn(by_id.get(job_id))
+        return results
 
 
 def _parse_ts(value: object) -> datetime | None:
@@ -102,12 +135,49 @@ def earliest_wake(jobs: list[Job], claim_ttl: float | None = None) -> datetime |
     return best
 
 
+def _encode(job: Job) -> str:
+    return json.dumps(job, separators=(",", ":"))
+
+
 @dataclass
 class _Cached:
     key: tuple[object, ...]
     jobs: list[Job]
     wake: datetime | None
     wake_known: bool = False
+    # Built lazily: each job's compact JSON (so a write re-encodes only the
+    # jobs it changed), id → position, and the due-time index for ticks.
+    encoded: list[str] | None = None
+    index: dict[str, int] | None = None
+    due_index: list[tuple[datetime, str]] | None = None
+    claimed_spent: list[str] | None = None
+
+    def encoded_jobs(self) -> list[str]:
+        if self.encoded is None:
+            self.encoded = [_encode(j) for j in self.jobs]
+        return self.encoded
+
+    def positions(self) -> dict[str, int]:
+        if self.index is None:
+            self.index = {j["id"]: i for i, j in enumerate(self.jobs)}
+        return self.index
+
+    def due_ids(self, now: datetime) -> list[str]:
+        if self.due_index is None:
+            pairs: list[tuple[datetime, str]] = []
+            spent: list[str] = []
+            for job in self.jobs:
+                if job.get("state") != "scheduled":
+                    continue
+                t = _parse_ts(job.get("next_run_at"))
+                if t is not None:
+                    pairs.append((t, job["id"]))
+                elif job.get("fire_claim"):
+                    spent.append(job["id"])
+            pairs.sort()
+            self.due_index, self.claimed_spent = pairs, spent
+        cut = bisect.bisect_right(self.due_index, (now, "\uffff"))
+        return [job_id for _, job_id in self.due_index[:cut]] + list(self.claimed_spent or [])
 
 
 class JsonJobStore(JobStore):
@@ -256,26 +326,65 @@ class JsonJobStore(JobStore):
     def transaction(self) -> Iterator[list[Job]]:
         with self._locked():
             with self._mutex:
-                # Under the lock, always re-read: the cache is for lock-free readers.
-                cur = self._read_current(fresh=True)
-                before = json.dumps(cur.jobs, separators=(",", ":"))
-            jobs: list[Job] = json.loads(before)
+                # Under the lock the fingerprint is trustworthy: nobody else can write.
+                cur = self._read_current()
+                before = cur.encoded_jobs()
+            jobs: list[Job] = [json.loads(e) for e in before]
             yield jobs
-            after = json.dumps(jobs, separators=(",", ":"))
+            after = [_encode(j) for j in jobs]
             if after == before:
                 return
             self._write(jobs, after)
 
-    def _write(self, jobs: list[Job], jobs_json: str) -> None:
+    def due_candidates(self, now: datetime) -> list[str]:
+        with self._mutex:
+            return self._read_current().due_ids(now)
+
+    def update_jobs(self, ids: list[str], fn: Callable[[Job | None], T]) -> dict[str, T]:
+        # Only the named jobs are decoded, changed and re-encoded; the others'
+        # cached JSON is reused verbatim, so a claim costs O(named jobs) work
+        # plus one file write.
+        results: dict[str, T] = {}
+        with self._locked():
+            with self._mutex:
+                cur = self._read_current()
+                encoded = cur.encoded_jobs()
+                where = cur.positions()
+            changed: dict[int, tuple[Job, str]] = {}
+            for job_id in ids:
+                pos = where.get(job_id)
+                if pos is None:
+                    results[job_id] = fn(None)
+                    continue
+                job: Job = json.loads(changed[pos][1] if pos in changed else encoded[pos])
+                results[job_id] = fn(job)
+                text = _encode(job)
+                if text != encoded[pos]:
+                    changed[pos] = (job, text)
+            if changed:
+                jobs = list(cur.jobs)
+                new_encoded = list(encoded)
+                for pos, (job, text) in changed.items():
+                    jobs[pos] = job
+                    new_encoded[pos] = text
+                self._write(jobs, new_encoded, index=where)
+        return results
+
+    def _write(
+        self, jobs: list[Job], encoded: list[str], *, index: dict[str, int] | None = None
+    ) -> None:
         stamp = datetime.now(UTC).isoformat()
-        # Assembled by hand so the job list is serialised once per write.
+        # Assembled from per-job JSON so unchanged jobs are never re-encoded.
         body = (
-            f'{{"version":{STORE_VERSION},"jobs":{jobs_json},"updated_at":{json.dumps(stamp)}}}\n'
+            f'{{"version":{STORE_VERSION},"jobs":[{",".join(encoded)}],'
+            f'"updated_at":{json.dumps(stamp)}}}\n'
         )
         self.write_bytes(self.path, body.encode("utf-8"))
         with self._mutex:
             key = self._stat_key()
-            self._cache = _Cached(key, jobs, None) if key is not None else None
+            self._cache = (
+                _Cached(key, jobs, None, encoded=encoded, index=index) if key is not None else None
+            )
 
 
 _default_store: JobStore | None = None

@@ -141,8 +141,8 @@ SLOT = utc(2026, 6, 1, 11, 0)  # first slot of "0 * * * *" after T0
 def _on_time(records: list[Record]) -> None:
     r = step(records, "tick at each next_run_at")
     assert r["result"] == 2
-    assert fired(records, "job-1") == [iso(utc(2026, 6, 1, 10, 15))]
-    assert fired(records, "job-2") == [iso(utc(2026, 6, 1, 10, 15))]
+    assert fired([r], "job-1") == [iso(utc(2026, 6, 1, 10, 15))]
+    assert fired([r], "job-2") == [iso(utc(2026, 6, 1, 10, 15))]
     assert job(r, "job-2")["next_run_at"] == iso(utc(2026, 6, 1, 10, 16, 30))
     assert job(r, "job-1")["next_run_at"] == iso(utc(2026, 6, 1, 10, 20))
     assert job(r, "job-1")["last_status"] == "ok" and job(r, "job-1")["fire_claim"] is None
@@ -176,7 +176,7 @@ ON_TIME = Scenario(
 def _late_within_grace(records: list[Record]) -> None:
     r = step(records, "tick 29m late (grace of an hourly job is 30m)")
     assert r["result"] == 1
-    assert fired(records, "job-1") == [iso(SLOT)]
+    assert fired([r], "job-1") == [iso(SLOT)]
     assert job(r, "job-1")["next_run_at"] == iso(SLOT + H)
     r = step(records, "tick exactly 30m late (== grace)")
     assert r["result"] == 1

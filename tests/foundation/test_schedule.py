@@ -35,8 +35,8 @@ def _isolated(home: Path) -> None:
     """Every test gets its own CRONKIT_HOME with TZ=UTC (see conftest)."""
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, us, tzinfo=UTC)
 
 
 def walk(sched: dict[str, Any], start: datetime, end: datetime, tz: Any = None) -> list[datetime]:
@@ -161,6 +161,7 @@ def test_dict_round_trip_and_normalisation() -> None:
         "tz": "Europe/Berlin",
     }
     assert parse_schedule({"kind": "interval", "seconds": 60.0})["seconds"] == 60
+    assert "tz" not in parse_schedule({"kind": "cron", "expr": "0 9 * * *", "tz": ""})
     once = parse_schedule({"kind": "once", "run_at": "2026-12-01T09:00", "tz": "Europe/Berlin"})
     assert once["run_at"] == "2026-12-01T08:00:00+00:00"
     assert parse_schedule({"kind": "once", "run_at": utc(2026, 1, 1)})["run_at"] == (
@@ -281,9 +282,7 @@ def test_month_and_day_names() -> None:
     sched = parse_schedule("0 9 1 JAN *")
     assert compute_next_run(sched, after=NOW, tz="UTC") == utc(2027, 1, 1, 9, 0)
     sched = parse_schedule("30 8 * * mon-fri")
-    assert compute_next_run(sched, after=utc(2026, 5, 8, 9, 0), tz="UTC") == utc(
-        2026, 5, 11, 8, 30
-    )
+    assert compute_next_run(sched, after=utc(2026, 5, 8, 9, 0), tz="UTC") == utc(2026, 5, 11, 8, 30)
 
 
 def test_day_of_month_and_day_of_week_are_ored() -> None:
@@ -291,6 +290,23 @@ def test_day_of_month_and_day_of_week_are_ored() -> None:
     sched = parse_schedule("0 0 13 * 5")
     fires = walk(sched, utc(2026, 4, 30, 23), utc(2026, 5, 31, 23, 59), tz="UTC")
     assert [f.day for f in fires] == [1, 8, 13, 15, 22, 29]
+
+
+def test_one_value_ranges_mean_that_value() -> None:
+    # croniter alone would read "5-5" as a wrap-around over the whole hour.
+    for text in ("5-5 * * * *", "5-5/2 * * * *"):
+        sched = parse_schedule(text)
+        assert sched["expr"] == text
+        assert compute_next_run(sched, after=NOW, tz="UTC") == utc(2026, 5, 4, 10, 5)
+        assert compute_next_run(sched, after=utc(2026, 5, 4, 10, 5), tz="UTC") == utc(
+            2026, 5, 4, 11, 5
+        )
+
+
+def test_no_representable_next_run_is_none() -> None:
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    assert compute_next_run(parse_schedule("0 9 * * *"), after=end, tz="UTC") is None
+    assert compute_next_run(parse_schedule("every 1d"), after=end) is None
 
 
 def test_six_fields_have_seconds_last() -> None:
@@ -566,7 +582,9 @@ def test_every_15_minutes_fires_on_both_passes_of_the_fold(
     assert [f.fold for f in locals_] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert [f.minute for f in locals_[:4]] == [f.minute for f in locals_[4:]]
     # And the walk around it keeps a steady 15-minute pace in UTC.
-    wide = walk(sched, fold_start_utc - timedelta(hours=2), fold_start_utc + timedelta(hours=3), zone)
+    wide = walk(
+        sched, fold_start_utc - timedelta(hours=2), fold_start_utc + timedelta(hours=3), zone
+    )
     assert all(b - a == timedelta(minutes=15) for a, b in zip(wide, wide[1:], strict=False))
 
 
