@@ -183,7 +183,8 @@ def build_jobs(specs: Sequence[tuple[str, float]], action: dict[str, Any]) -> li
 
 def child_env(home: Path | None = None, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    extra_path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + extra_path if extra_path else "")
     env["TZ"] = "UTC"
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if home is not None:

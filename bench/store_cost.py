@@ -128,7 +128,7 @@ class _LedgerTimer:
         from cron import executions
 
         self.total = 0.0
-        for name in ("record_claim", "record_event"):
+        for name in ("record_claim", "record_claims", "record_event"):
             original = getattr(executions, name)
             setattr(executions, name, self._wrap(original))
 

@@ -157,7 +157,7 @@ def _ledger_runs() -> dict[str, Counter[str]]:
     return per_job
 
 
-WEBHOOK_ONLY_PLUGIN = '''"""Benchmark trigger: fires come only through the webhook (an outside scheduler)."""
+WEBHOOK_ONLY_PLUGIN = '''"""Benchmark trigger: every fire comes through the webhook."""
 from cron.scheduler_provider import CronScheduler
 
 

@@ -138,6 +138,8 @@ class _CronkitGroup(click.Group):
     def _run(
         self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, **extra: Any
     ) -> int:
+        root = logging.getLogger()
+        saved_level = root.level
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except (click.Abort, KeyboardInterrupt):
@@ -150,6 +152,10 @@ class _CronkitGroup(click.Group):
             return self._report(exc)
         except Exception as exc:
             return self._report(exc)
+        finally:
+            # Leave logging as we found it: main() may be called in-process (tests, hosts).
+            _remove_handlers()
+            root.setLevel(saved_level)
         return rv if isinstance(rv, int) else EXIT_OK
 
     @staticmethod
@@ -204,11 +210,16 @@ class _Formatter(logging.Formatter):
             record.exc_info, record.exc_text = saved
 
 
-def _setup_logging(verbosity: int, *, daemon: bool = False) -> None:
+def _remove_handlers() -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _StderrHandler):
             root.removeHandler(handler)
+
+
+def _setup_logging(verbosity: int, *, daemon: bool = False) -> None:
+    root = logging.getLogger()
+    _remove_handlers()
     if verbosity >= 2:
         level = logging.DEBUG
     elif verbosity == 1 or daemon:
@@ -298,6 +309,18 @@ def fmt_time(
     text = f"{local:%Y-%m-%d %H:%M:%S} {fmt_offset(local)}"
     if relative:
         text += f" ({fmt_relative(dt, now)})"
+    return text
+
+
+def fmt_next_run(
+    value: object, *, now: datetime | None = None, zone: tzinfo | None = None, empty: str = "-"
+) -> str:
+    """:func:`fmt_time` for a next run; one already in the past is flagged ``overdue``."""
+    text = fmt_time(value, now=now, zone=zone, empty=empty)
+    dt = _to_dt(value)
+    ref = now if now is not None else datetime.now(UTC)
+    if dt is not None and (ref - dt).total_seconds() >= 1:
+        text = text[:-1] + ", overdue)"
     return text
 
 
@@ -609,7 +632,7 @@ def list_cmd(show_all: bool, as_json: bool) -> None:
                 state += ", running"
             rows.append([
                 job["id"], str(job.get("name")), _schedule_text(job),
-                fmt_time(job.get("next_run_at"), now=now, zone=zone), last, state,
+                fmt_next_run(job.get("next_run_at"), now=now, zone=zone), last, state,
             ])
         _table(["ID", "NAME", "SCHEDULE", "NEXT RUN", "LAST", "STATE"], rows)
     if active:
@@ -634,7 +657,7 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
         ("schedule", _schedule_text(job)),
         ("action", _action_text(job.get("action") or {})),
         ("state", str(job.get("state")) + ("" if job.get("enabled", True) else " (disabled)")),
-        ("next run", fmt_time(job.get("next_run_at"), now=now, zone=zone, empty="none")),
+        ("next run", fmt_next_run(job.get("next_run_at"), now=now, zone=zone, empty="none")),
         ("last run", fmt_time(job.get("last_run_at"), now=now, zone=zone, empty="never")
          + (f" - {job['last_status']}" if job.get("last_status") else "")),
     ]
@@ -1094,7 +1117,7 @@ def status_lines(
     if store_error:
         pairs.append(("job store", f"UNREADABLE: {store_error}"))
     pairs.append(("active jobs", str(st.jobs_active)))
-    pairs.append(("next run", fmt_time(st.next_run_at, now=now, empty="none")))
+    pairs.append(("next run", fmt_next_run(st.next_run_at, now=now, empty="none")))
     width = max(len(k) for k, _ in pairs) + 1
     return [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
 

@@ -57,11 +57,9 @@ def lock_path() -> Path:
 
 
 def _setup_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
+    # A host (the CLI) that configured logging already chose level and format.
+    if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
-    elif root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
 
 
 def _read_pid_file() -> dict[str, Any] | None:

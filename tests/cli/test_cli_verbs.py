@@ -47,7 +47,8 @@ def _due_job(name: str = "due", command: str = "echo due-output") -> dict[str, A
 
 
 def _completed_job() -> dict[str, Any]:
-    job = jobs.create_job("in 1s", "true", name="done", now=datetime.now(UTC) - timedelta(seconds=30))
+    created = datetime.now(UTC) - timedelta(seconds=30)
+    job = jobs.create_job("in 1s", "true", name="done", now=created)
     token = jobs.claim_job_for_fire(job["id"])
     assert token is not None
     assert jobs.mark_job_run(job["id"], token, success=True)
@@ -74,7 +75,7 @@ def _assert_ok(result: Any) -> None:
     assert "Traceback" not in result.output
 
 
-# -- add ----------------------------------------------------------------------------------------
+# -- add ------------------------------------------------------------------------------------------
 
 
 def test_add_prints_id_and_next_run_and_warns_without_ticker(home: Path) -> None:
@@ -206,7 +207,7 @@ def test_times_are_shown_in_the_configured_zone(home: Path) -> None:
     assert re.search(r"^next run: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30 \(in", r.stdout, re.M)
 
 
-# -- edit / pause / resume / remove -------------------------------------------------------------------
+# -- edit / pause / resume / remove ---------------------------------------------------------------
 
 
 def test_edit_fields(home: Path) -> None:
@@ -446,7 +447,7 @@ def test_history_human_and_json(home: Path) -> None:
     assert " error " in r.stdout
 
 
-# -- status / providers -----------------------------------------------------------------------------
+# -- status / providers ---------------------------------------------------------------------------
 
 
 def test_status_stopped_and_json(home: Path) -> None:
@@ -472,7 +473,8 @@ def test_status_running(home: Path) -> None:
     _fake_live_ticker(beat_age=3, success_age=3)
     r = cli("status")
     assert r.exit_code == 0
-    assert r.stdout.splitlines()[0] == f"✓ ticker running (pid {os.getpid()}): last heartbeat 3s ago"
+    first = r.stdout.splitlines()[0]
+    assert first == f"✓ ticker running (pid {os.getpid()}): last heartbeat 3s ago"
     assert re.search(r"^  heartbeat: +3s ago \(stale after 200s\)$", r.stdout, re.M)
 
 
@@ -644,8 +646,9 @@ CONFIG_PROBLEMS = {
 
 @pytest.mark.parametrize("problem", sorted(CONFIG_PROBLEMS))
 @pytest.mark.parametrize("args", [
-    ["add", "every 1m", "--", "true"], ["list"], ["show", "alpha"], ["edit", "alpha", "--name", "x"],
-    ["pause", "alpha"], ["resume", "alpha"], ["remove", "alpha"], ["run", "alpha"],
+    ["add", "every 1m", "--", "true"], ["list"], ["show", "alpha"],
+    ["edit", "alpha", "--name", "x"], ["pause", "alpha"], ["resume", "alpha"],
+    ["remove", "alpha"], ["run", "alpha"],
     ["fire", "alpha"], ["tick"], ["next", "every 1m"], ["history"], ["status"], ["providers"],
     ["gateway", "--no-webhook"],
 ])
@@ -700,3 +703,41 @@ def test_second_gateway_is_refused_with_the_live_pid(home: Path) -> None:
         assert snapshot(home) == before
     finally:
         os.close(fd)
+
+
+# -- formatting helpers ----------------------------------------------------------------------------
+
+
+def test_overdue_next_run_is_flagged(home: Path) -> None:
+    _due_job()
+    r = cli("list")
+    _assert_ok(r)
+    assert re.search(rf"{TIME_RE} \((\d+s|1m \d+s) ago, overdue\)", r.stdout), r.stdout
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (4.4, "4s"), (59, "59s"), (60, "1m"), (250, "4m 10s"), (600, "10m"),
+    (3599, "59m"), (3600, "1h"), (7500, "2h 5m"), (47 * 3600, "47h"), (2 * 86400, "2d"),
+    (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
+])
+def test_fmt_duration(seconds: float, text: str) -> None:
+    from cron.cli import fmt_duration
+
+    assert fmt_duration(seconds) == text
+    assert fmt_duration(-seconds) == text
+
+
+def test_fmt_time_and_relative() -> None:
+    from zoneinfo import ZoneInfo
+
+    from cron.cli import fmt_relative, fmt_time
+
+    now = datetime(2026, 11, 25, 8, 56, tzinfo=UTC)
+    at = "2026-11-25T08:00:00+00:00"
+    berlin = ZoneInfo("Europe/Berlin")
+    assert fmt_time(at, now=now, zone=berlin) == "2026-11-25 09:00:00 +01:00 (56m ago)"
+    assert fmt_time("2026-11-25T09:00:00+00:00", now=now, zone=ZoneInfo("America/St_Johns")) \
+        == "2026-11-25 05:30:00 -03:30 (in 4m)"
+    assert fmt_time(None) == "-" and fmt_time(None, empty="never") == "never"
+    assert fmt_relative(now + timedelta(milliseconds=200), now) == "now"
+    assert fmt_time(at, zone=berlin, relative=False) == "2026-11-25 09:00:00 +01:00"

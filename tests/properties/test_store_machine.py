@@ -36,7 +36,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
+    multiple,
     rule,
 )
 
@@ -216,6 +218,12 @@ class StoreMachine(RuleBasedStateMachine):
         self.model[job["id"]] = m
         return str(job["id"])
 
+    @initialize(target=jobs, specs=st.lists(
+        st.tuples(st.integers(0, len(SCHEDULES) - 1), st.sampled_from([None, 2])),
+        min_size=1, max_size=3))
+    def seed_jobs(self, specs: list[tuple[int, int | None]]) -> Any:
+        return multiple(*(self.create(which, True, rep, None) for which, rep in specs))
+
     @rule(job_id=jobs)
     def rename(self, job_id: str) -> None:
         from cron import jobs
@@ -364,6 +372,16 @@ class StoreMachine(RuleBasedStateMachine):
         m.last_scheduled_at = fired
         m.completed += 1
         m.next_run_at = m.after_fire(fired, self.now)
+
+    @rule(job_id=jobs, finish=st.booleans())
+    def run_when_due(self, job_id: str, finish: bool) -> None:
+        """The ticker's cycle in one step: wait until due, claim, optionally mark ok."""
+        m = self.model.get(job_id)
+        if m is not None and m.next_run_at is not None and m.next_run_at > self.now:
+            self.now = m.next_run_at
+        self.claim(job_id, "none")
+        if finish:
+            self.mark_run(job_id, True, "current")
 
     @rule(job_id=jobs, ok=st.booleans(), which=st.sampled_from(["current", "stale", "bogus"]))
     def mark_run(self, job_id: str, ok: bool, which: str) -> None:

@@ -1,0 +1,427 @@
+"""cronkit benchmark suite: ``python bench/run.py [--quick] [--only NAME[,NAME...]]``.
+
+Runs every benchmark in fresh child interpreters (``bench/lateness.py``,
+``bench/store_cost.py``, ``bench/webhook_load.py``), takes the median of
+several repetitions, prints a markdown table and writes a JSON report
+(``bench/results.json`` for a full run, ``bench/.work/results-quick.json``
+for ``--quick``; ``--out`` overrides). See ``bench/README.md``.
+
+Benchmarks: lateness, idle, claim, contention, webhook, memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+NAMES = ("lateness", "idle", "claim", "contention", "webhook", "memory")
+
+FULL: dict[str, Any] = {
+    "lateness": {"duration": 60.0, "b_jobs": 1000, "c_jobs": 200, "reps_ab": 2, "reps_c": 5},
+    "idle": {"sizes": [100, 1000, 10000, 100000], "reps": 3, "ticks": 300},
+    "claim": {"sizes": [100, 1000, 10000], "reps": 3, "singles": 30, "batches": 5},
+    "contention": {"jobs": 1000, "procs": 4, "reps": 3},
+    "webhook": {"jobs": 1000, "concurrency": 16, "reps": 3},
+    "memory": {"sizes": [100, 10000], "reps": 3, "settle": 3.0},
+}
+QUICK: dict[str, Any] = {
+    "lateness": {"duration": 6.0, "b_jobs": 200, "c_jobs": 200, "reps_ab": 1, "reps_c": 1},
+    "idle": {"sizes": [100, 1000, 10000], "reps": 1, "ticks": 100},
+    "claim": {"sizes": [100, 1000], "reps": 1, "singles": 10, "batches": 2},
+    "contention": {"jobs": 200, "procs": 4, "reps": 1},
+    "webhook": {"jobs": 200, "concurrency": 16, "reps": 1},
+    "memory": {"sizes": [100, 1000], "reps": 1, "settle": 2.0},
+}
+
+
+def _child(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    from bench.common import run_child
+
+    return run_child(module, args, timeout=timeout)
+
+
+def _med(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- the benchmarks ----------------------------------------------------------------
+
+
+def bench_lateness(cfg: dict[str, Any]) -> dict[str, Any]:
+    dur = cfg["duration"]
+    plan = [
+        ("a", ["--duration", str(dur), "--jobs", "1"], cfg["reps_ab"], dur + 40),
+        ("b", ["--duration", str(dur), "--jobs", str(cfg["b_jobs"])], cfg["reps_ab"], dur + 60),
+        ("c", ["--duration", "1", "--jobs", str(cfg["c_jobs"])], cfg["reps_c"], 90.0),
+    ]
+    out: dict[str, Any] = {}
+    for scenario, args, reps, timeout in plan:
+        runs: dict[str, list[dict[str, Any]]] = {"cronkit": [], "apscheduler": []}
+        for rep in range(reps):
+            # Alternate who goes first so drift in machine load does not favour one side.
+            order = ("cronkit", "apscheduler") if rep % 2 == 0 else ("apscheduler", "cronkit")
+            for impl in order:
+                _log(f"lateness {scenario} {impl} rep {rep + 1}/{reps}")
+                runs[impl].append(_child(
+                    "bench.lateness", ["--impl", impl, "--scenario", scenario, *args], timeout
+                ))
+        med: dict[str, Any] = {}
+        for impl, rs in runs.items():
+            med[impl] = {
+                k: _med([r["lateness_ms"].get(k) for r in rs]) for k in ("p50", "p99", "max")
+            }
+            med[impl]["fired_min"] = min(r["fired"] for r in rs)
+            med[impl]["expected"] = rs[0]["expected"]
+            med[impl]["duplicates"] = sum(r["duplicates"] for r in rs)
+            med[impl]["within_100ms_min"] = min(r["within_100ms"] for r in rs)
+            med[impl]["worst_max"] = max(r["lateness_ms"].get("max", 0.0) for r in rs)
+        pairs = [
+            c["lateness_ms"]["p99"] / a["lateness_ms"]["p99"]
+            for c, a in zip(runs["cronkit"], runs["apscheduler"], strict=True)
+            if a["lateness_ms"].get("p99")
+        ]
+        out[scenario] = {
+            "runs": runs,
+            "median": med,
+            "p99_ratio_cronkit_over_aps_per_run": pairs,
+            "p99_ratio_cronkit_over_aps_median": _med(list(pairs)),
+        }
+    return out
+
+
+def bench_idle(cfg: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in cfg["sizes"]:
+        runs = []
+        for rep in range(cfg["reps"]):
+            _log(f"idle N={n} rep {rep + 1}/{cfg['reps']}")
+            runs.append(_child("bench.store_cost",
+                               ["idle", "--jobs", str(n), "--reps", str(cfg["ticks"])], 900))
+        out[str(n)] = {
+            "runs": runs,
+            "median": {
+                "tick_ms_p50": _med([r["tick_ms"]["p50"] for r in runs]),
+                "tick_ms_p99": _med([r["tick_ms"]["p99"] for r in runs]),
+                "iteration_ms_p50": _med([r["iteration_ms"]["p50"] for r in runs]),
+                "next_delay_ms_p50": _med([r["next_delay_ms"]["p50"] for r in runs]),
+                "stat_ms_p50": _med([r["stat_ms"]["p50"] for r in runs]),
+                "first_tick_ms": _med([r["first_tick_ms"] for r in runs]),
+                "parses_during_idle_ticks": max(r["parses_during_idle_ticks"] for r in runs),
+            },
+        }
+    sizes = [str(n) for n in cfg["sizes"]]
+    lo, hi = out[sizes[0]]["median"]["tick_ms_p50"], out[sizes[-1]]["median"]["tick_ms_p50"]
+    out["ratio"] = {"sizes": [sizes[-1], sizes[0]], "tick_p50_ratio": hi / lo if lo else None}
+    return out
+
+
+def bench_claim(cfg: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in cfg["sizes"]:
+        runs = []
+        for rep in range(cfg["reps"]):
+            _log(f"claim N={n} rep {rep + 1}/{cfg['reps']}")
+            runs.append(_child("bench.store_cost", [
+                "claim", "--jobs", str(n), "--singles", str(cfg["singles"]),
+                "--batches", str(cfg["batches"]),
+            ], 1800))
+        single = _med([r["single_ms"]["p50"] for r in runs])
+        batch = _med([r["batch_ms"]["p50"] for r in runs])
+        out[str(n)] = {
+            "runs": runs,
+            "median": {
+                "single_ms_p50": single,
+                "single_ms_p99": _med([r["single_ms"]["p99"] for r in runs]),
+                "single_ledger_ms_p50": _med([r["single_ledger_ms"]["p50"] for r in runs]),
+                "batch_ms_p50": batch,
+                "batch_ledger_ms_p50": _med([r["batch_ledger_ms"]["p50"] for r in runs]),
+                "batch_over_single": _med([r["batch_over_single"] for r in runs]),
+                "batch_won_all": all(all(w == r["batch_size"] for w in r["batch_won"])
+                                     for r in runs),
+            },
+        }
+    return out
+
+
+def bench_contention(cfg: dict[str, Any]) -> dict[str, Any]:
+    runs = []
+    for rep in range(cfg["reps"]):
+        _log(f"contention N={cfg['jobs']} x{cfg['procs']} rep {rep + 1}/{cfg['reps']}")
+        runs.append(_child("bench.store_cost", [
+            "contend", "--jobs", str(cfg["jobs"]), "--procs", str(cfg["procs"])
+        ], 1800))
+    return {
+        "runs": runs,
+        "median": {
+            "claims_per_s": _med([r["claims_per_s"] for r in runs]),
+            "attempts_per_s": _med([r["attempts_per_s"] for r in runs]),
+            "double_claims": sum(r["double_claims"] for r in runs),
+            "unclaimed": sum(r["unclaimed"] for r in runs),
+        },
+    }
+
+
+def _gateway_available() -> str | None:
+    try:
+        importlib.import_module("cron.gateway")
+        importlib.import_module("cron.webhook")
+    except ImportError as exc:
+        return f"pending: {exc}"
+    return None
+
+
+def bench_webhook(cfg: dict[str, Any]) -> dict[str, Any]:
+    missing = _gateway_available()
+    if missing:
+        return {"pending": missing}
+    runs = []
+    for rep in range(cfg["reps"]):
+        _log(f"webhook N={cfg['jobs']} rep {rep + 1}/{cfg['reps']}")
+        runs.append(_child("bench.webhook_load", [
+            "fire", "--jobs", str(cfg["jobs"]), "--concurrency", str(cfg["concurrency"])
+        ], 900))
+    return {
+        "runs": runs,
+        "median": {
+            "accepted_per_s": _med([r["accepted_per_s"] for r in runs]),
+            "latency_ms_p50": _med([r["latency_ms"]["p50"] for r in runs]),
+            "latency_ms_p99": _med([r["latency_ms"]["p99"] for r in runs]),
+            "duplicate_runs": sum(r["duplicate_runs"] for r in runs),
+            "duplicate_accepted": sum(r["duplicate_accepted"] for r in runs),
+            "accepted_min": min(r["accepted"] for r in runs),
+        },
+    }
+
+
+def bench_memory(cfg: dict[str, Any]) -> dict[str, Any]:
+    missing = _gateway_available()
+    if missing:
+        return {"pending": missing}
+    out: dict[str, Any] = {}
+    for n in cfg["sizes"]:
+        runs = []
+        for rep in range(cfg["reps"]):
+            _log(f"memory N={n} rep {rep + 1}/{cfg['reps']}")
+            runs.append(_child("bench.webhook_load",
+                               ["memory", "--jobs", str(n), "--settle", str(cfg["settle"])], 300))
+        out[str(n)] = {
+            "runs": runs,
+            "median": {
+                "rss_mb": _med([r["rss_mb"] for r in runs]),
+                "peak_rss_mb": _med([r["peak_rss_mb"] for r in runs]),
+            },
+        }
+    return out
+
+
+BENCHES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "lateness": bench_lateness,
+    "idle": bench_idle,
+    "claim": bench_claim,
+    "contention": bench_contention,
+    "webhook": bench_webhook,
+    "memory": bench_memory,
+}
+
+
+# -- targets and the table ---------------------------------------------------------------
+
+
+def _f(value: float | None, unit: str = "ms", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f} {unit}".rstrip()
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**MISSED**")
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per issue target: what it asks, what we measured, met or not."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, measured: str, ok: bool | None, aps: str = "") -> None:
+        rows.append({"name": name, "target": target, "cronkit": measured, "apscheduler": aps,
+                     "met": ok})
+
+    lat = res.get("lateness")
+    if lat and "error" not in lat:
+        labels = {"a": "(a) 1 job every 1 s", "b": "(b) jobs spread over the window"}
+        for sc in ("a", "b"):
+            if sc not in lat:
+                continue
+            m = lat[sc]["median"]
+            ck, ap = m["cronkit"], m["apscheduler"]
+            ok = (ck["p99"] is not None and ck["p99"] <= 5.0 and ap["p99"] is not None
+                  and ck["p99"] <= ap["p99"] and ck["fired_min"] == ck["expected"])
+            add(f"lateness {labels[sc]} (n={ck['expected']}) p50 / p99 / max",
+                "p99 <= 5 ms and <= APScheduler p99",
+                f"{_f(ck['p50'])} / {_f(ck['p99'])} / {_f(ck['max'])}", ok,
+                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}")
+        if "c" in lat:
+            m = lat["c"]["median"]
+            ck, ap = m["cronkit"], m["apscheduler"]
+            ok = ck["worst_max"] <= 100.0 and ck["fired_min"] == ck["expected"]
+            add(f"lateness (c) {ck['expected']} jobs due the same second p50 / p99 / max",
+                f"all {ck['expected']} started <= 100 ms after the slot",
+                f"{_f(ck['p50'])} / {_f(ck['p99'])} / {_f(ck['max'])} "
+                f"(worst run {_f(ck['worst_max'])}, {ck['within_100ms_min']} within 100 ms)",
+                ok,
+                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}")
+    idle = res.get("idle")
+    if idle and "error" not in idle:
+        for n, v in idle.items():
+            if n == "ratio":
+                continue
+            m = v["median"]
+            target = "<= 1 ms" if n == "10000" else ""
+            ok = (m["tick_ms_p50"] <= 1.0) if n == "10000" else None
+            add(f"idle tick, N={int(n):,} (p50; parses of jobs.json: "
+                f"{m['parses_during_idle_ticks']})", target,
+                f"{_f(m['tick_ms_p50'], digits=3)} (whole ticker iteration incl. heartbeat "
+                f"files {_f(m['iteration_ms_p50'], digits=3)})", ok)
+        r = idle["ratio"]
+        add(f"idle tick ratio N={int(r['sizes'][0]):,} / N={int(r['sizes'][1]):,}", "<= 2",
+            _f(r["tick_p50_ratio"], "x"),
+            (r["tick_p50_ratio"] <= 2.0) if r["tick_p50_ratio"] is not None else None)
+    claim = res.get("claim")
+    if claim and "error" not in claim:
+        for n, v in claim.items():
+            m = v["median"]
+            ok = (m["single_ms_p50"] <= 3.0) if n == "1000" else None
+            add(f"single claim, N={int(n):,} (p50; of which ledger)",
+                "<= 3 ms" if n == "1000" else "",
+                f"{_f(m['single_ms_p50'])} ({_f(m['single_ledger_ms_p50'])})", ok)
+            add(f"batch claim of 100, N={int(n):,} (p50; of which ledger) / ratio to single",
+                "<= 3x single",
+                f"{_f(m['batch_ms_p50'])} ({_f(m['batch_ledger_ms_p50'])}) / "
+                f"{_f(m['batch_over_single'], 'x')}",
+                m["batch_over_single"] <= 3.0 if m["batch_over_single"] is not None else None)
+    con = res.get("contention")
+    if con and "error" not in con:
+        m = con["median"]
+        n = con["runs"][0]["jobs"]
+        procs = con["runs"][0]["procs"]
+        add(f"claims/s, {procs} contending processes, N={n:,}", "0 double claims",
+            f"{_f(m['claims_per_s'], '/s', 0)} (attempts {_f(m['attempts_per_s'], '/s', 0)}), "
+            f"{m['double_claims']} double claims", m["double_claims"] == 0)
+    wh = res.get("webhook")
+    if wh and "pending" in wh:
+        add("webhook accepted fires/s", ">= 300/s, 0 duplicate runs", wh["pending"], None)
+    elif wh and "error" not in wh:
+        m = wh["median"]
+        n = wh["runs"][0]["jobs"]
+        ok = m["accepted_per_s"] >= 300 and m["duplicate_runs"] == 0 and \
+            m["duplicate_accepted"] == 0
+        add(f"webhook signed fires accepted/s, N={n:,} (request p50 / p99)",
+            ">= 300/s, 0 duplicate runs",
+            f"{_f(m['accepted_per_s'], '/s', 0)} ({_f(m['latency_ms_p50'], 'ms', 0)} / "
+            f"{_f(m['latency_ms_p99'], 'ms', 0)}), {m['duplicate_runs']} duplicate runs, "
+            f"{m['duplicate_accepted']} duplicates accepted", ok)
+    mem = res.get("memory")
+    if mem and "pending" in mem:
+        add("gateway RSS", "<= 80 MB at 10,000 jobs", mem["pending"], None)
+    elif mem and "error" not in mem:
+        for n, v in mem.items():
+            m = v["median"]
+            ok = (m["rss_mb"] <= 80.0) if n == "10000" else None
+            add(f"gateway RSS, N={int(n):,} (peak)", "<= 80 MB" if n == "10000" else "",
+                f"{_f(m['rss_mb'], 'MB', 1)} ({_f(m['peak_rss_mb'], 'MB', 1)})", ok)
+    for name, value in res.items():
+        if isinstance(value, dict) and "error" in value:
+            add(name, "", f"ERROR: {value['error'][:200]}", False)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| benchmark | target | cronkit | APScheduler 3 | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['target']} | {r['cronkit']} | {r['apscheduler']} | "
+                     f"{_verdict(r['met'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="cronkit benchmarks (see bench/README.md)")
+    ap.add_argument("--quick", action="store_true", help="small N, short runs (~1-2 min)")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(NAMES)}")
+    ap.add_argument("--reps", type=int, default=None, help="override every repetition count")
+    ap.add_argument("--out", type=Path, default=None, help="where to write the JSON report")
+    args = ap.parse_args(argv)
+
+    from bench.common import WORK, machine_info
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] or list(NAMES)
+    unknown = [n for n in only if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    cfg = json.loads(json.dumps(QUICK if args.quick else FULL))
+    if args.reps is not None:
+        for c in cfg.values():
+            for key in ("reps", "reps_ab", "reps_c"):
+                if key in c:
+                    c[key] = args.reps
+    out_path = args.out or (WORK / "results-quick.json" if args.quick else
+                            ROOT / "bench" / "results.json")
+    WORK.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    started = time.time()
+    results: dict[str, Any] = {}
+    for name in only:
+        t0 = time.time()
+        try:
+            results[name] = BENCHES[name](cfg[name])
+        except Exception as exc:  # one broken benchmark must not hide the others
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        _log(f"{name} done in {time.time() - t0:.0f}s")
+    machine["loadavg_end"] = list(os.getloadavg())
+    rows = targets(results)
+    md = table(rows)
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+        "elapsed_s": round(time.time() - started, 1),
+        "machine": machine,
+        "config": {k: cfg[k] for k in only},
+        "targets": rows,
+        "table_markdown": md,
+        "results": results,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=1, sort_keys=False) + "\n")
+    print(f"cronkit benchmarks ({report['mode']}) - {machine['nproc']} CPU "
+          f"{machine['cpu_model']}, Python {machine['python']}, APScheduler "
+          f"{machine['apscheduler']}, load avg {machine['loadavg_start'][0]:.2f} -> "
+          f"{machine['loadavg_end'][0]:.2f}, {report['elapsed_s']:.0f} s\n")
+    print(md)
+    print(f"\nreport: {out_path}")
+    failed = any(isinstance(v, dict) and "error" in v for v in results.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
