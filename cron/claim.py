@@ -31,6 +31,7 @@ class LedgerEvent:
     status: str  # missed | skipped
     scheduled_at: str
     error: str
+    job_name: str | None = None
 
 
 @dataclass
@@ -117,7 +118,10 @@ def _missed_between(job: Job, start: datetime, end: datetime, reason: str) -> li
         job["schedule"], start=start, end=end, tz=_zone(job), limit=MISSED_ROWS_LIMIT + 1
     )
     slots = [s for s in slots if s < end]
-    return [LedgerEvent(job["id"], "missed", to_iso(s), reason) for s in slots[:MISSED_ROWS_LIMIT]]
+    return [
+        LedgerEvent(job["id"], "missed", to_iso(s), reason, job.get("name"))
+        for s in slots[:MISSED_ROWS_LIMIT]
+    ]
 
 
 def try_claim(
@@ -222,7 +226,9 @@ def sweep_due(
         _advance(job, anchor=due, now=now)
         if job["schedule"].get("kind") == "once":
             job["next_run_at"] = None
-        ev = LedgerEvent(job_id, "skipped", to_iso(due), "previous run still running (overlap)")
+        ev = LedgerEvent(
+            job_id, "skipped", to_iso(due), "previous run still running (overlap)", job.get("name")
+        )
         return ClaimOutcome(None, "overlap: skipped", to_iso(due), [ev])
     late = (now - due).total_seconds()
     if job["schedule"].get("kind") == "once":
@@ -231,7 +237,7 @@ def sweep_due(
             job["next_run_at"] = None
             job["last_status"] = "missed"
             job["last_error"] = f"one-shot was {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s)"
-            ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"])
+            ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"], job.get("name"))
             return ClaimOutcome(None, "one-shot missed", to_iso(due), [ev])
     elif late > grace_seconds(job["schedule"], now=due, tz=_zone(job)):
         if catch_up_policy(job, catch_up_default) == "skip":
@@ -242,6 +248,7 @@ def sweep_due(
                 "missed",
                 to_iso(due),
                 f"{late:.0f}s late, beyond grace; catch_up=skip",
+                job.get("name"),
             )
             return ClaimOutcome(None, "missed (catch_up=skip)", to_iso(due), [ev])
     token = _stamp(job, slot=due, now=now, owner=owner, advance=True)

@@ -466,18 +466,27 @@ def record_event(
 def recover_interrupted_executions(*, now: datetime | None = None) -> int:
     """Mark ``unknown`` every claimed/running row whose owner is provably gone.
 
+    Returns how many rows were marked; see
+    :func:`recover_interrupted_execution_rows` for the rows themselves.
+    """
+    return len(recover_interrupted_execution_rows(now=now))
+
+
+def recover_interrupted_execution_rows(*, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Mark ``unknown`` every claimed/running row whose owner is provably gone.
+
     "Provably gone" is :func:`cron.procinfo.owner_gone`: same host and the pid
     is dead, or alive with another start time (reused). Rows owned by a live
     process, by another host, or with no owner are left alone. Nothing is
     rerun: the run may have had effects, so its outcome is recorded as unknown.
-    Returns the number of rows marked.
+    Returns ``(execution id = claim token, job_id)`` of each row marked.
     """
     with _connect() as conn:
         rows = conn.execute(
-            "SELECT id, owner FROM executions WHERE status IN ('claimed', 'running')"
+            "SELECT id, job_id, owner FROM executions WHERE status IN ('claimed', 'running')"
         ).fetchall()
     verdicts: dict[str, bool] = {}
-    dead: list[tuple[str, str]] = []
+    dead: list[tuple[str, str, str]] = []
     for row in rows:
         owner = row["owner"]
         if not owner:
@@ -485,13 +494,13 @@ def recover_interrupted_executions(*, now: datetime | None = None) -> int:
         if owner not in verdicts:
             verdicts[owner] = procinfo.owner_gone(owner)
         if verdicts[owner]:
-            dead.append((row["id"], owner))
+            dead.append((row["id"], row["job_id"], owner))
     if not dead:
-        return 0
+        return []
     finished = _now_iso(now)
-    marked = 0
+    marked: list[tuple[str, str]] = []
     with _write() as conn:
-        for exec_id, owner in dead:
+        for exec_id, job_id, owner in dead:
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
             cur = conn.execute(
@@ -507,9 +516,10 @@ def recover_interrupted_executions(*, now: datetime | None = None) -> int:
                     owner,
                 ),
             )
-            marked += cur.rowcount
+            if cur.rowcount:
+                marked.append((exec_id, job_id))
     if marked:
-        log.warning("marked %d interrupted execution(s) as unknown", marked)
+        log.warning("marked %d interrupted execution(s) as unknown", len(marked))
     return marked
 
 

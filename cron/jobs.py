@@ -403,6 +403,7 @@ def _write_events(events: list[rules.LedgerEvent], source: str, now: datetime) -
                 scheduled_at=ev.scheduled_at,
                 source=source,
                 error=ev.error,
+                job_name=ev.job_name,
                 now=now,
             )
         except Exception:

@@ -100,6 +100,31 @@ def _log_done(fut: Future[bool]) -> None:
         log.error("cron job raised out of run_one_job", exc_info=exc)
 
 
+def recover_interrupted(*, now: datetime | None = None) -> int:
+    """Settle runs whose owner process provably died: ledger ``unknown``, claim released.
+
+    The ledger row becomes ``unknown`` (never rerun: the run may have had
+    effects). The job's claim is released through ``mark_job_run`` with the
+    dead run's own token, so it only applies if that claim is still the live
+    one — and the next slot need not wait ``claim_ttl`` to be claimable.
+    Returns the number of runs settled.
+    """
+    settled = executions.recover_interrupted_execution_rows(now=now)
+    for token, job_id in settled:
+        try:
+            jobs.mark_job_run(
+                job_id,
+                token,
+                success=False,
+                status="interrupted",
+                now=now,
+                error="the process running this job died; outcome unknown, not rerun",
+            )
+        except Exception:
+            log.exception("could not release the claim of interrupted job %s", job_id)
+    return len(settled)
+
+
 def tick(
     *,
     now: datetime | None = None,

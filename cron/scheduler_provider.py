@@ -199,11 +199,9 @@ class InProcessCronScheduler(CronScheduler):
         set_active_provider(self)
         try:
             try:
-                from cron.executions import recover_interrupted_executions
+                from cron.scheduler import recover_interrupted
 
-                recovered = recover_interrupted_executions()
-                if recovered:
-                    log.warning("marked %d interrupted execution(s) as unknown", recovered)
+                recover_interrupted()
             except BaseException:
                 log.exception("could not recover interrupted executions")
             try:

@@ -94,7 +94,7 @@ def crash_after_claim(at: datetime) -> Step:
 
 
 def recover(at: datetime) -> Step:
-    return Step("recover", "restart: recover_interrupted_executions()", at)
+    return Step("recover", "restart: recover_interrupted()", at)
 
 
 # -- check helpers -------------------------------------------------------------
@@ -387,10 +387,13 @@ def _crash(records: list[Record]) -> None:
     j = job(crash, "job-1")
     assert j["fire_claim"]["by"] == "owner-other" and j["next_run_at"] == iso(SLOT + H)
     assert [r["status"] for r in rows(crash, "job-1")] == ["claimed"]
-    rec = step(records, "restart: recover_interrupted_executions()")
+    rec = step(records, "restart: recover_interrupted()")
     assert rec["result"] == 1
     (row,) = rows(rec, "job-1")
     assert row["status"] == "unknown" and row["scheduled_at"] == iso(SLOT)
+    # The dead owner's claim is released with its own token: no TTL wait.
+    j = job(rec, "job-1")
+    assert j["fire_claim"] is None and j["last_status"] == "interrupted"
     same = step(records, "tick after the restart, same slot window")
     assert same["result"] == 0, "the crashed slot is not rerun"
     assert fired(records, "job-1") == [iso(SLOT + H)]

@@ -171,7 +171,8 @@ class Recorder:
             )
             return [self.norm.token(t) for t in json.loads(proc.stdout)]
         if st.op == "recover":
-            return executions.recover_interrupted_executions(now=now)
+            # What a restarting ticker does (InProcessCronScheduler.start).
+            return scheduler.recover_interrupted(now=now)
         raise AssertionError(f"unknown step op {st.op!r}")
 
     def snapshot(self, st: Step, now: datetime, result: Any) -> Record:

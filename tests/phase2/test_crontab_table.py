@@ -92,7 +92,7 @@ def vixie_fires(fields: str, start: datetime, count: int) -> list[datetime]:
     star = dom.startswith("*") or dow.startswith("*")
     out: list[datetime] = []
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(366 * 8):
+    for _ in range(366 * 60):
         wd = (day.weekday() + 1) % 7  # Sunday = 0
         d_ok, w_ok = day.day in doms, wd in dows
         if day.month in mons and ((d_ok and w_ok) if star else (d_ok or w_ok)):
@@ -162,7 +162,7 @@ def test_rendered_fields_fire_when_cronkit_does(expr: str, start_day: int) -> No
     fields = table.cron_fields(expr)
     assert fields is not None, expr
     start = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=start_day, minutes=7)
-    expected = cronkit_fires(expr, start, 40)
+    expected = cronkit_fires(expr, start, 12)
     assert vixie_fires(fields, start, len(expected)) == expected, (expr, fields)
 
 

@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from cron import paths
-from cron.errors import CronkitError
 from cron.providers.crontab import table
+from cron.providers.crontab.table import CrontabError, CrontabRenderError
 from cron.scheduler_provider import CronScheduler
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ LOCK_WAIT = 10.0
 LOG_MAX_BYTES = 1 << 20
 LOG_KEEP_BYTES = 256 << 10
 RECONCILE_HINT = "run 'python -m cron.providers.crontab reconcile'"
-
-
-class CrontabError(CronkitError, RuntimeError):
-    """The crontab could not be read or written (binary missing, denied, rejected, timed out)."""
 
 
 @dataclass(frozen=True)
@@ -444,4 +440,4 @@ class CrontabScheduler(CronScheduler):
             os.close(fd)
 
 
-__all__ = ["CrontabError", "CrontabScheduler", "SyncReport"]
+__all__ = ["CrontabError", "CrontabRenderError", "CrontabScheduler", "SyncReport"]

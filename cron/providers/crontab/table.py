@@ -31,6 +31,8 @@ from typing import Any
 
 from croniter import croniter
 
+from cron.errors import CronkitError
+
 # Debian's cron refuses a command of 1000 characters or more ("command too long");
 # measured: 990 installs, 1000 does not.
 MAX_COMMAND = 990
@@ -53,7 +55,11 @@ _NAME_RE = re.compile(r"[a-z]{3}")
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 
 
-class CrontabRenderError(ValueError):
+class CrontabError(CronkitError, RuntimeError):
+    """The crontab could not be read or written (binary missing, denied, rejected, timed out)."""
+
+
+class CrontabRenderError(CrontabError, ValueError):
     """A block line that cron would reject (e.g. a command over Debian's 990 characters)."""
 
 
@@ -452,6 +458,7 @@ def has_sweep(block: Iterable[str]) -> bool:
 __all__ = [
     "HEADER",
     "MAX_COMMAND",
+    "CrontabError",
     "CrontabRenderError",
     "Invocation",
     "Parsed",

@@ -1,0 +1,1 @@
+"""The provider contract suite: every trigger provider must pass the same tests."""

@@ -1,0 +1,1 @@
+"""The crontab provider against the real crontab binary and the real cron daemon."""
