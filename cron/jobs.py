@@ -523,13 +523,18 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
     won: list[tuple[Job, str]] = []
     events: list[rules.LedgerEvent] = []
 
+    completed: list[str] = []
+
     def sweep(job: Job | None) -> None:
         if job is None:
             return  # removed since the candidates were read
+        was = job.get("state")
         outcome = rules.sweep_due(
             job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner
         )
         events.extend(outcome.events)
+        if was != "completed" and job.get("state") == "completed":
+            completed.append(job["id"])
         if outcome.token is not None:
             won.append((json_copy(job), outcome.token))
 
@@ -554,6 +559,8 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
             # The claims are durable in the store; a ledger outage must not stop the runs.
             log.exception("could not record %d claim(s) in the ledger", len(rows))
     _write_events(events, source, at)
+    if completed:
+        _notify_changed()
     return won
 
 
@@ -583,12 +590,21 @@ def mark_job_run(
     at = _now(now)
     final = status or ("ok" if success else "error")
 
-    def apply(job: Job | None) -> bool:
-        return job is not None and rules.apply_run_result(
-            job, token, now=at, status=final, error=error
-        )
+    completed: list[bool] = []
 
-    return get_store().update_jobs([job_id], apply)[job_id]
+    def apply(job: Job | None) -> bool:
+        if job is None:
+            return False
+        was = job.get("state")
+        ok = rules.apply_run_result(job, token, now=at, status=final, error=error)
+        completed.append(ok and was != "completed" and job.get("state") == "completed")
+        return ok
+
+    applied = get_store().update_jobs([job_id], apply)[job_id]
+    if any(completed):
+        # The set of jobs that can fire shrank: external providers must hear it.
+        _notify_changed()
+    return applied
 
 
 def refresh_claim(job_id: str, token: str, *, now: datetime | None = None) -> bool:

@@ -9,7 +9,7 @@ if ! command -v crontab >/dev/null 2>&1 || ! command -v cron >/dev/null 2>&1; th
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq cron >/dev/null
+    apt-get install -y -qq --no-install-recommends cron >/dev/null
 fi
 if ! pgrep -x cron >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

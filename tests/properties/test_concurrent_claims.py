@@ -52,7 +52,7 @@ KINDS: list[tuple[str, str, int | None, float]] = [
 ]
 
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-MAX_EXAMPLES = {"ci": 25, "dev": 50}.get(_PROFILE, max(25, settings.default.max_examples // 4))
+MAX_EXAMPLES = {"ci": 25, "dev": 50}.get(_PROFILE, max(25, settings().max_examples // 4))
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, An
     from cron import jobs
     from cron.store import get_store
 
-    ids = []
+    ids: list[str] = []
     for spec in specs:
         text = KINDS[spec.kind][0]
         repeat = None if KINDS[spec.kind][1] == "once" else spec.times
@@ -235,7 +235,7 @@ def _contend(index: int, plan: list[tuple[str, str | None]], now_iso: str,
     created: str | None = None
 
     def create() -> str:
-        return jobs.create_job("every 1h", "true", name=f"c{index}", now=now)["id"]
+        return str(jobs.create_job("every 1h", "true", name=f"c{index}", now=now)["id"])
 
     wait()
     for pos, (job_id, asked) in enumerate(order):
@@ -339,9 +339,6 @@ def test_concurrent_claims_are_at_most_once(
     n: int, mode: str, specs: list[JobSpec], t0_offset: int, advance: int,
     catch_up_default: str,
 ) -> None:
-    from cron import executions
-    from cron.store import get_store
-
     t0 = BASE + timedelta(seconds=t0_offset)
     now = t0 + timedelta(seconds=advance)
     with fresh_home(catch_up_default) as home:
@@ -360,50 +357,80 @@ def test_concurrent_claims_are_at_most_once(
 
         errors = [r["error"] for r in results if "error" in r]
         assert not errors, errors[0]
-        parse_errors = [e for r in results for e in r["parse_errors"]]
-        assert not parse_errors, f"jobs.json did not parse mid-run: {parse_errors[:3]}"
+        # Every violation is collected and asserted in ONE place: a race shows up as
+        # different symptoms on different replays, and Hypothesis only shrinks a
+        # failure it can reproduce at the same assertion.
+        problems = check_outcome(home, n, now, seeded, specs, expected, results)
+        assert not problems, "\n".join(problems)
 
-        raw = json.loads((home / "cron" / "jobs.json").read_bytes())  # parses at the end
-        assert raw["version"] == 1
-        final = {j["id"]: j for j in raw["jobs"]}
-        assert final == {j["id"]: j for j in get_store().load()}
 
-        # No lost update: every contender's own job survived everyone else's writes.
-        created = [r["created"] for r in results]
-        assert len(set(created)) == n
-        missing = [c for c in created if c not in final]
-        assert not missing, f"lost update: contender-created jobs {missing} vanished"
-        assert sorted(final[c]["name"] for c in created) == sorted(f"c{i}" for i in range(n))
+def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]],
+                  specs: list[JobSpec], expected: list[datetime | None],
+                  results: list[dict[str, Any]]) -> list[str]:
+    from cron import executions
+    from cron.store import get_store
 
-        wins = [w for r in results for w in r["wins"]]
-        marks = [m for r in results for m in r["marks"]]
-        assert len(marks) == len(wins)  # one run per win
-        assert all(marks), "a winner's mark_job_run was refused: its claim was taken over"
-        assert len({w[2] for w in wins}) == len(wins), "a claim token was handed out twice"
+    problems: list[str] = []
+    parse_errors = [e for r in results for e in r["parse_errors"]]
+    if parse_errors:
+        problems.append(f"jobs.json did not parse mid-run: {parse_errors[:3]}")
+    raw = json.loads((home / "cron" / "jobs.json").read_bytes())  # parses at the end
+    if raw.get("version") != 1:
+        problems.append(f"version is {raw.get('version')!r}")
+    final = {j["id"]: j for j in raw["jobs"]}
+    if final != {j["id"]: j for j in get_store().load()}:
+        problems.append("the store's load() disagrees with the file")
 
-        for job, spec, slot in zip(seeded, specs, expected, strict=True):
-            jid = job["id"]
-            mine = [w for w in wins if w[0] == jid]
-            want = 0 if slot is None else 1
-            assert len(mine) == want, (
-                f"job {jid} ({KINDS[spec.kind][0]}, {spec}): {len(mine)} winners, "
-                f"SPEC says {want} (expected slot {slot})"
-            )
-            after = final[jid]
-            rows = [r for r in executions.list_executions(jid, limit=None)
-                    if r["status"] == "claimed"]
-            assert len(rows) == len(mine), "ledger claim rows != runs"
-            if slot is None:
-                assert after == job, f"a lost claim changed job {jid}"
-                continue
-            assert after["repeat"]["completed"] == job["repeat"]["completed"] + 1
-            assert after["last_scheduled_at"] == _iso(slot)
-            assert after["fire_claim"] is None and after["last_status"] == "ok"
-            times = after["repeat"]["times"]
-            if times is not None and after["repeat"]["completed"] >= times:
-                assert after["next_run_at"] is None and after["state"] == "completed"
-            else:
-                nxt = _ts(after["next_run_at"])
-                assert nxt is not None and nxt > now, (
-                    f"next_run_at {after['next_run_at']} not strictly after now {now}"
-                )
+    # No lost update: every contender's own job survived everyone else's writes.
+    created = [r["created"] for r in results]
+    missing = [c for c in created if c not in final]
+    if missing or len(set(created)) != n:
+        problems.append(f"lost update: contender-created jobs {missing} vanished")
+    elif sorted(final[c]["name"] for c in created) != sorted(f"c{i}" for i in range(n)):
+        problems.append("lost update: a contender-created job has the wrong name")
+
+    wins = [w for r in results for w in r["wins"]]
+    marks = [m for r in results for m in r["marks"]]
+    if not all(marks):
+        problems.append(f"{marks.count(False)} winner(s)' mark_job_run refused: "
+                        "the claim was taken over by another contender")
+    if len({w[2] for w in wins}) != len(wins):
+        problems.append("a claim token was handed out twice")
+
+    for job, spec, slot in zip(seeded, specs, expected, strict=True):
+        jid = job["id"]
+        mine = [w for w in wins if w[0] == jid]
+        want = 0 if slot is None else 1
+        if len(mine) != want:
+            problems.append(f"job {jid} ({KINDS[spec.kind][0]}, {spec}): {len(mine)} winners, "
+                            f"SPEC says {want} (expected slot {slot})")
+        after = final.get(jid)
+        if after is None:
+            problems.append(f"lost update: seeded job {jid} vanished")
+            continue
+        rows = [r for r in executions.list_executions(jid, limit=None)
+                if r["status"] == "claimed"]
+        if len(rows) != len(mine):
+            problems.append(f"job {jid}: {len(rows)} ledger claim rows for {len(mine)} runs")
+        if slot is None:
+            if after != job:
+                problems.append(f"a lost claim changed job {jid}")
+            continue
+        if after["repeat"]["completed"] != job["repeat"]["completed"] + len(mine):
+            problems.append(f"job {jid}: repeat.completed {after['repeat']['completed']} != "
+                            f"{job['repeat']['completed']} + {len(mine)} runs")
+        if after["last_scheduled_at"] != _iso(slot):
+            problems.append(f"job {jid}: fired slot {after['last_scheduled_at']} != {_iso(slot)}")
+        if after["fire_claim"] is not None or after["last_status"] != "ok":
+            problems.append(f"job {jid}: claim not released / result not recorded")
+        times = after["repeat"]["times"]
+        if times is not None and after["repeat"]["completed"] >= times:
+            if after["next_run_at"] is not None or after["state"] != "completed":
+                problems.append(f"job {jid}: spent but next_run_at={after['next_run_at']} "
+                                f"state={after['state']}")
+        else:
+            nxt = _ts(after["next_run_at"])
+            if nxt is None or nxt <= now:
+                problems.append(f"job {jid}: next_run_at {after['next_run_at']} not strictly "
+                                f"after now {now}")
+    return problems

@@ -25,10 +25,12 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import Phase, settings
@@ -59,7 +61,7 @@ SCHEDULES: list[tuple[str, str, int]] = [
 ]
 
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-MAX_EXAMPLES = {"ci": 40}.get(_PROFILE, settings.default.max_examples)
+MAX_EXAMPLES = {"ci": 40}.get(_PROFILE, settings().max_examples)
 
 
 def _iso(dt: datetime) -> str:
@@ -127,20 +129,19 @@ class MJob:
 
 
 @contextlib.contextmanager
-def _crash_before_rename() -> Any:
-    """Make the store's write die after its temp file is written (os.replace raises)."""
-    import cron.paths
+def _crash_before_rename() -> Iterator[None]:
+    """Make the store's write die after its temp file is written (``os.replace`` raises).
 
-    real = cron.paths.os.replace
+    ``cron.paths.atomic_write_bytes`` renames with ``os.replace``; patching it
+    (rather than the store's ``write_bytes`` seam) keeps the store's real write
+    path under test, so a store that stops writing via temp + rename is caught.
+    """
 
     def boom(*_a: object, **_k: object) -> None:
         raise OSError(5, "simulated crash between temp write and rename")
 
-    cron.paths.os.replace = boom  # type: ignore[assignment]
-    try:
+    with mock.patch.object(os, "replace", boom):
         yield
-    finally:
-        cron.paths.os.replace = real  # type: ignore[assignment]
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -455,7 +456,8 @@ class StoreMachine(RuleBasedStateMachine):
         assert not strays, f"temp file left behind by a failed write: {strays}"
         # What a process killed mid-write leaves: a partial temp file. Reads ignore it.
         if before is not None:
-            (self.jobs_file.parent / ".jobs.json.killed.tmp").write_bytes(before[: len(before) // 2])
+            killed = self.jobs_file.parent / ".jobs.json.killed.tmp"
+            killed.write_bytes(before[: len(before) // 2])
 
     # -- invariants ----------------------------------------------------------------------
 

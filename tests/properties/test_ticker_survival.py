@@ -138,7 +138,7 @@ class Model:
 @example(steps=[Step("clean", advance=150.0), Step("exception", advance=60.0),
                 Step("exception", advance=1.0)])
 def test_tick_failures_never_kill_the_ticker(steps: list[Step]) -> None:
-    from cron import jobs, paths
+    from cron import paths
     from cron.scheduler_provider import InProcessCronScheduler
     from cron.status import ticker_status
 
@@ -191,7 +191,9 @@ def test_tick_failures_never_kill_the_ticker(steps: list[Step]) -> None:
                 got_err = None if err is None else err.split("\n", 1)[1].strip()
 
                 def same(a: float | None, b: float | None) -> bool:
-                    return (a is None) == (b is None) and (a is None or abs(a - b) < 2e-3)
+                    if a is None or b is None:
+                        return a is b
+                    return abs(a - b) < 2e-3
 
                 if not same(beat, model.beat):
                     mismatches.append(f"{where}: heartbeat {beat} != model {model.beat}")
@@ -229,14 +231,14 @@ def test_tick_failures_never_kill_the_ticker(steps: list[Step]) -> None:
                 tick_fn=fake_tick, wait_fn=fake_wait, clock=lambda: model.clock
             )
             model.beat = model.clock  # start() beats once before the first tick
-            paths.atomic_write_text = flaky_write  # type: ignore[assignment]
+            paths.atomic_write_text = flaky_write
             escaped: BaseException | None = None
             try:
                 sched.start(stop_event, interval=60)
             except BaseException as exc:  # noqa: B036 - KeyboardInterrupt must not end the run
                 escaped = exc
             finally:
-                paths.atomic_write_text = real_write  # type: ignore[assignment]
+                paths.atomic_write_text = real_write
             pid_left = (cron_dir / "ticker.pid").exists()
     finally:
         logger.removeHandler(handler)
