@@ -298,9 +298,7 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
             if nxt is None:
                 raise ScheduleError(changes.get("schedule"), "that time is in the past")
             job["next_run_at"] = to_iso(nxt)
-        if job.get("state") == "scheduled" and rules.is_spent(job) and not job.get("fire_claim"):
-            job["state"] = "completed"
-            job["next_run_at"] = None
+        _settle_spent(job)
 
     return _mutate(job_id, apply)
 
@@ -336,6 +334,20 @@ def _resume_in_place(job: Job, now: datetime) -> None:
         job["last_status"] = "missed"
         job["last_error"] = "one-shot time passed while the job was paused"
     job["next_run_at"] = to_iso(nxt) if nxt is not None else None
+    _settle_spent(job)
+
+
+def _settle_spent(job: Job) -> None:
+    """A job whose repeats are used up gets no next run, whatever else changed.
+
+    Its final run may still hold the claim; ``mark_job_run`` completes it then.
+    Without this, resuming or rescheduling a spent job mid-run would re-arm
+    it and it would fire more than ``repeat.times``.
+    """
+    if job.get("state") == "scheduled" and rules.is_spent(job):
+        job["next_run_at"] = None
+        if not job.get("fire_claim"):
+            job["state"] = "completed"
 
 
 def pause_job(job_id: str, reason: str | None = None, *, now: datetime | None = None) -> Job:

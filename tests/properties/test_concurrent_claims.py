@@ -335,6 +335,14 @@ def run_processes(n: int, plan: list[tuple[str, str | None]], now: datetime,
          catch_up_default="once")
 @example(n=2, mode="process", specs=[JobSpec(kind=1, times=2, done=1, sa_mode="later")],
          t0_offset=17, advance=3600, catch_up_default="skip")
+# Found once: the shrunk case of the dropped-lock break (two threads, one due job).
+@example(n=2, mode="thread", specs=[JobSpec(kind=0)], t0_offset=0, advance=600,
+         catch_up_default="once")
+# Found once (in a run against a mid-edit tree): processes, future-dated claims.
+@example(n=3, mode="process",
+         specs=[JobSpec(kind=3, claim="future", claim_age=-863, times=2, sa_mode="slot",
+                        catch_up="once")] * 2,
+         t0_offset=0, advance=600, catch_up_default="once")
 def test_concurrent_claims_are_at_most_once(
     n: int, mode: str, specs: list[JobSpec], t0_offset: int, advance: int,
     catch_up_default: str,

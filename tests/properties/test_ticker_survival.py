@@ -133,6 +133,7 @@ class Model:
 
 @given(steps=steps_strategy)
 @example(steps=[Step("systemexit")])
+@example(steps=[Step("exception")])
 @example(steps=[Step("keyboardinterrupt"), Step("clean")])
 @example(steps=[Step("custom", advance=201.0), Step("clean", beat_fails=True, advance=250.0)])
 @example(steps=[Step("clean", advance=150.0), Step("exception", advance=60.0),

@@ -177,6 +177,9 @@ def render_headers(req: Req, body: bytes, secret: str) -> tuple[dict[str, str], 
                                                             HealthCheck.data_too_large])
 @given(reqs=st.lists(requests, min_size=1, max_size=3))
 @example(reqs=[Req(body=("json", {"job_id": JOB}), twice=True)])
+@example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="random_hex")])
+@example(reqs=[Req(body=("json", {"job_id": JOB})),
+               Req(body=("json", {"job_id": JOB}), sig_mode="random_hex")])
 @example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="wrong_secret")])
 @example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="other_body")])
 @example(reqs=[Req(body=("pad", MAX_BODY + 1))])
