@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 
 from bench.common import (
     ACTION_NOOP,
+    WORK,
     build_jobs,
     child_env,
     emit,
@@ -121,11 +123,12 @@ def _signed(secret: str, job_id: str, slot: str, ts: int) -> tuple[bytes, dict[s
     return body, headers
 
 
-async def _send_all(url: str, requests: list[tuple[bytes, dict[str, str]]],
-                    concurrency: int) -> tuple[Counter[int], list[float], float]:
+async def _send_all(url: str, requests: list[tuple[str, bytes, dict[str, str]]],
+                    concurrency: int) -> tuple[list[tuple[str, int]], list[float], float]:
+    """POST every request once, ``concurrency`` in flight; ``[(job_id, status)]`` (-1: error)."""
     import httpx
 
-    statuses: Counter[int] = Counter()
+    results: list[tuple[str, int]] = []
     latencies: list[float] = []
     queue = list(reversed(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -133,19 +136,19 @@ async def _send_all(url: str, requests: list[tuple[bytes, dict[str, str]]],
 
         async def worker() -> None:
             while queue:  # bounded: each request is sent once
-                body, headers = queue.pop()
+                job_id, body, headers = queue.pop()
                 t0 = time.perf_counter()
                 try:
                     resp = await client.post("/cron/fire", content=body, headers=headers)
-                    statuses[resp.status_code] += 1
+                    results.append((job_id, resp.status_code))
                 except httpx.HTTPError:
-                    statuses[-1] += 1
+                    results.append((job_id, -1))
                 latencies.append((time.perf_counter() - t0) * 1000.0)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return statuses, latencies, elapsed
+    return results, latencies, elapsed
 
 
 def _ledger_runs() -> dict[str, Counter[str]]:
@@ -190,25 +193,36 @@ def fire(n: int, concurrency: int) -> dict[str, Any]:
         with gateway(home) as (proc, url):
             secret = (home / "webhook_secret").read_text().strip()
             ts = int(time.time())
-            first = [_signed(secret, job_id, slot, ts) for job_id in ids]
-            statuses, lat, elapsed = asyncio.run(_send_all(url, first, concurrency))
-            accepted = statuses[202]
+            first = [(job_id, *_signed(secret, job_id, slot, ts)) for job_id in ids]
+            sent, lat, elapsed = asyncio.run(_send_all(url, first, concurrency))
+            statuses = Counter(code for _, code in sent)
+            won = {job_id for job_id, code in sent if code == 202}
+            accepted = len(won)
             # Duplicates: exact replays, then fresh signatures for the same slots.
-            dup = first + [_signed(secret, job_id, slot, ts + 1) for job_id in ids]
-            dup_statuses, _, _ = asyncio.run(_send_all(url, dup, concurrency))
+            dup = first + [(job_id, *_signed(secret, job_id, slot, ts + 1)) for job_id in ids]
+            dup_sent, _, _ = asyncio.run(_send_all(url, dup, concurrency))
+            dup_statuses = Counter(code for _, code in dup_sent)
+            dup_won = [job_id for job_id, code in dup_sent if code == 202]
             deadline = time.monotonic() + 120
+            expected_runs = accepted + len(dup_won)
             runs = _ledger_runs()
             while time.monotonic() < deadline:
                 done = sum(c["ok"] + c["error"] + c["timeout"] for c in runs.values())
-                if done >= accepted:
+                if done >= expected_runs:
                     break
                 time.sleep(0.25)
                 runs = _ledger_runs()
             rss = _rss_kb(proc.pid)
+            if statuses[202] != n or dup_won:
+                # Keep the gateway's log for a failed or partial pass.
+                log_copy = WORK / f"webhook-gateway-{int(time.time())}.log"
+                shutil.copy(home / "gateway.log", log_copy)
     run_rows = {j: sum(c[s] for s in ("ok", "error", "timeout", "running", "claimed",
                                       "interrupted", "unknown")) for j, c in runs.items()}
     duplicate_runs = sum(max(0, k - 1) for k in run_rows.values())
-    finished_ok = sum(c["ok"] for c in runs.values())
+    status_totals: Counter[str] = Counter()
+    for c in runs.values():
+        status_totals.update(c)
     return {
         "jobs": n,
         "concurrency": concurrency,
@@ -216,11 +230,15 @@ def fire(n: int, concurrency: int) -> dict[str, Any]:
         "accepted": accepted,
         "elapsed_s": elapsed,
         "accepted_per_s": accepted / elapsed if elapsed else None,
-        "requests_per_s": sum(statuses.values()) / elapsed if elapsed else None,
+        "requests_per_s": len(sent) / elapsed if elapsed else None,
         "latency_ms": summarize(lat),
         "duplicate_pass_statuses": {str(k): v for k, v in sorted(dup_statuses.items())},
-        "duplicate_accepted": dup_statuses[202],
-        "runs_ok": finished_ok,
+        # A 202 in the duplicate pass for a job already accepted would be a double fire;
+        # a 202 for a job whose first fire failed (e.g. a 500) is a legitimate retry.
+        "duplicate_accepted": sum(1 for j in dup_won if j in won),
+        "retries_accepted": sum(1 for j in dup_won if j not in won),
+        "ledger_statuses": dict(status_totals),
+        "runs_ok": status_totals["ok"],
         "duplicate_runs": duplicate_runs,
         "jobs_never_run": n - sum(1 for k in run_rows.values() if k >= 1),
         "gateway_rss_mb_after": rss.get("VmRSS", 0) / 1024,
