@@ -24,10 +24,8 @@ import contextlib
 import json
 import multiprocessing
 import os
-import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +33,8 @@ from typing import Any
 
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
+
+from tests.properties._home import fresh_home as _fresh_home
 
 CLAIM_TTL = 300.0
 ONE_SHOT_GRACE = 120.0
@@ -103,31 +103,12 @@ def _ts(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-@contextlib.contextmanager
-def fresh_home(catch_up_default: str = "once") -> Iterator[Path]:
+def fresh_home(catch_up_default: str = "once") -> contextlib.AbstractContextManager[Path]:
     """A private CRONKIT_HOME for one Hypothesis example (fixtures are per test, not example)."""
-    from cron.store import set_store
-
-    saved = {k: os.environ.get(k) for k in ("CRONKIT_HOME", "TZ")}
-    with tempfile.TemporaryDirectory(prefix="cronkit-p1-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir(mode=0o700)
-        (home / "config.yaml").write_text(
-            f"cron:\n  timezone: UTC\n  catch_up: {catch_up_default}\n  claim_ttl: {CLAIM_TTL:g}\n",
-            encoding="utf-8",
-        )
-        os.environ["CRONKIT_HOME"] = str(home)
-        os.environ["TZ"] = "UTC"
-        set_store(None)
-        try:
-            yield home
-        finally:
-            set_store(None)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    return _fresh_home(
+        f"cron:\n  timezone: UTC\n  catch_up: {catch_up_default}\n  claim_ttl: {CLAIM_TTL:g}\n",
+        prefix="cronkit-p1-",
+    )
 
 
 # -- the oracle (SPEC §3, written independently of cron.claim) -------------------

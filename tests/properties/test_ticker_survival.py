@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +34,8 @@ from typing import Any
 from freezegun import freeze_time
 from hypothesis import event, example, given
 from hypothesis import strategies as st
+
+from tests.properties._home import fresh_home as _fresh_home
 
 BASE = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
 STALE_AFTER = 200.0  # SPEC §8 default (config interval 60: 3 * 60 + 20 = 200)
@@ -76,27 +75,8 @@ steps_strategy = st.lists(
 )
 
 
-@contextlib.contextmanager
-def fresh_home() -> Iterator[Path]:
-    from cron.store import set_store
-
-    saved = {k: os.environ.get(k) for k in ("CRONKIT_HOME", "TZ")}
-    with tempfile.TemporaryDirectory(prefix="cronkit-p2-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir(mode=0o700)
-        (home / "config.yaml").write_text("cron:\n  timezone: UTC\n", encoding="utf-8")
-        os.environ["CRONKIT_HOME"] = str(home)
-        os.environ["TZ"] = "UTC"
-        set_store(None)
-        try:
-            yield home
-        finally:
-            set_store(None)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+def fresh_home() -> contextlib.AbstractContextManager[Path]:
+    return _fresh_home(prefix="cronkit-p2-")
 
 
 class _Collect(logging.Handler):

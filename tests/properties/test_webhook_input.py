@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +31,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+
+from tests.properties._home import fresh_home as _fresh_home
 
 MAX_BODY = 64 * 1024
 MAX_SKEW = 300
@@ -93,29 +93,10 @@ requests = st.builds(
 )
 
 
-@contextlib.contextmanager
-def fresh_home() -> Iterator[Path]:
-    from cron.store import set_store
-
-    saved = {k: os.environ.get(k) for k in ("CRONKIT_HOME", "TZ")}
-    with tempfile.TemporaryDirectory(prefix="cronkit-p5-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir(mode=0o700)
-        (home / "config.yaml").write_text(
-            f"cron:\n  timezone: UTC\n  webhook:\n    max_skew: {MAX_SKEW}\n", encoding="utf-8"
-        )
-        os.environ["CRONKIT_HOME"] = str(home)
-        os.environ["TZ"] = "UTC"
-        set_store(None)
-        try:
-            yield home
-        finally:
-            set_store(None)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+def fresh_home() -> contextlib.AbstractContextManager[Path]:
+    return _fresh_home(
+        f"cron:\n  timezone: UTC\n  webhook:\n    max_skew: {MAX_SKEW}\n", prefix="cronkit-p5-"
+    )
 
 
 def _substitute(obj: Any, job_id: str) -> Any:
