@@ -1153,11 +1153,22 @@ def _store_error() -> str | None:
 
 @main.command("providers")
 @click.option("--json", "as_json", is_flag=True, help="Print providers and the selection.")
-def providers_cmd(as_json: bool) -> None:
+@click.option("--reconcile", is_flag=True,
+              help="Converge the selected provider's external state (e.g. the crontab) now.")
+def providers_cmd(as_json: bool, reconcile: bool) -> None:
     """List trigger providers and which one the config selects."""
     cfg = _config()
     from cron.plugins import discover_cron_schedulers
     from cron.scheduler_provider import BUILTIN_ALIASES, resolve_cron_scheduler
+
+    if reconcile:
+        _config(store=True)  # a corrupt store must fail here, not half-way through
+        provider = resolve_cron_scheduler(cfg)
+        provider.reconcile()
+        detail = getattr(provider, "status_detail", None)
+        suffix = f": {detail()}" if callable(detail) else ""
+        click.echo(f"reconciled provider {provider.name}{suffix}")
+        return
 
     configured = str(cfg_get(cfg, "cron", "provider", default="") or "").strip()
     found = discover_cron_schedulers()

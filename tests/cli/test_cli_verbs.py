@@ -741,3 +741,37 @@ def test_fmt_time_and_relative() -> None:
     assert fmt_time(None) == "-" and fmt_time(None, empty="never") == "never"
     assert fmt_relative(now + timedelta(milliseconds=200), now) == "now"
     assert fmt_time(at, zone=berlin, relative=False) == "2026-11-25 09:00:00 +01:00"
+
+
+def test_providers_reconcile_calls_the_selected_provider(home: Path) -> None:
+    install_plugin(home, "fakerec", RECONCILE_COUNTING_PLUGIN)
+    write_config(home, "cron:\n  provider: fakerec\n")
+    r = cli("providers", "--reconcile")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == "reconciled provider fakerec: reconciled 1 time(s)"
+    assert (home / "reconciled.txt").read_text() == "x"
+
+
+RECONCILE_COUNTING_PLUGIN = '''
+import os
+from pathlib import Path
+
+from cron.scheduler_provider import CronScheduler
+
+
+class FakeRec(CronScheduler):
+    @property
+    def name(self):
+        return "fakerec"
+
+    def start(self, stop_event, *, adapters=None, loop=None, interval=60):
+        return None
+
+    def reconcile(self):
+        with open(Path(os.environ["CRONKIT_HOME"]) / "reconciled.txt", "a") as fh:
+            fh.write("x")
+
+    def status_detail(self):
+        n = len((Path(os.environ["CRONKIT_HOME"]) / "reconciled.txt").read_text())
+        return f"reconciled {n} time(s)"
+'''

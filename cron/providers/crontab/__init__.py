@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 LOCK_WAIT = 10.0
 LOG_MAX_BYTES = 1 << 20
 LOG_KEEP_BYTES = 256 << 10
-RECONCILE_HINT = "run 'python -m cron.providers.crontab reconcile'"
+RECONCILE_HINT = "run 'cronkit providers --reconcile'"
 
 
 @dataclass(frozen=True)
