@@ -415,8 +415,14 @@ def _normalise_cron_expr(expr: str) -> str:
     return text.lower() if text.startswith("@") else text
 
 
+@functools.lru_cache(maxsize=16384)
 def _next_cron(cron: _Cron, after: datetime, zone: tzinfo) -> datetime | None:
-    """Smallest fire instant of ``cron`` in ``zone`` strictly after ``after`` (UTC)."""
+    """Smallest fire instant of ``cron`` in ``zone`` strictly after ``after`` (UTC).
+
+    Memoised: a tick advancing many jobs that share an expression and a slot
+    (every ``0 * * * *`` job at the top of the hour) computes it once. The
+    result is a pure function of its (immutable, hashable) arguments.
+    """
     best: datetime | None = None
     try:
         local = after.astimezone(zone)
