@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cron.schedule import grace_seconds, iter_slots, next_slot, to_iso
+from cron.schedule import GRACE_MIN, grace_seconds, iter_slots, next_slot, to_iso
 
 Job = dict[str, Any]
 
@@ -178,7 +178,12 @@ def try_claim(
     kind = job["schedule"].get("kind")
     if kind == "once" and late > ONE_SHOT_GRACE:
         return ClaimOutcome(None, f"one-shot is {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s): missed")
-    if kind != "once" and late > grace_seconds(job["schedule"], now=slot, tz=_zone(job)):
+    # Grace is never under GRACE_MIN: on-time fires skip computing it.
+    if (
+        kind != "once"
+        and late > GRACE_MIN
+        and late > grace_seconds(job["schedule"], now=slot, tz=_zone(job))
+    ):
         if catch_up_policy(job, catch_up_default) == "skip":
             return ClaimOutcome(None, f"slot is {late:.0f}s late, beyond grace (catch_up=skip)")
     events: list[LedgerEvent] = []
@@ -239,7 +244,7 @@ def sweep_due(
             job["last_error"] = f"one-shot was {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s)"
             ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"], job.get("name"))
             return ClaimOutcome(None, "one-shot missed", to_iso(due), [ev])
-    elif late > grace_seconds(job["schedule"], now=due, tz=_zone(job)):
+    elif late > GRACE_MIN and late > grace_seconds(job["schedule"], now=due, tz=_zone(job)):
         if catch_up_policy(job, catch_up_default) == "skip":
             job["last_status"] = "missed"
             _advance(job, anchor=due, now=now)

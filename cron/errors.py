@@ -63,7 +63,7 @@ class StoreLockTimeout(CronkitError, TimeoutError):
         self.waited = waited
         super().__init__(
             f"timed out after {waited:.1f}s waiting for the lock on {str(self.path)!r}; "
-            "another cronkit process is holding it"
+            "another cronkit process or thread is holding it"
         )
 
 

@@ -208,7 +208,7 @@ def create_job(
 
 
 def get_job(job_id: str) -> Job | None:
-    return _find(get_store().load(), job_id)
+    return get_store().get(job_id)
 
 
 def list_jobs(*, include_disabled: bool = True) -> list[Job]:

@@ -287,14 +287,22 @@ def run_one_job(
         log.exception("job %s: could not write its output file", job_id)
     _deliver(job, result, adapters, loop)
     ok = result.status == "ok"
-    if not jobs.mark_job_run(job_id, token, success=ok, error=result.error, status=result.status):
-        log.warning(
-            "job %s: result not recorded on the job; its claim %s is no longer live", job_id, token
+    try:
+        if not jobs.mark_job_run(
+            job_id, token, success=ok, error=result.error, status=result.status
+        ):
+            log.warning(
+                "job %s: result not recorded on the job; its claim %s is no longer live",
+                job_id,
+                token,
+            )
+    finally:
+        # The ledger row is closed even if the store write failed (e.g. a lock
+        # timeout): the run happened, and its claim simply expires.
+        executions.finish(
+            token,
+            status=result.status,
+            error=result.error,
+            output_path=str(output_path) if output_path else None,
         )
-    executions.finish(
-        token,
-        status=result.status,
-        error=result.error,
-        output_path=str(output_path) if output_path else None,
-    )
     return ok

@@ -64,6 +64,13 @@ class JobStore(ABC):
     def wake_at(self) -> datetime | None:
         return earliest_wake(self.load())
 
+    def get(self, job_id: str) -> Job | None:
+        """One job (a private copy), or None. Default: a full ``load()``."""
+        for job in self.load():
+            if job.get("id") == job_id:
+                return job
+        return None
+
     def due_candidates(self, now: datetime) -> list[str]:
         """Ids of jobs a tick at ``now`` may have to act on (a superset is fine).
 
@@ -202,6 +209,7 @@ class JsonJobStore(JobStore):
         self.lock_timeout = lock_timeout
         self._cache: _Cached | None = None
         self._mutex = threading.Lock()
+        self._thread_lock = threading.Lock()
         # Tests use this seam to crash a write after the temp file exists.
         self.write_bytes: Callable[[Path, bytes], None] = paths.atomic_write_bytes
 
@@ -301,26 +309,37 @@ class JsonJobStore(JobStore):
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        paths.ensure_dir(self.path.parent)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
+        """The store lock: a thread lock first, then ``flock`` for other processes.
+
+        Threads of one process queue fairly on the thread lock instead of all
+        polling ``flock`` (where one unlucky thread can lose every race until
+        the timeout); ``flock`` is then contended only between processes.
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        if not self._thread_lock.acquire(timeout=self.lock_timeout):
+            raise StoreLockTimeout(self.path, self.lock_timeout)
         try:
-            deadline = time.monotonic() + self.lock_timeout
-            delay = 0.001
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StoreLockTimeout(self.path, self.lock_timeout) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
+            paths.ensure_dir(self.path.parent)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
             try:
-                yield
+                delay = 0.0005
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise StoreLockTimeout(self.path, self.lock_timeout) from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.005)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
         finally:
-            os.close(fd)
+            self._thread_lock.release()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[list[Job]]:
@@ -339,6 +358,17 @@ class JsonJobStore(JobStore):
     def due_candidates(self, now: datetime) -> list[str]:
         with self._mutex:
             return self._read_current().due_ids(now)
+
+    def get(self, job_id: str) -> Job | None:
+        # Decodes one job from the cached JSON instead of copying the whole store.
+        with self._mutex:
+            cur = self._read_current()
+            pos = cur.positions().get(job_id)
+            if pos is None:
+                return None
+            text = cur.encoded_jobs()[pos]
+        job: Job = json.loads(text)
+        return job
 
     def update_jobs(self, ids: list[str], fn: Callable[[Job | None], T]) -> dict[str, T]:
         # Only the named jobs are decoded, changed and re-encoded; the others'
