@@ -348,38 +348,93 @@ def mark_running(
     repeated call cannot resurrect a finished run). Returns True when the row
     is now ``running``.
     """
-    started = _now_iso(now)
-    who = owner if owner is not None else procinfo.owner_id()
     with _write() as conn:
-        cur = conn.execute(
-            """
-            UPDATE executions
-            SET status = 'running', started_at = ?, owner = ?,
-                scheduled_at = COALESCE(scheduled_at, ?),
-                job_name = COALESCE(job_name, ?)
-            WHERE id = ? AND status IN ('claimed', 'running')
-            """,
-            (started, who, _opt_iso(scheduled_at), job_name, token),
+        return _mark_running_in(
+            conn,
+            token,
+            job_id=job_id,
+            scheduled_at=scheduled_at,
+            source=source,
+            owner=owner if owner is not None else procinfo.owner_id(),
+            job_name=job_name,
+            keep_per_job=keep_per_job,
+            started=_now_iso(now),
         )
-        if cur.rowcount == 1:
-            return True
-        cur = conn.execute(
-            """
-            INSERT OR IGNORE INTO executions
-                (id, job_id, job_name, scheduled_at, started_at, status, source, owner)
-            VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
-            """,
-            (token, job_id, job_name, _opt_iso(scheduled_at), started, source, who),
-        )
-        if cur.rowcount != 1:
-            log.warning(
-                "ledger row %s of job %s is already final; not marking it running",
+
+
+def mark_running_many(
+    rows: list[tuple[str, str, str | None, datetime]],
+    *,
+    source: str = "tick",
+    keep_per_job: int = KEEP_PER_JOB,
+) -> int:
+    """:func:`mark_running` for many runs in one transaction.
+
+    ``rows`` are ``(token, job_id, scheduled_at, started_at)``; returns how
+    many rows are now ``running``.
+    """
+    if not rows:
+        return 0
+    who = procinfo.owner_id()
+    marked = 0
+    with _write() as conn:
+        for token, job_id, scheduled_at, started in rows:
+            marked += _mark_running_in(
+                conn,
                 token,
-                job_id,
+                job_id=job_id,
+                scheduled_at=scheduled_at,
+                source=source,
+                owner=who,
+                job_name=None,
+                keep_per_job=keep_per_job,
+                started=_iso(started),
             )
-            return False
-        _prune(conn, job_id, keep_per_job)
+    return marked
+
+
+def _mark_running_in(
+    conn: sqlite3.Connection,
+    token: str,
+    *,
+    job_id: str,
+    scheduled_at: datetime | str | None,
+    source: str,
+    owner: str,
+    job_name: str | None,
+    keep_per_job: int,
+    started: str,
+) -> bool:
+    """The body of :func:`mark_running`, inside the caller's transaction."""
+    cur = conn.execute(
+        """
+        UPDATE executions
+        SET status = 'running', started_at = ?, owner = ?,
+            scheduled_at = COALESCE(scheduled_at, ?),
+            job_name = COALESCE(job_name, ?)
+        WHERE id = ? AND status IN ('claimed', 'running')
+        """,
+        (started, owner, _opt_iso(scheduled_at), job_name, token),
+    )
+    if cur.rowcount == 1:
         return True
+    cur = conn.execute(
+        """
+        INSERT OR IGNORE INTO executions
+            (id, job_id, job_name, scheduled_at, started_at, status, source, owner)
+        VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+        """,
+        (token, job_id, job_name, _opt_iso(scheduled_at), started, source, owner),
+    )
+    if cur.rowcount != 1:
+        log.warning(
+            "ledger row %s of job %s is already final; not marking it running",
+            token,
+            job_id,
+        )
+        return False
+    _prune(conn, job_id, keep_per_job)
+    return True
 
 
 def finish(
@@ -420,6 +475,39 @@ def finish(
         )
         _prune(conn, row["job_id"], keep_per_job)
     return True
+
+
+def finish_many(
+    rows: list[tuple[str, str, str | None, str | None]],
+    *,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> int:
+    """:func:`finish` for many runs in one transaction; ``rows`` are
+    ``(token, status, error, output_path)``. Returns how many rows were closed."""
+    if not rows:
+        return 0
+    for _, status, _, _ in rows:
+        _check_status(status, FINAL_STATUSES)
+    finished = _now_iso(now)
+    closed = 0
+    with _write() as conn:
+        jobs_touched: set[str] = set()
+        for token, status, error, output_path in rows:
+            row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
+            if row is None:
+                log.warning("no ledger row %s to finish with status %s", token, status)
+                continue
+            conn.execute(
+                "UPDATE executions SET status = ?, finished_at = ?, error = ?, output_path = ? "
+                "WHERE id = ?",
+                (status, finished, error, output_path, token),
+            )
+            jobs_touched.add(row["job_id"])
+            closed += 1
+        for job_id in jobs_touched:
+            _prune(conn, job_id, keep_per_job)
+    return closed
 
 
 def record_event(

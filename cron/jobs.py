@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -583,6 +585,82 @@ def json_copy(job: Job) -> Job:
     return copied
 
 
+@dataclass
+class _MarkRequest:
+    job_id: str
+    token: str
+    at: datetime
+    status: str
+    error: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    applied: bool = False
+    completed: bool = False
+    failure: BaseException | None = None
+
+
+class _MarkCoalescer:
+    """Group commit for ``mark_job_run``: results that arrive together share one write.
+
+    The first caller becomes the leader and writes every request queued while
+    it waits for the store lock; the others block until their request is
+    written. Each caller still returns only once its own result is durable,
+    so ``mark_job_run`` keeps its synchronous contract — a burst of N
+    finishing jobs costs about one store write instead of N.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[_MarkRequest] = []
+        self._leading = False
+
+    def submit(self, req: _MarkRequest) -> None:
+        with self._lock:
+            self._pending.append(req)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if not lead:
+            req.done.wait()
+            return
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._leading = False
+                    return
+            self._write(batch)
+
+    @staticmethod
+    def _write(batch: list[_MarkRequest]) -> None:
+        by_job: dict[str, list[_MarkRequest]] = {}
+        for req in batch:
+            by_job.setdefault(req.job_id, []).append(req)
+
+        def apply(job: Job | None) -> None:
+            if job is None:
+                return
+            for req in by_job[job["id"]]:
+                was = job.get("state")
+                req.applied = rules.apply_run_result(
+                    job, req.token, now=req.at, status=req.status, error=req.error
+                )
+                req.completed = (
+                    req.applied and was != "completed" and job.get("state") == "completed"
+                )
+
+        try:
+            get_store().update_jobs(list(by_job), apply)
+        except BaseException as exc:
+            for req in batch:
+                req.failure = exc
+        finally:
+            for req in batch:
+                req.done.set()
+
+
+_marks = _MarkCoalescer()
+
+
 def mark_job_run(
     job_id: str,
     token: str,
@@ -597,26 +675,41 @@ def mark_job_run(
     A stale owner (its claim expired and the slot moved on) cannot overwrite a
     newer run's result: it gets False and nothing changes. On success the
     claim is cleared and ``last_run_at``, ``last_status``, ``last_error``,
-    ``failure_streak`` are set; a spent job becomes ``completed``.
+    ``failure_streak`` are set; a spent job becomes ``completed``. Concurrent
+    calls in one process are written together (group commit); each returns
+    once its own result is written.
     """
-    at = _now(now)
-    final = status or ("ok" if success else "error")
-
-    completed: list[bool] = []
-
-    def apply(job: Job | None) -> bool:
-        if job is None:
-            return False
-        was = job.get("state")
-        ok = rules.apply_run_result(job, token, now=at, status=final, error=error)
-        completed.append(ok and was != "completed" and job.get("state") == "completed")
-        return ok
-
-    applied = get_store().update_jobs([job_id], apply)[job_id]
-    if any(completed):
+    req = _MarkRequest(job_id, token, _now(now), status or ("ok" if success else "error"), error)
+    _marks.submit(req)
+    if req.failure is not None:
+        raise req.failure
+    if req.completed:
         # The set of jobs that can fire shrank: external providers must hear it.
         _notify_changed()
-    return applied
+    return req.applied
+
+
+def mark_job_runs(
+    results: list[tuple[str, str, str, str | None]], *, now: datetime | None = None
+) -> list[bool]:
+    """:func:`mark_job_run` for many runs in one store write.
+
+    ``results`` are ``(job_id, token, status, error)``; returns, per entry,
+    whether it applied (same compare as :func:`mark_job_run`).
+    """
+    at = _now(now)
+    batch = [
+        _MarkRequest(job_id, token, at, status, error) for job_id, token, status, error in results
+    ]
+    if not batch:
+        return []
+    _MarkCoalescer._write(batch)
+    failure = next((r.failure for r in batch if r.failure is not None), None)
+    if failure is not None:
+        raise failure
+    if any(r.completed for r in batch):
+        _notify_changed()
+    return [r.applied for r in batch]
 
 
 def refresh_claim(job_id: str, token: str, *, now: datetime | None = None) -> bool:

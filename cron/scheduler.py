@@ -16,10 +16,12 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cron import executions, jobs, paths
@@ -158,10 +160,13 @@ def tick(
     for job, _token in claimed:
         if verbose:
             log.info("firing job %s (%s)", job["id"], job.get("name"))
-        fut = pool.submit(run_one_job, job, adapters=adapters, loop=loop)
+        # The future completes when the run's bookkeeping is written, not when
+        # the worker is free: wait_for_running covers the whole run.
+        fut: Future[bool] = Future()
         with _inflight_lock:
             _inflight.add(fut)
         fut.add_done_callback(_log_done)
+        pool.submit(_pipelined, job, adapters, loop, fut)
         futures.append(fut)
     if sync:
         wait_futures(futures)
@@ -169,32 +174,61 @@ def tick(
 
 
 class _ClaimKeeper:
-    """Re-dates a running job's claim every ``claim_ttl / 3`` so it never looks crashed."""
+    """Re-dates running jobs' claims every ``claim_ttl / 3`` so they never look crashed.
 
-    def __init__(self, job_id: str, token: str, ttl: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(job_id, token, max(ttl / 3, 0.05)),
-            name=f"cronkit-claim-{job_id}",
-            daemon=True,
-        )
+    One thread for the whole process (not one per run): holding a claim is a
+    dict insert, so starting a job costs no thread start.
+    """
 
-    def _run(self, job_id: str, token: str, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                if not jobs.refresh_claim(job_id, token):
-                    return  # the claim is gone; nothing left to keep alive
-            except Exception:
-                log.warning("could not refresh the claim of job %s", job_id, exc_info=True)
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        # token -> (job_id, every, next refresh on the monotonic clock)
+        self._held: dict[str, tuple[str, float, float]] = {}
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> _ClaimKeeper:
-        self._thread.start()
-        return self
+    @contextlib.contextmanager
+    def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
+        every = max(ttl / 3, 0.05)
+        with self._cond:
+            self._held[token] = (job_id, every, time.monotonic() + every)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="cronkit-claim-keeper", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held.pop(token, None)
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._held:
+                    if not self._cond.wait(timeout=30) and not self._held:
+                        self._thread = None
+                        return
+                    continue
+                now = time.monotonic()
+                due = [(t, j, e) for t, (j, e, at) in self._held.items() if at <= now]
+                if not due:
+                    soonest = min(at for _, _, at in self._held.values())
+                    self._cond.wait(timeout=max(0.0, soonest - now))
+                    continue
+                for token, job_id, every in due:
+                    self._held[token] = (job_id, every, now + every)
+            for token, job_id, _ in due:
+                try:
+                    if not jobs.refresh_claim(job_id, token):
+                        with self._cond:
+                            self._held.pop(token, None)  # the claim is gone
+                except Exception:
+                    log.warning("could not refresh the claim of job %s", job_id, exc_info=True)
+
+
+_keeper = _ClaimKeeper()
 
 
 def _deliver(
@@ -234,6 +268,98 @@ def _timeout_for(job: Job, cfg: dict[str, Any]) -> float | None:
     return float(value) if value else None
 
 
+@dataclass
+class _Ran:
+    """A job whose action has run; what is left is bookkeeping."""
+
+    job: Job
+    token: str
+    result: RunResult
+    cfg: dict[str, Any]
+
+
+def _start_and_run(
+    job: Job, *, mark_running: Callable[[str, str, str | None], None] | None = None
+) -> _Ran:
+    """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
+
+    ``mark_running(token, job_id, scheduled_at)`` replaces the synchronous
+    ledger update (the tick hands it to the completer, which batches it).
+    A ``BaseException`` from the runner is recorded — ledger
+    ``interrupted``/``error``, claim released — before it propagates.
+    """
+    claim = job.get("fire_claim") or {}
+    token = claim.get("token")
+    if not token:
+        raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
+    job_id = job["id"]
+    scheduled_at = claim.get("scheduled_at")
+    cfg = load_config()
+    ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
+    if mark_running is None:
+        executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
+    else:
+        mark_running(token, job_id, scheduled_at)
+    ctx = RunContext(timeout=_timeout_for(job, cfg), scheduled_at=scheduled_at)
+    try:
+        with _keeper.hold(job_id, token, ttl):
+            result = run_action(job, ctx)
+    except BaseException as exc:
+        status = "error" if isinstance(exc, Exception) else "interrupted"
+        message = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            jobs.mark_job_run(job_id, token, success=False, error=message, status=status)
+        with contextlib.suppress(Exception):
+            executions.finish(token, status=status, error=message)
+        raise
+    return _Ran(job, token, result, cfg)
+
+
+def _write_output(ran: _Ran) -> str | None:
+    result = ran.result
+    try:
+        text = result.output
+        if result.error and result.status != "ok":
+            note = f"[cronkit] {result.status}: {result.error}\n"
+            text = f"{text}\n{note}" if text else note
+        retention = int(cfg_get(ran.cfg, "cron", "output_retention", default=50))
+        return str(write_output(ran.job["id"], text, retention=retention))
+    except Exception:
+        log.exception("job %s: could not write its output file", ran.job["id"])
+        return None
+
+
+def _finish_runs(
+    runs: list[_Ran], adapters: Adapters | None, loop: asyncio.AbstractEventLoop | None
+) -> list[bool]:
+    """Stage 2 for a batch: output files, delivery, one store write, one ledger write."""
+    outputs = []
+    for ran in runs:
+        outputs.append(_write_output(ran))
+        _deliver(ran.job, ran.result, adapters, loop)
+    try:
+        applied = jobs.mark_job_runs(
+            [(r.job["id"], r.token, r.result.status, r.result.error) for r in runs]
+        )
+        for ran, ok in zip(runs, applied, strict=True):
+            if not ok:
+                log.warning(
+                    "job %s: result not recorded on the job; its claim %s is no longer live",
+                    ran.job["id"],
+                    ran.token,
+                )
+    finally:
+        # The ledger rows are closed even if the store write failed (e.g. a lock
+        # timeout): the runs happened, and their claims simply expire.
+        executions.finish_many(
+            [
+                (r.token, r.result.status, r.result.error, out)
+                for r, out in zip(runs, outputs, strict=True)
+            ]
+        )
+    return [r.result.status == "ok" for r in runs]
+
+
 def run_one_job(
     job: Job,
     *,
@@ -250,59 +376,95 @@ def run_one_job(
     ``interrupted`` (``error`` for an ordinary exception), claim released —
     before it propagates.
     """
-    claim = job.get("fire_claim") or {}
-    token = claim.get("token")
-    if not token:
-        raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
-    job_id = job["id"]
-    scheduled_at = claim.get("scheduled_at")
-    cfg = load_config()
-    ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
-    ctx = RunContext(timeout=_timeout_for(job, cfg), scheduled_at=scheduled_at)
+    return _finish_runs([_start_and_run(job)], adapters, loop)[0]
+
+
+class _Completer:
+    """One thread that does the tick's post-run bookkeeping in batches.
+
+    Workers hand over as soon as an action returns, so a burst of due jobs
+    is not throttled by per-run store and ledger writes: results that finish
+    together are recorded with one store write and one ledger transaction.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running: list[tuple[str, str, str | None, datetime]] = []
+        self._queue: list[
+            tuple[_Ran, Adapters | None, asyncio.AbstractEventLoop | None, Future[bool]]
+        ] = []
+        self._thread: threading.Thread | None = None
+
+    def mark_running(self, token: str, job_id: str, scheduled_at: str | None) -> None:
+        """Queue the ledger's ``running`` update, stamped now; written before any result."""
+        with self._cond:
+            self._running.append((token, job_id, scheduled_at, datetime.now(UTC)))
+            self._ensure_thread()
+            self._cond.notify()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="cronkit-completer", daemon=True)
+            self._thread.start()
+
+    def submit(
+        self,
+        ran: _Ran,
+        adapters: Adapters | None,
+        loop: asyncio.AbstractEventLoop | None,
+        fut: Future[bool],
+    ) -> None:
+        with self._cond:
+            self._queue.append((ran, adapters, loop, fut))
+            self._ensure_thread()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._running:
+                    if not self._cond.wait(timeout=30):
+                        self._thread = None
+                        return
+                batch, self._queue = self._queue, []
+                running, self._running = self._running, []
+            if running:
+                # Before any result in this batch, so a row never goes final -> running.
+                try:
+                    executions.mark_running_many(running)
+                except Exception:
+                    log.exception("could not mark %d run(s) running in the ledger", len(running))
+            # Group by delivery target so each group shares one bookkeeping pass.
+            groups: dict[tuple[int, int], list[tuple[_Ran, Future[bool]]]] = {}
+            targets: dict[tuple[int, int], tuple[Adapters | None, Any]] = {}
+            for ran, adapters, loop, fut in batch:
+                key = (id(adapters), id(loop))
+                groups.setdefault(key, []).append((ran, fut))
+                targets[key] = (adapters, loop)
+            for key, items in groups.items():
+                adapters, loop = targets[key]
+                try:
+                    oks = _finish_runs([r for r, _ in items], adapters, loop)
+                except BaseException as exc:  # noqa: B036 - handed to the waiters
+                    for _, fut in items:
+                        fut.set_exception(exc)
+                    continue
+                for (_, fut), ok in zip(items, oks, strict=True):
+                    fut.set_result(ok)
+
+
+_completer = _Completer()
+
+
+def _pipelined(
+    job: Job,
+    adapters: Adapters | None,
+    loop: asyncio.AbstractEventLoop | None,
+    done: Future[bool],
+) -> None:
     try:
-        with _ClaimKeeper(job_id, token, ttl):
-            result = run_action(job, ctx)
-    except BaseException as exc:
-        status = "error" if isinstance(exc, Exception) else "interrupted"
-        message = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(Exception):
-            jobs.mark_job_run(job_id, token, success=False, error=message, status=status)
-        with contextlib.suppress(Exception):
-            executions.finish(token, status=status, error=message)
-        raise
-    output_path = None
-    try:
-        text = result.output
-        if result.error and result.status != "ok":
-            text = (
-                f"{text}\n[cronkit] {result.status}: {result.error}\n"
-                if text
-                else (f"[cronkit] {result.status}: {result.error}\n")
-            )
-        output_path = write_output(
-            job_id, text, retention=int(cfg_get(cfg, "cron", "output_retention", default=50))
-        )
-    except Exception:
-        log.exception("job %s: could not write its output file", job_id)
-    _deliver(job, result, adapters, loop)
-    ok = result.status == "ok"
-    try:
-        if not jobs.mark_job_run(
-            job_id, token, success=ok, error=result.error, status=result.status
-        ):
-            log.warning(
-                "job %s: result not recorded on the job; its claim %s is no longer live",
-                job_id,
-                token,
-            )
-    finally:
-        # The ledger row is closed even if the store write failed (e.g. a lock
-        # timeout): the run happened, and its claim simply expires.
-        executions.finish(
-            token,
-            status=result.status,
-            error=result.error,
-            output_path=str(output_path) if output_path else None,
-        )
-    return ok
+        ran = _start_and_run(job, mark_running=_completer.mark_running)
+    except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
+        done.set_exception(exc)
+        return
+    _completer.submit(ran, adapters, loop, done)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cron import executions, jobs, paths, runners, scheduler
+from cron.claim import parse_ts
 from cron.output import list_outputs, read_output
 from cron.runners import RunContext, RunResult
 from cron.schedule import to_iso
@@ -316,3 +317,26 @@ def test_output_retention_keeps_the_newest(home: Path) -> None:
     assert [read_output(p) for p in kept] == [to_iso(s) for s in slots[-3:]]
     rows = _ledger(job["id"])
     assert len(rows) == 5 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_a_long_run_keeps_its_claim_alive(home: Path) -> None:
+    """A run longer than claim_ttl refreshes its claim (every ttl/3), so it is never
+    mistaken for a crashed run: no second copy can claim it meanwhile."""
+    write_config(home, "cron:\n  claim_ttl: 1\n")
+    start = datetime.now(UTC)
+    job = jobs.create_job("every 1h", "sleep 2", now=start - timedelta(hours=1))
+    assert scheduler.tick(sync=False) == 1
+    stamps = set()
+    deadline = time.monotonic() + 1.8
+    while time.monotonic() < deadline:
+        claim = jobs.get_job(job["id"])["fire_claim"]
+        assert claim is not None, "the claim vanished while the job was still running"
+        stamps.add(claim["at"])
+        age = (datetime.now(UTC) - parse_ts(claim["at"])).total_seconds()
+        assert age < 1.0, f"claim {age:.2f}s old: not refreshed within claim_ttl"
+        assert jobs.claim_job_for_fire(job["id"], force=True) is None
+        time.sleep(0.05)
+    assert len(stamps) >= 3  # refreshed several times during the run
+    assert scheduler.wait_for_running(10)
+    done = jobs.get_job(job["id"])
+    assert done["fire_claim"] is None and done["last_status"] == "ok"
