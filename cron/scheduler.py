@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cron import executions, jobs, paths
@@ -278,13 +278,9 @@ class _Ran:
     cfg: dict[str, Any]
 
 
-def _start_and_run(
-    job: Job, *, mark_running: Callable[[str, str, str | None], None] | None = None
-) -> _Ran:
+def _start_and_run(job: Job) -> _Ran:
     """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
 
-    ``mark_running(token, job_id, scheduled_at)`` replaces the synchronous
-    ledger update (the tick hands it to the completer, which batches it).
     A ``BaseException`` from the runner is recorded — ledger
     ``interrupted``/``error``, claim released — before it propagates.
     """
@@ -296,10 +292,7 @@ def _start_and_run(
     scheduled_at = claim.get("scheduled_at")
     cfg = load_config()
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    if mark_running is None:
-        executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
-    else:
-        mark_running(token, job_id, scheduled_at)
+    executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
     ctx = RunContext(timeout=_timeout_for(job, cfg), scheduled_at=scheduled_at)
     try:
         with _keeper.hold(job_id, token, ttl):
@@ -389,18 +382,10 @@ class _Completer:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._running: list[tuple[str, str, str | None, datetime]] = []
         self._queue: list[
             tuple[_Ran, Adapters | None, asyncio.AbstractEventLoop | None, Future[bool]]
         ] = []
         self._thread: threading.Thread | None = None
-
-    def mark_running(self, token: str, job_id: str, scheduled_at: str | None) -> None:
-        """Queue the ledger's ``running`` update, stamped now; written before any result."""
-        with self._cond:
-            self._running.append((token, job_id, scheduled_at, datetime.now(UTC)))
-            self._ensure_thread()
-            self._cond.notify()
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -422,18 +407,11 @@ class _Completer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._running:
+                while not self._queue:
                     if not self._cond.wait(timeout=30):
                         self._thread = None
                         return
                 batch, self._queue = self._queue, []
-                running, self._running = self._running, []
-            if running:
-                # Before any result in this batch, so a row never goes final -> running.
-                try:
-                    executions.mark_running_many(running)
-                except Exception:
-                    log.exception("could not mark %d run(s) running in the ledger", len(running))
             # Group by delivery target so each group shares one bookkeeping pass.
             groups: dict[tuple[int, int], list[tuple[_Ran, Future[bool]]]] = {}
             targets: dict[tuple[int, int], tuple[Adapters | None, Any]] = {}
@@ -463,7 +441,7 @@ def _pipelined(
     done: Future[bool],
 ) -> None:
     try:
-        ran = _start_and_run(job, mark_running=_completer.mark_running)
+        ran = _start_and_run(job)
     except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
         done.set_exception(exc)
         return
