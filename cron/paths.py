@@ -9,8 +9,11 @@ job commands and the webhook secret are private to the operator.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import tempfile
+import time
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -134,3 +137,24 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+def flock_until(fd: int, deadline: float, *, max_delay: float = 0.05) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, polling until ``deadline`` (monotonic).
+
+    Returns False on timeout. Polls with exponential back-off rather than a
+    blocking ``flock`` so the wait stays bounded. Errors other than contention
+    propagate.
+    """
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay)

@@ -322,16 +322,8 @@ class JsonJobStore(JobStore):
             paths.ensure_dir(self.path.parent)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
             try:
-                delay = 0.0005
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise StoreLockTimeout(self.path, self.lock_timeout) from None
-                        time.sleep(delay)
-                        delay = min(delay * 2, 0.005)
+                if not paths.flock_until(fd, deadline, max_delay=0.005):
+                    raise StoreLockTimeout(self.path, self.lock_timeout)
                 try:
                     yield
                 finally:

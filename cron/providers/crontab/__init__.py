@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -419,19 +418,8 @@ class CrontabScheduler(CronScheduler):
     def _locked(self) -> Iterator[None]:
         fd = self._open_lock()
         try:
-            deadline = time.monotonic() + LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise CrontabError(
-                            f"another process held the crontab lock for {LOCK_WAIT:.0f}s"
-                        ) from None
-                    time.sleep(0.05)
+            if not paths.flock_until(fd, time.monotonic() + LOCK_WAIT):
+                raise CrontabError(f"another process held the crontab lock for {LOCK_WAIT:.0f}s")
             try:
                 yield
             finally:
