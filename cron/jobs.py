@@ -135,13 +135,6 @@ def _new_id(existing: set[str]) -> str:
             return candidate
 
 
-def _find(jobs: list[Job], job_id: str) -> Job | None:
-    for job in jobs:
-        if job.get("id") == job_id:
-            return job
-    return None
-
-
 # -- CRUD -------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -158,3 +159,22 @@ def flock_until(fd: int, deadline: float, *, max_delay: float = 0.05) -> bool:
             return False
         time.sleep(delay)
         delay = min(delay * 2, max_delay)
+
+
+@contextlib.contextmanager
+def flock_held(
+    fd: int, deadline: float, on_timeout: Callable[[], BaseException], *, max_delay: float = 0.05
+) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``fd`` for the block, then unlock and close ``fd``.
+
+    Raises ``on_timeout()`` if the lock is not had by ``deadline`` (monotonic).
+    """
+    try:
+        if not flock_until(fd, deadline, max_delay=max_delay):
+            raise on_timeout()
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

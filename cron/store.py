@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -62,7 +61,7 @@ class JobStore(ABC):
         return None
 
     def wake_at(self) -> datetime | None:
-        return earliest_wake(self.load())
+        return due_index(self.load()).wake_at()
 
     def get(self, job_id: str) -> Job | None:
         """One job (a private copy), or None. Default: a full ``load()``."""
@@ -74,17 +73,9 @@ class JobStore(ABC):
     def due_candidates(self, now: datetime) -> list[str]:
         """Ids of jobs a tick at ``now`` may have to act on (a superset is fine).
 
-        Default: every scheduled job due by ``now`` plus spent jobs still
-        holding a claim, from a full ``load()``.
+        Default: :func:`due_index` over a full ``load()``.
         """
-        out = []
-        for job in self.load():
-            if job.get("state") != "scheduled":
-                continue
-            t = _parse_ts(job.get("next_run_at"))
-            if (t is not None and t <= now) or (t is None and job.get("fire_claim")):
-                out.append(job["id"])
-        return out
+        return due_index(self.load()).due_ids(now)
 
     def update_jobs(self, ids: list[str], fn: Callable[[Job | None], T]) -> dict[str, T]:
         """Apply ``fn`` to each job in ``ids`` (``None`` for a missing id) in ONE
@@ -113,14 +104,30 @@ def _parse_ts(value: object) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def earliest_wake(jobs: list[Job], claim_ttl: float | None = None) -> datetime | None:
-    """The earliest ``next_run_at`` of a firing job, or of a spent job's claim expiry.
+@dataclass(frozen=True)
+class DueIndex:
+    """When each firing job next needs a tick, sorted: the one index behind both
+    the idle-tick check (``wake_at``) and the batch claim's candidates."""
 
-    A spent job (``next_run_at`` null) whose run crashed still holds a claim;
-    the tick that finds it stale marks the job completed, so its expiry is a
-    wake-up too. ``claim_ttl`` None means "use the configured default".
+    entries: list[tuple[datetime, str]]
+
+    def wake_at(self) -> datetime | None:
+        return self.entries[0][0] if self.entries else None
+
+    def due_ids(self, now: datetime) -> list[str]:
+        cut = bisect.bisect_right(self.entries, (now, "\uffff"))
+        return [job_id for _, job_id in self.entries[:cut]]
+
+
+def due_index(jobs: list[Job], claim_ttl: float | None = None) -> DueIndex:
+    """Index the enabled, scheduled jobs by when a tick must look at them.
+
+    That is ``next_run_at`` — or, for a spent job (``next_run_at`` null) whose
+    final run crashed and still holds a claim, the claim's expiry: the tick
+    that finds it stale marks the job completed. ``claim_ttl`` None means
+    "use the configured default".
     """
-    best: datetime | None = None
+    entries: list[tuple[datetime, str]] = []
     ttl = claim_ttl
     for job in jobs:
         if not job.get("enabled", True) or job.get("state") != "scheduled":
@@ -137,9 +144,10 @@ def earliest_wake(jobs: list[Job], claim_ttl: float | None = None) -> datetime |
                     except ValueError:
                         ttl = 300.0
                 t = datetime.fromtimestamp(at.timestamp() + ttl, UTC)
-        if t is not None and (best is None or t < best):
-            best = t
-    return best
+        if t is not None:
+            entries.append((t, job["id"]))
+    entries.sort()
+    return DueIndex(entries)
 
 
 def _encode(job: Job) -> str:
@@ -150,14 +158,11 @@ def _encode(job: Job) -> str:
 class _Cached:
     key: tuple[object, ...]
     jobs: list[Job]
-    wake: datetime | None
-    wake_known: bool = False
     # Built lazily: each job's compact JSON (so a write re-encodes only the
-    # jobs it changed), id → position, and the due-time index for ticks.
+    # jobs it changed), id → position, and the due index for ticks.
     encoded: list[str] | None = None
     index: dict[str, int] | None = None
-    due_index: list[tuple[datetime, str]] | None = None
-    claimed_spent: list[str] | None = None
+    due: DueIndex | None = None
 
     def encoded_jobs(self) -> list[str]:
         if self.encoded is None:
@@ -169,22 +174,10 @@ class _Cached:
             self.index = {j["id"]: i for i, j in enumerate(self.jobs)}
         return self.index
 
-    def due_ids(self, now: datetime) -> list[str]:
-        if self.due_index is None:
-            pairs: list[tuple[datetime, str]] = []
-            spent: list[str] = []
-            for job in self.jobs:
-                if job.get("state") != "scheduled":
-                    continue
-                t = _parse_ts(job.get("next_run_at"))
-                if t is not None:
-                    pairs.append((t, job["id"]))
-                elif job.get("fire_claim"):
-                    spent.append(job["id"])
-            pairs.sort()
-            self.due_index, self.claimed_spent = pairs, spent
-        cut = bisect.bisect_right(self.due_index, (now, "\uffff"))
-        return [job_id for _, job_id in self.due_index[:cut]] + list(self.claimed_spent or [])
+    def due_index(self) -> DueIndex:
+        if self.due is None:
+            self.due = due_index(self.jobs)
+        return self.due
 
 
 class JsonJobStore(JobStore):
@@ -274,7 +267,7 @@ class JsonJobStore(JobStore):
         for _ in range(5):
             key = self._stat_key()
             if key is None:
-                return _Cached((), [], None, True)
+                return _Cached((), [])
             cached = self._cache
             if not fresh and cached is not None and cached.key == key:
                 return cached
@@ -285,11 +278,11 @@ class JsonJobStore(JobStore):
             # Only cache when the file did not change while we read it.
             if self._stat_key() != key:
                 continue
-            parsed = _Cached(key, self._parse(data), None)
+            parsed = _Cached(key, self._parse(data))
             self._cache = parsed
             return parsed
         data = self.path.read_bytes()
-        return _Cached((), self._parse(data), None)
+        return _Cached((), self._parse(data))
 
     def load(self) -> list[Job]:
         with self._mutex:
@@ -299,11 +292,7 @@ class JsonJobStore(JobStore):
 
     def wake_at(self) -> datetime | None:
         with self._mutex:
-            cur = self._read_current()
-            if not cur.wake_known:
-                cur.wake = earliest_wake(cur.jobs)
-                cur.wake_known = True
-            return cur.wake
+            return self._read_current().due_index().wake_at()
 
     # -- writing -----------------------------------------------------------
 
@@ -317,21 +306,17 @@ class JsonJobStore(JobStore):
         """
         deadline = time.monotonic() + self.lock_timeout
         if not self._thread_lock.acquire(timeout=self.lock_timeout):
-            raise StoreLockTimeout(self.path, self.lock_timeout)
+            raise self._timeout_error()
         try:
             paths.ensure_dir(self.path.parent)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
-            try:
-                if not paths.flock_until(fd, deadline, max_delay=0.005):
-                    raise StoreLockTimeout(self.path, self.lock_timeout)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+            with paths.flock_held(fd, deadline, self._timeout_error, max_delay=0.005):
+                yield
         finally:
             self._thread_lock.release()
+
+    def _timeout_error(self) -> StoreLockTimeout:
+        return StoreLockTimeout(self.path, self.lock_timeout)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[list[Job]]:
@@ -349,7 +334,7 @@ class JsonJobStore(JobStore):
 
     def due_candidates(self, now: datetime) -> list[str]:
         with self._mutex:
-            return self._read_current().due_ids(now)
+            return self._read_current().due_index().due_ids(now)
 
     def get(self, job_id: str) -> Job | None:
         # Decodes one job from the cached JSON instead of copying the whole store.
@@ -367,6 +352,8 @@ class JsonJobStore(JobStore):
         # cached JSON is reused verbatim, so a claim costs O(named jobs) work
         # plus one file write.
         results: dict[str, T] = {}
+        if not ids:
+            return results  # nothing named: no lock, no write
         with self._locked():
             with self._mutex:
                 cur = self._read_current()
@@ -405,7 +392,7 @@ class JsonJobStore(JobStore):
         with self._mutex:
             key = self._stat_key()
             self._cache = (
-                _Cached(key, jobs, None, encoded=encoded, index=index) if key is not None else None
+                _Cached(key, jobs, encoded=encoded, index=index) if key is not None else None
             )
 
 

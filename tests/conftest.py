@@ -7,6 +7,7 @@ bounded so the whole suite fits the CI budget), ``dev`` and ``nightly``.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +49,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def write_config(home: Path, text: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.yaml").write_text(text, encoding="utf-8")
+
+
+def install_plugin(home: Path, name: str, source: str) -> None:
+    """Write a user plugin ``<home>/plugins/<name>/__init__.py`` (SPEC §6)."""
+    d = home / "plugins" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "__init__.py").write_text(textwrap.dedent(source), encoding="utf-8")

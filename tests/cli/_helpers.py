@@ -63,12 +63,6 @@ class WebhookOnly(CronScheduler):
 '''
 
 
-def install_plugin(home: Path, name: str, source: str) -> None:
-    d = home / "plugins" / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "__init__.py").write_text(source, encoding="utf-8")
-
-
 def cli(*args: str) -> Result:
     """Run the CLI in-process; stdout and stderr stay separate (click >= 8.2)."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

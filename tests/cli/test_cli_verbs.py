@@ -23,12 +23,11 @@ from cron.procinfo import hostname, process_start_time
 from tests.cli._helpers import (
     FAKE_EXTERNAL_PLUGIN,
     cli,
-    install_plugin,
     jobs_bytes,
     snapshot,
     stderr_lines,
 )
-from tests.conftest import write_config
+from tests.conftest import install_plugin, write_config
 
 ID_RE = re.compile(r"^[0-9a-f]{12}$")
 TIME_RE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d"

@@ -28,11 +28,10 @@ from tests.cli._helpers import (
     REPO,
     WEBHOOK_ONLY_PLUGIN,
     cronkit,
-    install_plugin,
     subprocess_env,
     wait_until,
 )
-from tests.conftest import write_config
+from tests.conftest import install_plugin, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -107,12 +106,12 @@ def test_gateway_running_stalled_recovered_killed(home: Path, tmp_path: Path) ->
 
 
 EMBEDDING_HOST = textwrap.dedent("""
-    import sys, time
+    import threading
     import cron
 
     handle = cron.start_in_background(interval=0.2)
     print("started", flush=True)
-    time.sleep(120)
+    threading.Event().wait()  # an idle host: runs until the test kills it
 """)
 
 

@@ -23,9 +23,8 @@ from tests.cli._helpers import (
     FAKE_EXTERNAL_PLUGIN,
     UNAVAILABLE_PLUGIN,
     cli,
-    install_plugin,
 )
-from tests.conftest import write_config
+from tests.conftest import install_plugin, write_config
 
 T = 1_900_000_000.0  # the injected "now"
 FRESH, OLD = 5.0, 1000.0  # stale_after is 200 s by default

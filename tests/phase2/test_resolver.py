@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import logging
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from cron.scheduler_provider import InProcessCronScheduler, resolve_cron_scheduler
-from tests.conftest import write_config
-
-
-def _plugin(home: Path, name: str, body: str) -> None:
-    d = home / "plugins" / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "__init__.py").write_text(textwrap.dedent(body), encoding="utf-8")
-
+from tests.conftest import install_plugin, write_config
 
 GOOD = """
     from cron.scheduler_provider import CronScheduler
@@ -48,7 +40,7 @@ def test_default_config_is_builtin(home: Path) -> None:
 
 
 def test_named_user_plugin_is_selected(home: Path) -> None:
-    _plugin(home, "good", GOOD.format(name="good"))
+    install_plugin(home, "good", GOOD.format(name="good"))
     write_config(home, "cron:\n  provider: good\n")
     p = resolve_cron_scheduler()
     assert p.name == "good"
@@ -89,7 +81,7 @@ def test_unusable_provider_degrades_with_one_warning(
     body, reason = FAILURES[case]
     name = "bad" + case.replace(" ", "").replace("_", "").lower()[:10]
     if body is not None:
-        _plugin(home, name, body.format(name=name) if "{name}" in body else body)
+        install_plugin(home, name, body.format(name=name) if "{name}" in body else body)
     write_config(home, f"cron:\n  provider: {name}\n")
     caplog.set_level(logging.WARNING)
     p = resolve_cron_scheduler()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cron import executions, jobs
+from tests.conftest import install_plugin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,9 +42,7 @@ class WebhookOnly(CronScheduler):
 
 
 def use_webhook_only_provider(home: Path) -> None:
-    plugin = home / "plugins" / "webhookonly"
-    plugin.mkdir(parents=True, exist_ok=True)
-    (plugin / "__init__.py").write_text(WEBHOOK_ONLY_PLUGIN, encoding="utf-8")
+    install_plugin(home, "webhookonly", WEBHOOK_ONLY_PLUGIN)
     (home / "config.yaml").write_text("cron:\n  provider: webhookonly\n", encoding="utf-8")
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import pwd
@@ -416,16 +415,11 @@ class CrontabScheduler(CronScheduler):
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = self._open_lock()
-        try:
-            if not paths.flock_until(fd, time.monotonic() + LOCK_WAIT):
-                raise CrontabError(f"another process held the crontab lock for {LOCK_WAIT:.0f}s")
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        def timeout() -> CrontabError:
+            return CrontabError(f"another process held the crontab lock for {LOCK_WAIT:.0f}s")
+
+        with paths.flock_held(self._open_lock(), time.monotonic() + LOCK_WAIT, timeout):
+            yield
 
 
 __all__ = ["CrontabError", "CrontabRenderError", "CrontabScheduler", "SyncReport"]
