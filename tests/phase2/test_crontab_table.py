@@ -11,6 +11,7 @@ import calendar
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -407,8 +408,9 @@ def test_provider_round_trip_with_a_stand_in_binary(home: Path, tmp_path: Path) 
     from cron.providers.crontab import CrontabScheduler
 
     fake = _fake_crontab(tmp_path)
+    # The daemon probe is injected: whether this machine runs cron is not the test's business.
     provider = CrontabScheduler(crontab_cmd=(str(fake),), python="/usr/bin/python3",
-                                pythonpath=None, daemon_tz="UTC")
+                                pythonpath=None, daemon_tz="UTC", daemon_probe=lambda: True)
     assert provider.is_available()
     assert provider.status_detail() == "no crontab block (no active jobs)"
     job = jobs.create_job("0 9 * * 1-5", "true")
@@ -421,6 +423,27 @@ def test_provider_round_trip_with_a_stand_in_binary(home: Path, tmp_path: Path) 
     assert provider.status_detail().startswith("crontab block OUT OF SYNC (harmless: 1 line(s)")
     provider.reconcile()
     assert not (tmp_path / "fake-table").exists()  # only our block was there: crontab removed
+
+
+@pytest.mark.parametrize(
+    ("probe", "warned"), [(lambda: False, True), (lambda: True, False), (lambda: None, False)]
+)
+def test_status_warns_only_when_no_cron_daemon_is_seen(
+    home: Path, tmp_path: Path, probe: Callable[[], bool | None], warned: bool
+) -> None:
+    from cron import jobs
+    from cron.providers.crontab import CrontabScheduler
+
+    provider = CrontabScheduler(crontab_cmd=(str(_fake_crontab(tmp_path)),), daemon_tz="UTC",
+                                daemon_probe=probe)
+    # No active job: nothing would fire anyway, so no daemon warning either way.
+    assert "no cron daemon" not in provider.status_detail()
+    jobs.create_job("0 9 * * *", "true")
+    provider.reconcile()
+    detail = provider.status_detail()
+    assert detail.startswith("crontab block in sync (1 job line)")
+    warning = "WARNING: no cron daemon process is running - nothing will fire"
+    assert detail.endswith(warning) is warned
 
 
 def test_provider_failures_are_clear_and_hooks_do_not_raise(

@@ -39,7 +39,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,9 @@ class CrontabScheduler(CronScheduler):
     in tests), ``user`` (``crontab -u USER``, root only; None = the invoking
     user), ``python`` and ``pythonpath`` (what the lines run; default: this
     interpreter, absolute, so the line needs no ``PATH``), ``daemon_tz`` (the
-    zone the daemon reads its fields in; default ``/etc/localtime``).
+    zone the daemon reads its fields in; default ``/etc/localtime``),
+    ``daemon_probe`` (is a cron daemon running? True/False, None = cannot
+    tell; default looks for a ``cron``/``crond`` process in /proc).
 
     Note for operators: ``stop()`` does not remove the block — firing without
     a live cronkit process is the point. :meth:`remove_block` uninstalls it.
@@ -143,6 +145,7 @@ class CrontabScheduler(CronScheduler):
         python: str | None = None,
         pythonpath: str | None = "",
         daemon_tz: str | None = None,
+        daemon_probe: Callable[[], bool | None] = _daemon_visible,
         timeout: float = 10.0,
     ) -> None:
         if not crontab_cmd:
@@ -152,6 +155,7 @@ class CrontabScheduler(CronScheduler):
         self.python = python or os.path.abspath(sys.executable)
         self._pythonpath = pythonpath
         self.daemon_tz = daemon_tz
+        self.daemon_probe = daemon_probe
         self.timeout = timeout
 
     # -- the abstract surface ---------------------------------------------------------
@@ -327,7 +331,7 @@ class CrontabScheduler(CronScheduler):
                 extra.append("hand-edited block")
             text = (f"crontab block OUT OF SYNC (harmless: {', '.join(extra)}; every active job "
                     f"fires on time); {RECONCILE_HINT}")
-        if report.desired and _daemon_visible() is False:
+        if report.desired and self.daemon_probe() is False:
             text += "; WARNING: no cron daemon process is running - nothing will fire"
         return text
 
