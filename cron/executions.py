@@ -31,7 +31,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cron import paths, procinfo
+from cron.sqlitewal import initialise_wal
 
 log = logging.getLogger(__name__)
 
@@ -132,32 +132,8 @@ def _ensure_file(path: Path) -> None:
         os.close(fd)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
 def _initialise(conn: sqlite3.Connection) -> None:
-    """Switch the file to WAL and create the schema, retrying while another process does.
-
-    Changing the journal mode needs an exclusive lock and SQLite reports a
-    conflict at once instead of calling the busy handler, so two processes
-    opening a fresh ledger together would otherwise see "database is locked".
-    """
-    deadline = time.monotonic() + _SQLITE_TIMEOUT
-    delay = 0.005
-    while True:
-        try:
-            # journal_mode is persistent in the file: only the first opener switches it.
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    initialise_wal(conn, _SCHEMA, timeout=_SQLITE_TIMEOUT)
 
 
 _local = threading.local()

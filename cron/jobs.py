@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from cron import claim as rules
 from cron import paths
 from cron.config import CATCH_UP_POLICIES, cfg_get, load_config
 from cron.errors import JobNotFoundError, JobValueError, ScheduleError
+from cron.groupcommit import GroupCommit, Pending
 from cron.procinfo import owner_id
 from cron.runners import validate_action
 from cron.schedule import compute_next_run, parse_schedule, resolve_zone, to_iso
@@ -492,25 +492,67 @@ def claim_job_for_fire_ex(
     else:
         slot = _now(scheduled_at) if scheduled_at is not None else None
     ttl, catch_default = _claim_settings()
-    owner = owner_id()
-
-    def attempt(job: Job | None) -> tuple[rules.ClaimOutcome, Job | None]:
-        outcome = rules.try_claim(
-            job,
-            now=at,
-            claim_ttl=ttl,
-            catch_up_default=catch_default,
-            owner=owner,
-            scheduled_at=slot,
-            force=force,
-        )
-        return outcome, (json_copy(job) if job is not None and outcome.won else None)
-
-    outcome, claimed = get_store().update_jobs([job_id], attempt)[job_id]
-    if claimed is not None and outcome.token is not None:
-        _record_claim(claimed, outcome.token, source, at)
+    req = _claims.submit(_ClaimRequest(job_id, slot, at, force, ttl, catch_default, owner_id()))
+    outcome = req.outcome
+    assert outcome is not None  # filled by _write_claims
+    if req.claimed is not None and outcome.token is not None:
+        _record_claim(req.claimed, outcome.token, source, at)
         _write_events(outcome.events, source, at)
     return outcome
+
+
+@dataclass
+class _ClaimRequest(Pending):
+    job_id: str
+    slot: datetime | None
+    at: datetime
+    force: bool
+    ttl: float
+    catch_up: str
+    owner: str
+    outcome: rules.ClaimOutcome | None = None
+    claimed: Job | None = None
+
+    def attempt(self, job: Job | None) -> None:
+        self.outcome = rules.try_claim(
+            job,
+            now=self.at,
+            claim_ttl=self.ttl,
+            catch_up_default=self.catch_up,
+            owner=self.owner,
+            scheduled_at=self.slot,
+            force=self.force,
+        )
+        if job is not None and self.outcome.won:
+            self.claimed = json_copy(job)
+
+
+def _write_claims(batch: list[_ClaimRequest]) -> None:
+    """One store write for concurrent claims (webhook bursts, contending threads).
+
+    Requests for the same job are applied in arrival order to the same dict,
+    so the compare-and-set holds inside the batch: the first due request wins,
+    the rest see its live claim and lose.
+    """
+    by_job: dict[str, list[_ClaimRequest]] = {}
+    for req in batch:
+        by_job.setdefault(req.job_id, []).append(req)
+
+    def attempt(job: Job | None) -> bool:
+        if job is None:
+            return False
+        for req in by_job[job["id"]]:
+            req.attempt(job)
+        return True
+
+    found = get_store().update_jobs(list(by_job), attempt)
+    for job_id, reqs in by_job.items():
+        if not found.get(job_id):
+            for req in reqs:
+                req.attempt(None)
+
+
+_claims: GroupCommit[_ClaimRequest] = GroupCommit(_write_claims)
 
 
 def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list[tuple[Job, str]]:
@@ -579,79 +621,36 @@ def json_copy(job: Job) -> Job:
 
 
 @dataclass
-class _MarkRequest:
+class _MarkRequest(Pending):
     job_id: str
     token: str
     at: datetime
     status: str
     error: str | None
-    done: threading.Event = field(default_factory=threading.Event)
     applied: bool = False
     completed: bool = False
-    failure: BaseException | None = None
 
 
-class _MarkCoalescer:
-    """Group commit for ``mark_job_run``: results that arrive together share one write.
+def _write_marks(batch: list[_MarkRequest]) -> None:
+    """One store write for results that arrive together (a burst of finishing jobs)."""
+    by_job: dict[str, list[_MarkRequest]] = {}
+    for req in batch:
+        by_job.setdefault(req.job_id, []).append(req)
 
-    The first caller becomes the leader and writes every request queued while
-    it waits for the store lock; the others block until their request is
-    written. Each caller still returns only once its own result is durable,
-    so ``mark_job_run`` keeps its synchronous contract — a burst of N
-    finishing jobs costs about one store write instead of N.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[_MarkRequest] = []
-        self._leading = False
-
-    def submit(self, req: _MarkRequest) -> None:
-        with self._lock:
-            self._pending.append(req)
-            lead = not self._leading
-            if lead:
-                self._leading = True
-        if not lead:
-            req.done.wait()
+    def apply(job: Job | None) -> None:
+        if job is None:
             return
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._leading = False
-                    return
-            self._write(batch)
+        for req in by_job[job["id"]]:
+            was = job.get("state")
+            req.applied = rules.apply_run_result(
+                job, req.token, now=req.at, status=req.status, error=req.error
+            )
+            req.completed = req.applied and was != "completed" and job.get("state") == "completed"
 
-    @staticmethod
-    def _write(batch: list[_MarkRequest]) -> None:
-        by_job: dict[str, list[_MarkRequest]] = {}
-        for req in batch:
-            by_job.setdefault(req.job_id, []).append(req)
-
-        def apply(job: Job | None) -> None:
-            if job is None:
-                return
-            for req in by_job[job["id"]]:
-                was = job.get("state")
-                req.applied = rules.apply_run_result(
-                    job, req.token, now=req.at, status=req.status, error=req.error
-                )
-                req.completed = (
-                    req.applied and was != "completed" and job.get("state") == "completed"
-                )
-
-        try:
-            get_store().update_jobs(list(by_job), apply)
-        except BaseException as exc:
-            for req in batch:
-                req.failure = exc
-        finally:
-            for req in batch:
-                req.done.set()
+    get_store().update_jobs(list(by_job), apply)
 
 
-_marks = _MarkCoalescer()
+_marks: GroupCommit[_MarkRequest] = GroupCommit(_write_marks)
 
 
 def mark_job_run(
@@ -672,10 +671,9 @@ def mark_job_run(
     calls in one process are written together (group commit); each returns
     once its own result is written.
     """
-    req = _MarkRequest(job_id, token, _now(now), status or ("ok" if success else "error"), error)
-    _marks.submit(req)
-    if req.failure is not None:
-        raise req.failure
+    req = _marks.submit(
+        _MarkRequest(job_id, token, _now(now), status or ("ok" if success else "error"), error)
+    )
     if req.completed:
         # The set of jobs that can fire shrank: external providers must hear it.
         _notify_changed()
@@ -696,10 +694,7 @@ def mark_job_runs(
     ]
     if not batch:
         return []
-    _MarkCoalescer._write(batch)
-    failure = next((r.failure for r in batch if r.failure is not None), None)
-    if failure is not None:
-        raise failure
+    _write_marks(batch)
     if any(r.completed for r in batch):
         _notify_changed()
     return [r.applied for r in batch]

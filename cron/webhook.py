@@ -52,7 +52,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ from starlette.routing import Route
 from cron import paths
 from cron.config import cfg_get, load_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
+from cron.groupcommit import GroupCommit, Pending
+from cron.sqlitewal import initialise_wal
 
 log = logging.getLogger(__name__)
 
@@ -202,49 +205,95 @@ def nonces_path() -> Path:
     return paths.cron_dir() / "webhook_nonces.db"
 
 
-@contextlib.contextmanager
-def _nonce_db() -> Iterator[sqlite3.Connection]:
+_NONCE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS webhook_nonces "
+    "(signature TEXT PRIMARY KEY, expires_at REAL NOT NULL);"
+)
+
+
+@dataclass
+class _NonceRequest(Pending):
+    digest: str
+    at: float
+    ttl: float
+    fresh: bool = False
+
+
+# (path, device, inode) -> connection: a file deleted and recreated needs a new one.
+_nonce_conn: tuple[tuple[str, int, int], sqlite3.Connection] | None = None
+
+
+def _nonce_connection() -> sqlite3.Connection:
+    global _nonce_conn
     paths.cron_dir(create=True)
     path = nonces_path()
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, paths.FILE_MODE))
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    st = os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino)
+    if _nonce_conn is not None and _nonce_conn[0] == key:
+        return _nonce_conn[1]
+    if _nonce_conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            _nonce_conn[1].close()
+        _nonce_conn = None
+    # Used by one group-commit leader at a time, whichever thread that is.
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS webhook_nonces "
-            "(signature TEXT PRIMARY KEY, expires_at REAL NOT NULL)"
-        )
-        yield conn
-    finally:
+        initialise_wal(conn, _NONCE_SCHEMA, timeout=30.0)
+    except BaseException:
         conn.close()
+        raise
+    _nonce_conn = (key, conn)
+    return conn
+
+
+def _write_nonces(batch: list[_NonceRequest]) -> None:
+    """One transaction for the signatures of concurrent requests (one fsync, not N)."""
+    global _nonce_conn
+    conn = _nonce_connection()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (min(r.at for r in batch),))
+        for req in batch:
+            # A signature recorded and not yet expired is a replay.
+            row = conn.execute(
+                "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
+            ).fetchone()
+            if row is not None and row[0] >= req.at:
+                req.fresh = False
+                continue
+            conn.execute(
+                "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
+                (req.digest, req.at + req.ttl),
+            )
+            req.fresh = True
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            # A broken connection must not be handed to the next batch.
+            _nonce_conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        raise
+
+
+_nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)
 
 
 def remember_signature(digest: str, *, ttl: float, now: float | None = None) -> bool:
     """Record an accepted request's signature; False if it was already recorded (a replay).
 
-    The INSERT fails on the primary key, so of any number of processes seeing
-    the same request exactly one gets True. Entries expire after ``ttl``
-    seconds (``2 × max_skew``: by then the timestamp check alone refuses it).
+    Recording is a compare-and-set in one SQLite transaction, so of any number
+    of requests — threads or processes — carrying the same signature exactly
+    one gets True. Entries expire after ``ttl`` seconds (``2 × max_skew``: by
+    then the timestamp check alone refuses it). Concurrent calls in this
+    process share one transaction (group commit).
     """
     at = time.time() if now is None else now
-    with _nonce_db() as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (at,))
-            try:
-                conn.execute(
-                    "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                    (digest, at + ttl),
-                )
-                fresh = True
-            except sqlite3.IntegrityError:
-                fresh = False
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    return fresh
+    return _nonces.submit(_NonceRequest(digest, at, ttl)).fresh
 
 
 # -- running accepted fires -------------------------------------------------------

@@ -1,0 +1,252 @@
+"""Group commit (``cron.groupcommit``) and the APIs built on it, with real threads.
+
+The claim, the run result and the webhook's replay record each go through a
+:class:`GroupCommit`: concurrent callers share one durable write, and each
+still returns only once its own request is written. These tests hold a write
+open on an event to make the batching deterministic — no sleeps decide them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cron import executions, jobs
+from cron.groupcommit import GroupCommit, Pending
+from cron.store import JsonJobStore, get_store
+
+T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+WAIT = 10.0  # generous bound for a thread to reach a point; never reached when correct
+
+
+@dataclass
+class Req(Pending):
+    value: int
+    result: int | None = None
+
+
+class Recorder:
+    """A ``write`` that records its batches and can be held open on a gate."""
+
+    def __init__(self, *, fail_on: Callable[[list[Req]], bool] = lambda batch: False) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_on = fail_on
+
+    def __call__(self, batch: list[Req]) -> None:
+        self.batches.append([r.value for r in batch])
+        self.entered.set()
+        assert self.gate.wait(WAIT)
+        if self.fail_on(batch):
+            raise OSError(f"disk full writing {[r.value for r in batch]}")
+        for r in batch:
+            r.result = r.value * 10
+
+
+def _wait_until(cond: Callable[[], bool]) -> None:
+    done = threading.Event()
+    for _ in range(int(WAIT / 0.005)):
+        if cond():
+            return
+        done.wait(0.005)
+    raise AssertionError("condition not reached")
+
+
+def test_a_lone_request_is_written_alone_and_returns_its_result() -> None:
+    write = Recorder()
+    gc: GroupCommit[Req] = GroupCommit(write)
+    req = gc.submit(Req(3))
+    assert (req.done, req.result, write.batches) == (True, 30, [[3]])
+    assert gc.submit(Req(4)).result == 40
+    assert write.batches == [[3], [4]]
+
+
+def test_requests_queued_during_a_write_share_the_next_one() -> None:
+    write = Recorder()
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    results: dict[int, int | None] = {}
+
+    def submit(value: int) -> None:
+        results[value] = gc.submit(Req(value)).result
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    assert write.entered.wait(WAIT)  # the leader is inside its write, holding the gate
+    others = [threading.Thread(target=submit, args=(v,)) for v in range(1, 9)]
+    for t in others:
+        t.start()
+    _wait_until(lambda: gc.queued == 8)
+    write.gate.set()
+    for t in [first, *others]:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert write.batches[0] == [0]
+    assert sorted(write.batches[1]) == list(range(1, 9))  # 8 requests, one write
+    assert len(write.batches) == 2
+    assert results == {v: v * 10 for v in range(9)}
+
+
+def test_a_leader_returns_after_its_own_batch_not_after_everyone_elses() -> None:
+    write = Recorder()
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    returned = threading.Event()
+
+    def lead() -> None:
+        gc.submit(Req(0))
+        returned.set()
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert write.entered.wait(WAIT)
+    follower = threading.Thread(target=gc.submit, args=(Req(1),))
+    follower.start()
+    _wait_until(lambda: gc.queued == 1)
+    write.entered.clear()
+    write.gate.set()
+    assert write.entered.wait(WAIT)  # the second batch is being written ...
+    write.gate.clear()
+    assert returned.wait(WAIT)  # ... and the first leader is already back
+    write.gate.set()
+    follower.join(WAIT)
+    leader.join(WAIT)
+    assert write.batches == [[0], [1]]
+
+
+def test_a_failed_write_fails_every_request_in_its_batch_and_only_those() -> None:
+    write = Recorder(fail_on=lambda batch: any(r.value == 1 for r in batch))
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    errors: dict[int, str] = {}
+
+    def submit(value: int) -> None:
+        try:
+            gc.submit(Req(value))
+        except OSError as exc:
+            errors[value] = str(exc)
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    assert write.entered.wait(WAIT)
+    others = [threading.Thread(target=submit, args=(v,)) for v in (1, 2)]
+    for t in others:
+        t.start()
+    _wait_until(lambda: gc.queued == 2)
+    write.gate.set()
+    for t in [first, *others]:
+        t.join(WAIT)
+    assert 0 not in errors
+    assert set(errors) == {1, 2}  # both in the failed batch, each raised in its own thread
+    assert "disk full" in errors[1]
+    assert gc.submit(Req(5)).result == 50  # leadership was released: later writes proceed
+
+
+# -- the APIs on top: claims, results, replay records ---------------------------------------
+
+
+def _due_job(schedule: str = "every 1h") -> str:
+    job = jobs.create_job(schedule, {"kind": "command", "command": "true"}, now=T0)
+    return str(job["id"])
+
+
+def _together(n: int, fn: Callable[[int], object]) -> list[object]:
+    """Run ``fn(i)`` for i in range(n) in n threads released at once."""
+    barrier = threading.Barrier(n)
+    out: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait(WAIT)
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive()
+    return out
+
+
+def test_concurrent_claims_of_one_slot_have_exactly_one_winner(home: Path) -> None:
+    job_id = _due_job()
+    later = T0 + timedelta(hours=1, seconds=1)
+    tokens = _together(12, lambda i: jobs.claim_job_for_fire(job_id, now=later))
+    winners = [t for t in tokens if t is not None]
+    assert len(winners) == 1
+    job = jobs.get_job(job_id)
+    assert job is not None and job["fire_claim"]["token"] == winners[0]
+    rows = executions.list_executions(job_id=job_id)
+    assert [r["id"] for r in rows] == winners
+
+
+def test_concurrent_claims_of_different_jobs_all_win_and_all_are_durable(home: Path) -> None:
+    ids = [_due_job() for _ in range(10)]
+    later = T0 + timedelta(hours=1, seconds=1)
+    outcomes = _together(10, lambda i: jobs.claim_job_for_fire_ex(ids[i], now=later))
+    assert all(getattr(o, "won", False) for o in outcomes)
+    # A fresh store object reads the file itself: every claim must be on disk.
+    on_disk = {j["id"]: j for j in JsonJobStore().load()}
+    for job_id, outcome in zip(ids, outcomes, strict=True):
+        assert on_disk[job_id]["fire_claim"]["token"] == getattr(outcome, "token", None)
+
+
+def test_concurrent_results_each_apply_only_with_their_own_token(home: Path) -> None:
+    ids = [_due_job() for _ in range(6)]
+    later = T0 + timedelta(hours=1, seconds=1)
+    tokens = [jobs.claim_job_for_fire(job_id, now=later) for job_id in ids]
+    assert all(tokens)
+
+    def mark(i: int) -> bool:
+        # Odd workers present a wrong token: a stale owner must change nothing.
+        token = str(tokens[i]) if i % 2 == 0 else "not-the-token"
+        return jobs.mark_job_run(ids[i], token, success=True, now=later)
+
+    applied = _together(6, mark)
+    assert applied == [True, False, True, False, True, False]
+    for i, job_id in enumerate(ids):
+        job = jobs.get_job(job_id)
+        assert job is not None
+        assert (job["fire_claim"] is None) is (i % 2 == 0)
+
+
+def test_concurrent_replays_of_one_signature_are_recorded_once(home: Path) -> None:
+    from cron import webhook
+
+    fresh = _together(12, lambda i: webhook.remember_signature("same", ttl=600, now=1000.0 + i))
+    assert sum(1 for f in fresh if f) == 1
+    distinct = _together(12, lambda i: webhook.remember_signature(f"d{i}", ttl=600, now=1000.0))
+    assert distinct == [True] * 12
+
+
+@pytest.mark.parametrize("bad", [OSError("read-only file system")])
+def test_a_failed_store_write_reaches_every_claimer(
+    home: Path, monkeypatch: pytest.MonkeyPatch, bad: OSError
+) -> None:
+    ids = [_due_job() for _ in range(4)]
+    before = (home / "cron" / "jobs.json").read_bytes()
+    store = get_store()
+
+    def refuse(path: object, data: bytes) -> None:
+        raise bad
+
+    monkeypatch.setattr(store, "write_bytes", refuse)
+    later = T0 + timedelta(hours=1, seconds=1)
+
+    def claim(i: int) -> str:
+        try:
+            jobs.claim_job_for_fire(ids[i], now=later)
+        except OSError as exc:
+            return str(exc)
+        return "no error"
+
+    assert _together(4, claim) == ["read-only file system"] * 4
+    assert (home / "cron" / "jobs.json").read_bytes() == before
+    assert executions.list_executions() == []
