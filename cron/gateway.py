@@ -214,16 +214,16 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 
 
 def _running_jobs() -> int:
-    from cron import scheduler, webhook
+    from cron import scheduler
 
-    return scheduler.running_jobs() + webhook.running_background()
+    # Ticks and webhook fires share one pool: this counts both.
+    return scheduler.running_jobs()
 
 
 def _wait_for_jobs(deadline: float) -> bool:
-    from cron import scheduler, webhook
+    from cron import scheduler
 
-    ok = scheduler.wait_for_running(max(0.0, deadline - time.monotonic()))
-    return webhook.wait_for_background(max(0.0, deadline - time.monotonic())) and ok
+    return scheduler.wait_for_running(max(0.0, deadline - time.monotonic()))
 
 
 def run_gateway(

@@ -54,13 +54,22 @@ class GroupCommit(Generic[P]):
 
     def submit(self, req: P) -> P:
         """Queue ``req``, wait until it is written, and return it (``failure`` raised)."""
+        return self.submit_many([req])[0]
+
+    def submit_many(self, reqs: list[P]) -> list[P]:
+        """Queue ``reqs`` together, wait until all are written, return them.
+
+        They land in the same batch (with whatever else is queued). The first
+        ``failure`` among them is raised.
+        """
         with self._cond:
-            self._pending.append(req)
-            while not req.done and self._leading:
+            self._pending.extend(reqs)
+            while self._leading and not all(r.done for r in reqs):
                 self._cond.wait()
-            if req.done:
+            if all(r.done for r in reqs):
                 batch: list[P] = []
             else:
+                # Every request of ours not yet written is still queued.
                 self._leading = True
                 batch, self._pending = self._pending, []
         if batch:
@@ -75,6 +84,7 @@ class GroupCommit(Generic[P]):
                         queued.done = True
                     self._leading = False
                     self._cond.notify_all()
-        if req.failure is not None:
-            raise req.failure
-        return req
+        for req in reqs:
+            if req.failure is not None:
+                raise req.failure
+        return reqs

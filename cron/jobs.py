@@ -683,7 +683,7 @@ def mark_job_run(
 def mark_job_runs(
     results: list[tuple[str, str, str, str | None]], *, now: datetime | None = None
 ) -> list[bool]:
-    """:func:`mark_job_run` for many runs in one store write.
+    """:func:`mark_job_run` for many runs in one store write (shared with concurrent marks).
 
     ``results`` are ``(job_id, token, status, error)``; returns, per entry,
     whether it applied (same compare as :func:`mark_job_run`).
@@ -694,7 +694,7 @@ def mark_job_runs(
     ]
     if not batch:
         return []
-    _write_marks(batch)
+    _marks.submit_many(batch)
     if any(r.completed for r in batch):
         _notify_changed()
     return [r.applied for r in batch]

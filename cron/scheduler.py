@@ -154,10 +154,37 @@ def tick(
         claimed = jobs.claim_due_jobs(now)
     if not claimed:
         return 0
-    size = int(cfg_get(load_config(), "cron", "max_parallel_jobs", default=4))
+    futures = dispatch([job for job, _token in claimed], adapters=adapters, loop=loop,
+                       verbose=verbose)
+    if sync:
+        wait_futures(futures)
+    return len(claimed)
+
+
+def dispatch(
+    claimed: list[Job],
+    *,
+    adapters: Adapters | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    verbose: bool = False,
+) -> list[Future[bool]]:
+    """Queue claimed jobs on the process's pool of ``cron.max_parallel_jobs`` workers.
+
+    Returns at once with one future per job, done when the run's bookkeeping
+    is written (the result of ``run_one_job``). The tick and the webhook both
+    dispatch here, so the bound holds for every trigger in the process. A job
+    waiting for a free worker keeps its claim alive (refreshed like a running
+    one), so a long queue never makes a claimed slot look crashed.
+    """
+    cfg = load_config()
+    size = int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))
+    ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     pool = _executor(size)
     futures = []
-    for job, _token in claimed:
+    for job in claimed:
+        token = (job.get("fire_claim") or {}).get("token")
+        if not token:
+            raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
         if verbose:
             log.info("firing job %s (%s)", job["id"], job.get("name"))
         # The future completes when the run's bookkeeping is written, not when
@@ -166,11 +193,16 @@ def tick(
         with _inflight_lock:
             _inflight.add(fut)
         fut.add_done_callback(_log_done)
-        pool.submit(_pipelined, job, adapters, loop, fut)
+        _keeper.add(job["id"], token, ttl)
+        try:
+            pool.submit(_pipelined, job, adapters, loop, fut)
+        except BaseException:
+            _keeper.release(token)
+            with _inflight_lock:
+                _inflight.discard(fut)
+            raise
         futures.append(fut)
-    if sync:
-        wait_futures(futures)
-    return len(claimed)
+    return futures
 
 
 class _ClaimKeeper:
@@ -186,8 +218,8 @@ class _ClaimKeeper:
         self._held: dict[str, tuple[str, float, float]] = {}
         self._thread: threading.Thread | None = None
 
-    @contextlib.contextmanager
-    def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
+    def add(self, job_id: str, token: str, ttl: float) -> None:
+        """Keep ``token``'s claim alive until :meth:`release`."""
         every = max(ttl / 3, 0.05)
         with self._cond:
             self._held[token] = (job_id, every, time.monotonic() + every)
@@ -197,11 +229,18 @@ class _ClaimKeeper:
                 )
                 self._thread.start()
             self._cond.notify()
+
+    def release(self, token: str) -> None:
+        with self._cond:
+            self._held.pop(token, None)
+
+    @contextlib.contextmanager
+    def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
+        self.add(job_id, token, ttl)
         try:
             yield
         finally:
-            with self._cond:
-                self._held.pop(token, None)
+            self.release(token)
 
     def _run(self) -> None:
         while True:
@@ -445,4 +484,7 @@ def _pipelined(
     except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
         done.set_exception(exc)
         return
+    finally:
+        # Held since dispatch; whatever happened, this worker is done with the claim.
+        _keeper.release(job["fire_claim"]["token"])
     _completer.submit(ran, adapters, loop, done)

@@ -29,7 +29,7 @@ looked at before the signature holds:
    ``{"status": "not_claimed", "reason": ...}`` (duplicate slot, not due,
    paused, a run still in progress ...);
 9. won → 202 ``{"status": "accepted", ...}``; the job runs through
-   ``run_one_job`` in the background.
+   ``run_one_job`` on the job pool (``cron.max_parallel_jobs``, shared with the ticker).
 
 Nothing is fired by a request that does not get a 202. Malformed input never
 yields a 5xx; a 500 means a genuine server fault (e.g. an unreadable store).
@@ -48,7 +48,6 @@ import re
 import secrets
 import sqlite3
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -298,63 +297,17 @@ def remember_signature(digest: str, *, ttl: float, now: float | None = None) -> 
 
 # -- running accepted fires -------------------------------------------------------
 
-_background: set[threading.Thread] = set()
-_background_lock = threading.Lock()
+def default_runner(job: Job) -> None:
+    """Queue ``run_one_job(job)`` on the process's job pool and return at once.
 
-
-def _run_in_background(job: Job) -> None:
+    The pool is the ticker's (``cron.scheduler.dispatch``): webhook fires and
+    ticks together stay within ``cron.max_parallel_jobs``, a queued fire keeps
+    its claim alive, and the gateway's shutdown grace waits for both
+    (``scheduler.wait_for_running``).
+    """
     from cron import scheduler
 
-    try:
-        scheduler.run_one_job(job)
-    except BaseException:
-        log.exception("webhook fire of job %s raised out of run_one_job", job.get("id"))
-    finally:
-        with _background_lock:
-            _background.discard(threading.current_thread())
-
-
-def default_runner(job: Job) -> None:
-    """Start ``run_one_job(job)`` in a daemon thread and return at once.
-
-    Not bounded by ``cron.max_parallel_jobs``: the live claim already allows
-    at most one run per job at a time. The gateway waits for these threads
-    (:func:`wait_for_background`) during its shutdown grace.
-    """
-    thread = threading.Thread(
-        target=_run_in_background, args=(job,), name=f"cronkit-webhook-{job['id']}", daemon=True
-    )
-    with _background_lock:
-        _background.add(thread)
-    try:
-        thread.start()
-    except BaseException:
-        with _background_lock:
-            _background.discard(thread)
-        raise
-
-
-def running_background() -> int:
-    """How many webhook-fired runs started by :func:`default_runner` are still running."""
-    with _background_lock:
-        return sum(1 for t in _background if t.is_alive())
-
-
-def wait_for_background(timeout: float | None) -> bool:
-    """Wait for webhook-fired runs in this process; True if all finished in time."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        with _background_lock:
-            pending = [t for t in _background if t.is_alive()]
-        if not pending:
-            return True
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            return False
-        pending[0].join(remaining)
-
-
-# -- the app ---------------------------------------------------------------------
+    scheduler.dispatch([job])
 
 
 def _reply(code: int, /, **body: Any) -> JSONResponse:
@@ -454,7 +407,7 @@ def _claim_and_dispatch(
 
 
 def create_app(*, runner: Runner | None = None) -> Starlette:
-    """The webhook ASGI app. ``runner`` runs an accepted job (default: a background thread).
+    """The webhook ASGI app. ``runner`` runs an accepted job (default: the job pool).
 
     ``app.state.stopping = True`` makes every new fire a 503 (set by the
     gateway on SIGTERM, so shutdown stops accepting fires before it waits).
@@ -628,8 +581,6 @@ __all__ = [
     "post_fire",
     "read_gateway_info",
     "remember_signature",
-    "running_background",
     "sign",
     "verify",
-    "wait_for_background",
 ]

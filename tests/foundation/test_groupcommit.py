@@ -94,6 +94,29 @@ def test_requests_queued_during_a_write_share_the_next_one() -> None:
     assert results == {v: v * 10 for v in range(9)}
 
 
+def test_submit_many_lands_in_one_batch_with_what_else_is_queued() -> None:
+    write = Recorder()
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    first = threading.Thread(target=gc.submit, args=(Req(0),))
+    first.start()
+    assert write.entered.wait(WAIT)
+    single = threading.Thread(target=gc.submit, args=(Req(1),))
+    single.start()
+    _wait_until(lambda: gc.queued == 1)
+    got: list[Req] = []
+    many = threading.Thread(target=lambda: got.extend(gc.submit_many([Req(2), Req(3), Req(4)])))
+    many.start()
+    _wait_until(lambda: gc.queued == 4)
+    write.gate.set()
+    for t in (first, single, many):
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert write.batches == [[0], [1, 2, 3, 4]]
+    assert [r.result for r in got] == [20, 30, 40]
+    assert gc.submit_many([]) == []
+
+
 def test_a_leader_returns_after_its_own_batch_not_after_everyone_elses() -> None:
     write = Recorder()
     gc: GroupCommit[Req] = GroupCommit(write)

@@ -423,8 +423,8 @@ def test_default_runner_runs_in_the_background(home: Path, tmp_path: Path) -> No
     resp = client.post(FIRE, content=body, headers=headers)
     assert resp.status_code == 202
     assert time.monotonic() - started < 0.5  # answered before the job finished
-    assert webhook.wait_for_background(10)
-    assert webhook.running_background() == 0
+    assert scheduler.wait_for_running(10)
+    assert scheduler.running_jobs() == 0
     assert count_lines(count) == 1
     assert [r["status"] for r in executions.list_executions(job["id"])] == ["ok"]
 
