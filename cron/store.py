@@ -201,6 +201,8 @@ class JsonJobStore(JobStore):
         self._explicit = path
         self.lock_timeout = lock_timeout
         self._cache: _Cached | None = None
+        # (size, last 48 bytes, contents) of the write in flight, if any.
+        self._pending: tuple[int, bytes, _Cached] | None = None
         self._mutex = threading.Lock()
         self._thread_lock = threading.Lock()
         # Tests use this seam to crash a write after the temp file exists.
@@ -271,6 +273,14 @@ class JsonJobStore(JobStore):
             cached = self._cache
             if not fresh and cached is not None and cached.key == key:
                 return cached
+            pending = self._pending
+            if not fresh and pending is not None and (key[3], key[4]) == pending[:2]:
+                # Our own write, renamed into place but not yet finished (the
+                # directory fsync): its contents are known, no parse needed.
+                # Only this process can be writing now: it holds the lock.
+                done = _Cached(key, pending[2].jobs, pending[2].encoded, pending[2].index)
+                self._cache = done
+                return done
             try:
                 data = self.path.read_bytes()
             except FileNotFoundError:
@@ -388,7 +398,17 @@ class JsonJobStore(JobStore):
             f'{{"version":{STORE_VERSION},"jobs":[{",".join(encoded)}],'
             f'"updated_at":{json.dumps(stamp)}}}\n'
         )
-        self.write_bytes(self.path, body.encode("utf-8"))
+        data = body.encode("utf-8")
+        written = _Cached((), jobs, encoded=encoded, index=index)
+        with self._mutex:
+            # Readers that see the new file before this write returns use
+            # ``written`` instead of parsing it (see _read_current).
+            self._pending = (len(data), data[-48:], written)
+        try:
+            self.write_bytes(self.path, data)
+        finally:
+            with self._mutex:
+                self._pending = None
         with self._mutex:
             key = self._stat_key()
             self._cache = (

@@ -19,6 +19,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,43 @@ def test_corruption_after_a_cached_read_is_still_detected(home: Path) -> None:
     with pytest.raises(StoreCorruptError):
         jobs.update_job(job["id"], name="x", now=T0)
     assert path.read_bytes() == b"{not json at all}"
+
+
+def test_a_reader_racing_our_own_write_uses_its_contents_not_a_parse(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the rename and the end of a write (the directory fsync), readers in
+    this process see the new file; they take its contents from the writer instead
+    of parsing the whole store again. Another process's write is still parsed."""
+    store = JsonJobStore()
+    set_store(store)
+    job = jobs.create_job("every 1h", "true", name="original", now=T0)
+    parses: list[int] = []
+    real_parse = store._parse
+
+    def counting_parse(data: bytes) -> list[dict[str, Any]]:
+        parses.append(1)
+        return real_parse(data)
+
+    monkeypatch.setattr(store, "_parse", counting_parse)
+    seen: dict[str, Any] = {}
+
+    def write_then_read(target: Path, data: bytes) -> None:
+        paths.atomic_write_bytes(target, data)  # renamed into place; we have not returned yet
+        reader = threading.Thread(target=lambda: seen.update(job=jobs.get_job(job["id"])))
+        reader.start()
+        reader.join(10)
+
+    store.write_bytes = write_then_read
+    jobs.update_job(job["id"], name="renamed", now=T0)
+    assert seen["job"]["name"] == "renamed"
+    assert parses == []
+    store.write_bytes = paths.atomic_write_bytes
+    doc = json.loads(paths.jobs_path().read_text(encoding="utf-8"))
+    doc["jobs"][0]["name"] = "outside"
+    paths.atomic_write_bytes(paths.jobs_path(), json.dumps(doc).encode())
+    assert jobs.get_job(job["id"])["name"] == "outside"  # type: ignore[index]
+    assert parses == [1]
 
 
 # -- a write that fails midway --------------------------------------------------
