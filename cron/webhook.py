@@ -196,6 +196,10 @@ def _max_skew() -> float:
     return float(cfg_get(load_config(), "cron", "webhook", "max_skew", default=300))
 
 
+def _auth_settings() -> tuple[float, str]:
+    return _max_skew(), load_or_create_secret()
+
+
 # -- replay protection ----------------------------------------------------------
 
 
@@ -425,20 +429,16 @@ def create_app(*, runner: Runner | None = None) -> Starlette:
         if signature is None or not _SIGNATURE_RE.match(signature.strip()):
             return _unauthorized(f"missing or malformed {SIGNATURE_HEADER} header")
         try:
-            max_skew = await run_in_threadpool(_max_skew)
+            # One trip to the thread pool for both files: each trip costs a thread handoff.
+            max_skew, secret = await run_in_threadpool(_auth_settings)
         except Exception:
-            log.exception("webhook: cannot load the config")
+            log.exception("webhook: cannot load the config or the webhook secret")
             return _reply(500, status="error", reason="server misconfigured; see the gateway log")
         if abs(time.time() - ts) > max_skew:
             return _unauthorized(f"timestamp is more than {max_skew:g}s away from server time")
         body = await _read_body(request)
         if body is None:
             return _too_large()
-        try:
-            secret = await run_in_threadpool(load_or_create_secret)
-        except Exception:
-            log.exception("webhook: cannot load the webhook secret")
-            return _reply(500, status="error", reason="server misconfigured; see the gateway log")
         if not verify(secret, raw_ts.strip(), body, signature):
             return _unauthorized("signature mismatch")
         # Authenticated from here on: job information may be revealed.
