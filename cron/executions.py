@@ -32,15 +32,18 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cron import paths, procinfo
+from cron.groupcommit import GroupCommit, Pending
 from cron.sqlitewal import initialise_wal
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEEP_PER_JOB = 1000
 """Default bound on ledger rows kept per job; older rows are pruned on write."""
@@ -194,26 +197,52 @@ def _connect() -> Iterator[sqlite3.Connection]:
         raise
 
 
-@contextlib.contextmanager
-def _write() -> Iterator[sqlite3.Connection]:
-    """A connection inside ``BEGIN IMMEDIATE``: committed on success, rolled back on error.
+@dataclass
+class _Op(Pending):
+    fn: Callable[[sqlite3.Connection], Any]
+    result: Any = None
+    error: Exception | None = None
 
-    Writers of this process queue on a thread lock first: SQLite's own busy
-    handler backs off by sleeping (1, 2, 5, 10 ms ...), which under a burst of
-    runs costs far more than waiting in line. Other processes still meet
-    SQLite's lock and its ``timeout``.
+
+def _write_ops(batch: list[_Op]) -> None:
+    """Run queued writes in one ``BEGIN IMMEDIATE`` transaction, each in its own savepoint.
+
+    An op that raises an ``Exception`` is rolled back alone and its caller gets
+    the exception; the others still commit. A ``BaseException`` (or a failed
+    BEGIN/COMMIT) rolls back the whole batch and reaches every caller.
     """
-    with _write_lock, _connect() as conn:
+    with _connect() as conn:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    op.error = exc
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
 
-_write_lock = threading.Lock()
+# Writers of this process queue here instead of meeting SQLite's lock: its busy
+# handler backs off by sleeping (1, 2, 5, 10 ms ...), and a burst of runs writing
+# their rows together shares one transaction. Other processes still meet
+# SQLite's lock and its ``timeout``.
+_writes: GroupCommit[_Op] = GroupCommit(_write_ops)
+
+
+def _transact(fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn(conn)`` inside a write transaction (shared with concurrent writers)."""
+    op = _writes.submit(_Op(fn))
+    if op.error is not None:
+        raise op.error
+    result: T = op.result
+    return result
 
 
 def _prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
@@ -259,27 +288,31 @@ def record_claim(
     with this id already present is left as it is (``INSERT OR IGNORE``).
     Returns True when the row was inserted.
     """
-    with _write() as conn:
+    row = (
+        token,
+        job_id,
+        job_name,
+        _opt_iso(scheduled_at),
+        _now_iso(now),
+        source,
+        owner if owner is not None else procinfo.owner_id(),
+    )
+
+    def insert(conn: sqlite3.Connection) -> bool:
         cur = conn.execute(
             """
             INSERT OR IGNORE INTO executions
                 (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
             VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
             """,
-            (
-                token,
-                job_id,
-                job_name,
-                _opt_iso(scheduled_at),
-                _now_iso(now),
-                source,
-                owner if owner is not None else procinfo.owner_id(),
-            ),
+            row,
         )
-        inserted = cur.rowcount == 1
-        if inserted:
-            _prune(conn, job_id, keep_per_job)
-    return inserted
+        if cur.rowcount != 1:
+            return False
+        _prune(conn, job_id, keep_per_job)
+        return True
+
+    return _transact(insert)
 
 
 def record_claims(
@@ -297,8 +330,9 @@ def record_claims(
     if not rows:
         return 0
     claimed_at = _now_iso(now)
-    inserted = 0
-    with _write() as conn:
+
+    def insert(conn: sqlite3.Connection) -> int:
+        inserted = 0
         for token, job_id, scheduled_at, job_name, owner in rows:
             cur = conn.execute(
                 """
@@ -311,7 +345,9 @@ def record_claims(
             if cur.rowcount == 1:
                 inserted += 1
                 _prune(conn, job_id, keep_per_job)
-    return inserted
+        return inserted
+
+    return _transact(insert)
 
 
 def mark_running(
@@ -333,18 +369,21 @@ def mark_running(
     repeated call cannot resurrect a finished run). Returns True when the row
     is now ``running``.
     """
-    with _write() as conn:
-        return _mark_running_in(
+    running_owner = owner if owner is not None else procinfo.owner_id()
+    started = _now_iso(now)
+    return _transact(
+        lambda conn: _mark_running_in(
             conn,
             token,
             job_id=job_id,
             scheduled_at=scheduled_at,
             source=source,
-            owner=owner if owner is not None else procinfo.owner_id(),
+            owner=running_owner,
             job_name=job_name,
             keep_per_job=keep_per_job,
-            started=_now_iso(now),
+            started=started,
         )
+    )
 
 
 def _mark_running_in(
@@ -409,7 +448,10 @@ def finish(
     logs a warning) when no row has this id, e.g. the ledger was reset.
     """
     _check_status(status, FINAL_STATUSES)
-    with _write() as conn:
+    finished = _now_iso(now)
+    out = str(output_path) if output_path is not None else None
+
+    def close(conn: sqlite3.Connection) -> bool:
         row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
         if row is None:
             log.warning("no ledger row %s to finish with status %s", token, status)
@@ -419,16 +461,12 @@ def finish(
             UPDATE executions SET status = ?, finished_at = ?, error = ?, output_path = ?
             WHERE id = ?
             """,
-            (
-                status,
-                _now_iso(now),
-                error,
-                str(output_path) if output_path is not None else None,
-                token,
-            ),
+            (status, finished, error, out, token),
         )
         _prune(conn, row["job_id"], keep_per_job)
-    return True
+        return True
+
+    return _transact(close)
 
 
 def finish_many(
@@ -444,8 +482,9 @@ def finish_many(
     for _, status, _, _ in rows:
         _check_status(status, FINAL_STATUSES)
     finished = _now_iso(now)
-    closed = 0
-    with _write() as conn:
+
+    def close(conn: sqlite3.Connection) -> int:
+        closed = 0
         jobs_touched: set[str] = set()
         for token, status, error, output_path in rows:
             row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
@@ -461,7 +500,9 @@ def finish_many(
             closed += 1
         for job_id in jobs_touched:
             _prune(conn, job_id, keep_per_job)
-    return closed
+        return closed
+
+    return _transact(close)
 
 
 def record_event(
@@ -482,26 +523,30 @@ def record_event(
     """
     _check_status(status, EVENT_STATUSES)
     exec_id = uuid.uuid4().hex
-    with _write() as conn:
+    row = (
+        exec_id,
+        job_id,
+        job_name,
+        _opt_iso(scheduled_at),
+        _now_iso(now),
+        status,
+        source,
+        procinfo.owner_id(),
+        error,
+    )
+
+    def insert(conn: sqlite3.Connection) -> None:
         conn.execute(
             """
             INSERT INTO executions
                 (id, job_id, job_name, scheduled_at, finished_at, status, source, owner, error)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
-            (
-                exec_id,
-                job_id,
-                job_name,
-                _opt_iso(scheduled_at),
-                _now_iso(now),
-                status,
-                source,
-                procinfo.owner_id(),
-                error,
-            ),
+            row,
         )
         _prune(conn, job_id, keep_per_job)
+
+    _transact(insert)
     return exec_id
 
 
@@ -541,7 +586,8 @@ def recover_interrupted_execution_rows(*, now: datetime | None = None) -> list[t
         return []
     finished = _now_iso(now)
     marked: list[tuple[str, str]] = []
-    with _write() as conn:
+
+    def settle(conn: sqlite3.Connection) -> None:
         for exec_id, job_id, owner in dead:
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
@@ -560,6 +606,8 @@ def recover_interrupted_execution_rows(*, now: datetime | None = None) -> list[t
             )
             if cur.rowcount:
                 marked.append((exec_id, job_id))
+
+    _transact(settle)
     if marked:
         log.warning("marked %d interrupted execution(s) as unknown", len(marked))
     return marked

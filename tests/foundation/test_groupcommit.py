@@ -273,3 +273,33 @@ def test_a_failed_store_write_reaches_every_claimer(
     assert _together(4, claim) == ["read-only file system"] * 4
     assert (home / "cron" / "jobs.json").read_bytes() == before
     assert executions.list_executions() == []
+
+
+def test_a_failing_ledger_write_rolls_back_alone_in_a_shared_transaction(home: Path) -> None:
+    """Ledger writes that arrive together share one transaction, each in a savepoint."""
+    import sqlite3
+
+    executions.record_claim("t0", "job", scheduled_at=None, source="test")  # creates the ledger
+
+    def insert(token: str) -> Callable[[sqlite3.Connection], str]:
+        def fn(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT INTO executions (id, job_id, status, source) VALUES (?, 'job', 'ok', 't')",
+                (token,),
+            )
+            return token
+
+        return fn
+
+    def insert_then_fail(conn: sqlite3.Connection) -> None:
+        insert("t-doomed")(conn)
+        raise ValueError("constraint the op found broken")
+
+    ops = [executions._Op(insert("t1")), executions._Op(insert_then_fail),
+           executions._Op(insert("t2"))]
+    executions._write_ops(ops)  # one batch, as the group commit hands it over
+    assert [op.result for op in ops] == ["t1", None, "t2"]
+    assert ops[0].error is None and ops[2].error is None
+    assert isinstance(ops[1].error, ValueError)
+    ids = {r["id"] for r in executions.list_executions(limit=None)}
+    assert ids == {"t0", "t1", "t2"}  # the failed op's insert is gone, the others committed
