@@ -110,6 +110,7 @@ class DueIndex:
     the idle-tick check (``wake_at``) and the batch claim's candidates."""
 
     entries: list[tuple[datetime, str]]
+    by_id: dict[str, tuple[datetime, str]]
 
     def wake_at(self) -> datetime | None:
         return self.entries[0][0] if self.entries else None
@@ -117,6 +118,53 @@ class DueIndex:
     def due_ids(self, now: datetime) -> list[str]:
         cut = bisect.bisect_right(self.entries, (now, "\uffff"))
         return [job_id for _, job_id in self.entries[:cut]]
+
+    def with_changes(self, changed: list[Job], claim_ttl: float | None = None) -> DueIndex:
+        """The index after ``changed`` jobs were rewritten: O(changed · log n), not a rebuild.
+
+        A claim or a result touches a handful of jobs; re-reading every job's
+        timestamps after each write would make a busy tick O(jobs in store).
+        """
+        entries = list(self.entries)
+        by_id = dict(self.by_id)
+        ttl = _TtlOnce(claim_ttl)
+        for job in changed:
+            old = by_id.pop(job["id"], None)
+            if old is not None:
+                del entries[bisect.bisect_left(entries, old)]
+            new = _due_entry(job, ttl)
+            if new is not None:
+                bisect.insort(entries, new)
+                by_id[job["id"]] = new
+        return DueIndex(entries, by_id)
+
+
+class _TtlOnce:
+    """``claim_ttl`` from the config, read at most once and only if a job needs it."""
+
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+
+    def get(self) -> float:
+        if self.value is None:
+            from cron.config import cfg_get, load_config
+
+            try:
+                self.value = float(cfg_get(load_config(), "cron", "claim_ttl", default=300))
+            except ValueError:
+                self.value = 300.0
+        return self.value
+
+
+def _due_entry(job: Job, ttl: _TtlOnce) -> tuple[datetime, str] | None:
+    if not job.get("enabled", True) or job.get("state") != "scheduled":
+        return None
+    t = _parse_ts(job.get("next_run_at"))
+    if t is None and job.get("fire_claim"):
+        at = _parse_ts(job["fire_claim"].get("at"))
+        if at is not None:
+            t = datetime.fromtimestamp(at.timestamp() + ttl.get(), UTC)
+    return (t, job["id"]) if t is not None else None
 
 
 def due_index(jobs: list[Job], claim_ttl: float | None = None) -> DueIndex:
@@ -127,27 +175,13 @@ def due_index(jobs: list[Job], claim_ttl: float | None = None) -> DueIndex:
     that finds it stale marks the job completed. ``claim_ttl`` None means
     "use the configured default".
     """
-    entries: list[tuple[datetime, str]] = []
-    ttl = claim_ttl
+    ttl = _TtlOnce(claim_ttl)
+    by_id: dict[str, tuple[datetime, str]] = {}
     for job in jobs:
-        if not job.get("enabled", True) or job.get("state") != "scheduled":
-            continue
-        t = _parse_ts(job.get("next_run_at"))
-        if t is None and job.get("fire_claim"):
-            at = _parse_ts(job["fire_claim"].get("at"))
-            if at is not None:
-                if ttl is None:
-                    from cron.config import cfg_get, load_config
-
-                    try:
-                        ttl = float(cfg_get(load_config(), "cron", "claim_ttl", default=300))
-                    except ValueError:
-                        ttl = 300.0
-                t = datetime.fromtimestamp(at.timestamp() + ttl, UTC)
-        if t is not None:
-            entries.append((t, job["id"]))
-    entries.sort()
-    return DueIndex(entries)
+        entry = _due_entry(job, ttl)
+        if entry is not None:
+            by_id[job["id"]] = entry
+    return DueIndex(sorted(by_id.values()), by_id)
 
 
 def _encode(job: Job) -> str:
@@ -278,7 +312,8 @@ class JsonJobStore(JobStore):
                 # Our own write, renamed into place but not yet finished (the
                 # directory fsync): its contents are known, no parse needed.
                 # Only this process can be writing now: it holds the lock.
-                done = _Cached(key, pending[2].jobs, pending[2].encoded, pending[2].index)
+                written = pending[2]
+                done = _Cached(key, written.jobs, written.encoded, written.index, written.due)
                 self._cache = done
                 return done
             try:
@@ -386,11 +421,19 @@ class JsonJobStore(JobStore):
                 for pos, (job, text) in changed.items():
                     jobs[pos] = job
                     new_encoded[pos] = text
-                self._write(jobs, new_encoded, index=where)
+                due = None
+                if cur.due is not None:
+                    due = cur.due.with_changes([job for job, _ in changed.values()])
+                self._write(jobs, new_encoded, index=where, due=due)
         return results
 
     def _write(
-        self, jobs: list[Job], encoded: list[str], *, index: dict[str, int] | None = None
+        self,
+        jobs: list[Job],
+        encoded: list[str],
+        *,
+        index: dict[str, int] | None = None,
+        due: DueIndex | None = None,
     ) -> None:
         stamp = datetime.now(UTC).isoformat()
         # Assembled from per-job JSON so unchanged jobs are never re-encoded.
@@ -399,7 +442,7 @@ class JsonJobStore(JobStore):
             f'"updated_at":{json.dumps(stamp)}}}\n'
         )
         data = body.encode("utf-8")
-        written = _Cached((), jobs, encoded=encoded, index=index)
+        written = _Cached((), jobs, encoded=encoded, index=index, due=due)
         with self._mutex:
             # Readers that see the new file before this write returns use
             # ``written`` instead of parsing it (see _read_current).
@@ -412,7 +455,9 @@ class JsonJobStore(JobStore):
         with self._mutex:
             key = self._stat_key()
             self._cache = (
-                _Cached(key, jobs, encoded=encoded, index=index) if key is not None else None
+                _Cached(key, jobs, encoded=encoded, index=index, due=due)
+                if key is not None
+                else None
             )
 
 

@@ -505,6 +505,19 @@ class StoreMachine(RuleBasedStateMachine):
             if not idle and m.fired:
                 assert got["next_run_at"] > max(m.fired)
 
+    @invariant()
+    def due_index_matches_a_rebuild(self) -> None:
+        # The store carries its due index from write to write (DueIndex.with_changes);
+        # what the ticker reads must equal an index built fresh from the file.
+        from cron.store import due_index, get_store
+
+        raw = self._file_bytes()
+        fresh = due_index(json.loads(raw)["jobs"] if raw else [], claim_ttl=CLAIM_TTL)
+        store = get_store()
+        assert store.wake_at() == fresh.wake_at()
+        horizon = BASE + timedelta(days=3650)
+        assert store.due_candidates(horizon) == fresh.due_ids(horizon)
+
 
 # The explain phase replays every step variant of a failing run (minutes for a
 # stateful test); the shrunk step list is what a reader needs.
