@@ -39,6 +39,17 @@ _pool_size = 0
 _pool_lock = threading.Lock()
 _inflight: set[Future[bool]] = set()
 _inflight_lock = threading.Lock()
+# Dispatched jobs whose worker has not picked them up yet (see _Completer._run).
+_queued = 0
+_queued_cond = threading.Condition()
+BOOKKEEPING_MAX_DELAY = 0.25
+"""How long result bookkeeping may wait for a burst of queued starts (seconds)."""
+
+
+def _starts_settled(timeout: float) -> None:
+    """Wait until no dispatched job is waiting for a worker, or ``timeout`` passes."""
+    with _queued_cond:
+        _queued_cond.wait_for(lambda: _queued == 0, timeout=timeout)
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
@@ -180,28 +191,35 @@ def dispatch(
     size = int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     pool = _executor(size)
-    futures = []
+    tokens: list[tuple[str, str]] = []
     for job in claimed:
         token = (job.get("fire_claim") or {}).get("token")
         if not token:
             raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
+        tokens.append((job["id"], token))
+    # Held from now, not from the start: a job queued behind a burst keeps its claim.
+    _keeper.add_many(tokens, ttl)
+    # Each future completes when its run's bookkeeping is written, not when the
+    # worker is free: wait_for_running covers the whole run.
+    futures: list[Future[bool]] = [Future() for _ in claimed]
+    for fut in futures:
+        fut.add_done_callback(_log_done)
+    with _inflight_lock:
+        _inflight.update(futures)
+    _count_queued(len(claimed))
+    for i, (job, fut) in enumerate(zip(claimed, futures, strict=True)):
         if verbose:
             log.info("firing job %s (%s)", job["id"], job.get("name"))
-        # The future completes when the run's bookkeeping is written, not when
-        # the worker is free: wait_for_running covers the whole run.
-        fut: Future[bool] = Future()
-        with _inflight_lock:
-            _inflight.add(fut)
-        fut.add_done_callback(_log_done)
-        _keeper.add(job["id"], token, ttl)
         try:
             pool.submit(_pipelined, job, adapters, loop, fut)
         except BaseException:
-            _keeper.release(token)
+            # Not submitted: this job and the ones after it never run here.
+            _count_queued(-(len(claimed) - i))
+            for _job_id, token in tokens[i:]:
+                _keeper.release(token)
             with _inflight_lock:
-                _inflight.discard(fut)
+                _inflight.difference_update(futures[i:])
             raise
-        futures.append(fut)
     return futures
 
 
@@ -220,9 +238,15 @@ class _ClaimKeeper:
 
     def add(self, job_id: str, token: str, ttl: float) -> None:
         """Keep ``token``'s claim alive until :meth:`release`."""
+        self.add_many([(job_id, token)], ttl)
+
+    def add_many(self, held: list[tuple[str, str]], ttl: float) -> None:
+        """:meth:`add` for ``(job_id, token)`` pairs, under one lock."""
         every = max(ttl / 3, 0.05)
         with self._cond:
-            self._held[token] = (job_id, every, time.monotonic() + every)
+            first = time.monotonic() + every
+            for job_id, token in held:
+                self._held[token] = (job_id, every, first)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="cronkit-claim-keeper", daemon=True
@@ -450,6 +474,11 @@ class _Completer:
                     if not self._cond.wait(timeout=30):
                         self._thread = None
                         return
+            # Starts before bookkeeping: while a burst still waits for workers, the
+            # output files and result writes would compete with those starts for
+            # the GIL. They wait (bounded) and are then written in one bigger batch.
+            _starts_settled(BOOKKEEPING_MAX_DELAY)
+            with self._cond:
                 batch, self._queue = self._queue, []
             # Group by delivery target so each group shares one bookkeeping pass.
             groups: dict[tuple[int, int], list[tuple[_Ran, Future[bool]]]] = {}
@@ -473,12 +502,21 @@ class _Completer:
 _completer = _Completer()
 
 
+def _count_queued(delta: int) -> None:
+    global _queued
+    with _queued_cond:
+        _queued += delta
+        if _queued == 0:
+            _queued_cond.notify_all()
+
+
 def _pipelined(
     job: Job,
     adapters: Adapters | None,
     loop: asyncio.AbstractEventLoop | None,
     done: Future[bool],
 ) -> None:
+    _count_queued(-1)
     try:
         ran = _start_and_run(job)
     except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
