@@ -196,10 +196,6 @@ def _max_skew() -> float:
     return float(cfg_get(load_config(), "cron", "webhook", "max_skew", default=300))
 
 
-def _auth_settings() -> tuple[float, str]:
-    return _max_skew(), load_or_create_secret()
-
-
 # -- replay protection ----------------------------------------------------------
 
 
@@ -410,6 +406,38 @@ def _claim_and_dispatch(
     return _reply(202, status="accepted", job_id=job_id, scheduled_at=outcome.scheduled_at)
 
 
+def _authenticate_and_fire(
+    raw_ts: str, ts: float, signature: str, body: bytes | None, runner: Runner
+) -> JSONResponse:
+    """The skew check of step 2, then steps 3–9, in that order (blocking: the thread pool).
+
+    ``body`` is None when it exceeded :data:`MAX_BODY`; the timestamp is still
+    checked first, so a stale request is a 401 whatever its size.
+    """
+    try:
+        max_skew, secret = _max_skew(), load_or_create_secret()
+    except Exception:
+        log.exception("webhook: cannot load the config or the webhook secret")
+        return _reply(500, status="error", reason="server misconfigured; see the gateway log")
+    if abs(time.time() - ts) > max_skew:
+        return _unauthorized(f"timestamp is more than {max_skew:g}s away from server time")
+    if body is None:
+        return _too_large()
+    if not verify(secret, raw_ts, body, signature):
+        return _unauthorized("signature mismatch")
+    # Authenticated from here on: job information may be revealed.
+    parsed = _parse_fire(body)
+    if isinstance(parsed, str):
+        return _bad_request(parsed)
+    job_id, slot = parsed
+    digest = _digest(secret, raw_ts, body)
+    try:
+        return _claim_and_dispatch(job_id, slot, digest, 2 * max_skew, runner)
+    except Exception:
+        log.exception("webhook: firing job %s failed", job_id)
+        return _reply(500, status="error", reason="internal error; see the gateway log")
+
+
 def create_app(*, runner: Runner | None = None) -> Starlette:
     """The webhook ASGI app. ``runner`` runs an accepted job (default: the job pool).
 
@@ -428,31 +456,16 @@ def create_app(*, runner: Runner | None = None) -> Starlette:
         signature = request.headers.get(SIGNATURE_HEADER)
         if signature is None or not _SIGNATURE_RE.match(signature.strip()):
             return _unauthorized(f"missing or malformed {SIGNATURE_HEADER} header")
-        try:
-            # One trip to the thread pool for both files: each trip costs a thread handoff.
-            max_skew, secret = await run_in_threadpool(_auth_settings)
-        except Exception:
-            log.exception("webhook: cannot load the config or the webhook secret")
-            return _reply(500, status="error", reason="server misconfigured; see the gateway log")
-        if abs(time.time() - ts) > max_skew:
-            return _unauthorized(f"timestamp is more than {max_skew:g}s away from server time")
+        # Read (bounded) before the checks that need files, so that everything
+        # blocking happens in one trip to the thread pool: each trip is a thread
+        # handoff, the dominant cost of a request on a small machine.
         body = await _read_body(request)
-        if body is None:
-            return _too_large()
-        if not verify(secret, raw_ts.strip(), body, signature):
-            return _unauthorized("signature mismatch")
-        # Authenticated from here on: job information may be revealed.
-        parsed = _parse_fire(body)
-        if isinstance(parsed, str):
-            return _bad_request(parsed)
-        job_id, slot = parsed
-        digest = _digest(secret, raw_ts.strip(), body)
         try:
             return await run_in_threadpool(
-                _claim_and_dispatch, job_id, slot, digest, 2 * max_skew, run
+                _authenticate_and_fire, raw_ts.strip(), ts, signature, body, run
             )
         except Exception:
-            log.exception("webhook: firing job %s failed", job_id)
+            log.exception("webhook: a fire request failed")
             return _reply(500, status="error", reason="internal error; see the gateway log")
 
     async def healthz(request: Request) -> JSONResponse:

@@ -172,6 +172,47 @@ def test_a_failed_write_fails_every_request_in_its_batch_and_only_those() -> Non
     assert gc.submit(Req(5)).result == 50  # leadership was released: later writes proceed
 
 
+class Interrupted(BaseException):
+    """Raised in the main thread by the test's signal handler (a KeyboardInterrupt stand-in)."""
+
+
+def test_a_caller_interrupted_while_waiting_does_not_strand_the_queue() -> None:
+    import signal
+
+    write = Recorder()
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    leader = threading.Thread(target=gc.submit, args=(Req(0),))
+    leader.start()
+    assert write.entered.wait(WAIT)
+    later: list[int | None] = []
+    behind = threading.Thread(target=lambda: later.append(gc.submit(Req(2)).result))
+
+    def interrupt_main_when_queued() -> None:
+        _wait_until(lambda: gc.queued == 1)  # the main thread's request waits
+        behind.start()
+        _wait_until(lambda: gc.queued == 2)  # and one more behind it
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    def raise_interrupted(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    try:
+        threading.Thread(target=interrupt_main_when_queued).start()
+        with pytest.raises(Interrupted):
+            gc.submit(Req(1))  # blocks in the main thread until the signal
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert gc.queued == 1  # the interrupted caller's request was withdrawn
+    write.gate.set()
+    leader.join(WAIT)
+    behind.join(WAIT)
+    assert not behind.is_alive(), "the caller behind the interrupted one was stranded"
+    assert write.batches == [[0], [2]]
+    assert later == [20]
+
+
 # -- the APIs on top: claims, results, replay records ---------------------------------------
 
 
