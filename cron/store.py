@@ -184,8 +184,9 @@ def due_index(jobs: list[Job], claim_ttl: float | None = None) -> DueIndex:
     return DueIndex(sorted(by_id.values()), by_id)
 
 
-def _encode(job: Job) -> str:
-    return json.dumps(job, separators=(",", ":"))
+def _encode(job: Job) -> bytes:
+    # Bytes, so a write joins cached pieces without re-encoding the whole file.
+    return json.dumps(job, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass
@@ -194,11 +195,11 @@ class _Cached:
     jobs: list[Job]
     # Built lazily: each job's compact JSON (so a write re-encodes only the
     # jobs it changed), id → position, and the due index for ticks.
-    encoded: list[str] | None = None
+    encoded: list[bytes] | None = None
     index: dict[str, int] | None = None
     due: DueIndex | None = None
 
-    def encoded_jobs(self) -> list[str]:
+    def encoded_jobs(self) -> list[bytes]:
         if self.encoded is None:
             self.encoded = [_encode(j) for j in self.jobs]
         return self.encoded
@@ -404,7 +405,7 @@ class JsonJobStore(JobStore):
                 cur = self._read_current()
                 encoded = cur.encoded_jobs()
                 where = cur.positions()
-            changed: dict[int, tuple[Job, str]] = {}
+            changed: dict[int, tuple[Job, bytes]] = {}
             for job_id in ids:
                 pos = where.get(job_id)
                 if pos is None:
@@ -430,18 +431,20 @@ class JsonJobStore(JobStore):
     def _write(
         self,
         jobs: list[Job],
-        encoded: list[str],
+        encoded: list[bytes],
         *,
         index: dict[str, int] | None = None,
         due: DueIndex | None = None,
     ) -> None:
         stamp = datetime.now(UTC).isoformat()
         # Assembled from per-job JSON so unchanged jobs are never re-encoded.
-        body = (
-            f'{{"version":{STORE_VERSION},"jobs":[{",".join(encoded)}],'
-            f'"updated_at":{json.dumps(stamp)}}}\n'
+        data = b"".join(
+            (
+                f'{{"version":{STORE_VERSION},"jobs":['.encode(),
+                b",".join(encoded),
+                f'],"updated_at":{json.dumps(stamp)}}}\n'.encode(),
+            )
         )
-        data = body.encode("utf-8")
         written = _Cached((), jobs, encoded=encoded, index=index, due=due)
         with self._mutex:
             # Readers that see the new file before this write returns use

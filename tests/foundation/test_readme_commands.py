@@ -28,3 +28,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     _, test = _opening_commands()
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert test in ci.splitlines()
+
+
+def test_no_tracked_file_is_in_the_way_of_the_venv() -> None:
+    """Both commands create ``.venv`` in the checkout; a tracked *file* of that name
+    (tools have written one here before) makes them fail on a fresh clone."""
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", ".venv", ".tox"], cwd=REPO, capture_output=True, text=True
+    )
+    assert tracked.returncode == 0, tracked.stderr
+    assert tracked.stdout.split() == []
