@@ -181,7 +181,10 @@ def claim(n: int, singles: int, batches: int, batch_size: int) -> dict[str, Any]
             for i in range(k):
                 specs[i] = (specs[i][0], now - 1.0)
             build_jobs(specs, ACTION_NOOP)
+            # Warm like a running ticker: its idle wakes keep the parsed jobs and the
+            # due index current (build_jobs rewrote the file, as another process would).
             store.load()
+            store.wake_at()
             timer.take()
             t0 = time.perf_counter()
             won = jobs.claim_due_jobs()
