@@ -385,12 +385,11 @@ def _claim_and_dispatch(
 
     if not remember_signature(digest, ttl=ttl):
         return _reply(409, status="not_claimed", reason="replayed request")
-    if jobs.get_job(job_id) is None:
-        return _reply(404, status="not_found", reason=f"no job with id {job_id!r}")
+    # The claim reads the job under the store lock: it is also the lookup for 404.
     outcome = jobs.claim_job_for_fire_ex(job_id, scheduled_at=slot, source="webhook")
     token = outcome.token
     if token is None:
-        if outcome.reason == "no such job":  # removed since the lookup above
+        if outcome.reason == "no such job":
             return _reply(404, status="not_found", reason=f"no job with id {job_id!r}")
         return _reply(409, status="not_claimed", reason=outcome.reason)
     job = jobs.get_job(job_id)
