@@ -110,21 +110,30 @@ def load_config() -> dict[str, Any]:
     The parsed result is cached per file content, so the hot paths (every
     claim reads ``claim_ttl``) pay a small read, not a YAML parse.
     """
+    return copy.deepcopy(read_config())
+
+
+def read_config() -> dict[str, Any]:
+    """:func:`load_config` without the copy, for hot paths that only read it.
+
+    The returned dict is shared with every other caller: never modify it.
+    Same errors and the same freshness (an edited file is seen at once).
+    """
     path = paths.config_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return copy.deepcopy(DEFAULTS)
+        return DEFAULTS
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     hit = _cache.get(str(path))
     if hit is not None and hit[0] == text:
-        return copy.deepcopy(hit[1])
+        return hit[1]
     cfg = _parse(path, text)
     _cache[str(path)] = (text, cfg)
-    return copy.deepcopy(cfg)
+    return cfg
 
 
 def _parse(path: Path, text: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cron import claim as rules
 from cron import paths
-from cron.config import CATCH_UP_POLICIES, cfg_get, load_config
+from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import JobNotFoundError, JobValueError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
 from cron.procinfo import owner_id
@@ -390,7 +390,7 @@ def get_due_jobs(now: datetime | None = None) -> list[Job]:
 
 
 def _claim_settings() -> tuple[float, str]:
-    cfg = load_config()
+    cfg = read_config()
     return (
         float(cfg_get(cfg, "cron", "claim_ttl", default=300)),
         str(cfg_get(cfg, "cron", "catch_up", default="once")),

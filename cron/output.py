@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cron import paths
-from cron.config import cfg_get, load_config
+from cron.config import cfg_get, read_config
 from cron.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _sort_key(path: Path) -> tuple[str, int]:
 
 def _configured_retention() -> int:
     try:
-        value = cfg_get(load_config(), "cron", "output_retention", default=DEFAULT_RETENTION)
+        value = cfg_get(read_config(), "cron", "output_retention", default=DEFAULT_RETENTION)
     except ConfigError as exc:
         # A broken config must not lose a run's output; the ticker reports the
         # config error on its own.

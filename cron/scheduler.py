@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from cron import executions, jobs, paths
-from cron.config import cfg_get, load_config
+from cron.config import cfg_get, read_config
 from cron.output import write_output
 from cron.runners import RunContext, RunResult, run_action
 from cron.store import Job
@@ -187,7 +187,7 @@ def dispatch(
     waiting for a free worker keeps its claim alive (refreshed like a running
     one), so a long queue never makes a claimed slot look crashed.
     """
-    cfg = load_config()
+    cfg = read_config()
     size = int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     pool = _executor(size)
@@ -353,7 +353,7 @@ def _start_and_run(job: Job) -> _Ran:
         raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
     job_id = job["id"]
     scheduled_at = claim.get("scheduled_at")
-    cfg = load_config()
+    cfg = read_config()
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
     ctx = RunContext(timeout=_timeout_for(job, cfg), scheduled_at=scheduled_at)

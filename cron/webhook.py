@@ -64,7 +64,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cron import paths
-from cron.config import cfg_get, load_config
+from cron.config import cfg_get, read_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
 from cron.sqlitewal import initialise_wal
@@ -193,7 +193,7 @@ def _parse_timestamp(raw: str | None) -> float | None:
 
 
 def _max_skew() -> float:
-    return float(cfg_get(load_config(), "cron", "webhook", "max_skew", default=300))
+    return float(cfg_get(read_config(), "cron", "webhook", "max_skew", default=300))
 
 
 # -- replay protection ----------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cron.config import DEFAULTS, cfg_get, load_config, stale_after
+from cron.config import DEFAULTS, cfg_get, load_config, read_config, stale_after
 from cron.errors import ConfigError
 from tests.conftest import write_config
 
@@ -81,3 +81,15 @@ def test_stale_after_is_floored_by_interval() -> None:
     assert stale_after({"cron": {"interval": 60, "stale_after": 200}}) == 200
     assert stale_after({"cron": {"interval": 120, "stale_after": 200}}) == 380
     assert stale_after({"cron": {"interval": 1, "stale_after": 5}}) == 23
+
+
+def test_read_config_is_shared_and_fresh_load_config_is_a_private_copy(home: Path) -> None:
+    write_config(home, "cron:\n  claim_ttl: 42\n")
+    shared = read_config()
+    assert read_config() is shared  # no copy on the hot path
+    mine = load_config()
+    mine["cron"]["claim_ttl"] = 1
+    assert read_config()["cron"]["claim_ttl"] == 42  # a caller's copy never leaks back
+    write_config(home, "cron:\n  claim_ttl: 43\n")
+    assert read_config()["cron"]["claim_ttl"] == 43  # an edit is seen at once
+    assert load_config()["cron"]["claim_ttl"] == 43
