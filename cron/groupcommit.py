@@ -107,6 +107,9 @@ class GroupCommit(Generic[P]):
         If leadership was already handed to it, it leads one batch (its own
         requests included) so the callers behind it are not left waiting for a
         leader that never comes; otherwise its unwritten requests are withdrawn.
+        Requests already inside a batch being written still complete; the
+        interrupted caller just never hears their outcome — as if it had
+        crashed right after asking (a won claim then simply goes stale).
         """
         with self._lock:
             lead = me.lead
