@@ -59,6 +59,30 @@ def _wait_until(cond: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached")
 
 
+def _held_open(
+    write: Recorder, first: Callable[[GroupCommit[Req]], object] | None = None
+) -> tuple[GroupCommit[Req], threading.Thread]:
+    """A GroupCommit whose first write (of ``Req(0)``, or whatever ``first(gc)`` submits)
+    blocks on the gate, so every later caller queues behind it until the test opens it."""
+    gc: GroupCommit[Req] = GroupCommit(write)
+    write.gate.clear()
+    leader = threading.Thread(target=first or (lambda g: g.submit(Req(0))), args=(gc,))
+    leader.start()
+    assert write.entered.wait(WAIT)  # the leader is inside its write, holding the gate
+    return gc, leader
+
+
+def _start(*threads: threading.Thread) -> None:
+    for t in threads:
+        t.start()
+
+
+def _join(*threads: threading.Thread) -> None:
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive(), f"{t.name} still blocked"
+
+
 def test_a_lone_request_is_written_alone_and_returns_its_result() -> None:
     write = Recorder()
     gc: GroupCommit[Req] = GroupCommit(write)
@@ -70,24 +94,17 @@ def test_a_lone_request_is_written_alone_and_returns_its_result() -> None:
 
 def test_requests_queued_during_a_write_share_the_next_one() -> None:
     write = Recorder()
-    gc: GroupCommit[Req] = GroupCommit(write)
-    write.gate.clear()
     results: dict[int, int | None] = {}
 
-    def submit(value: int) -> None:
+    def submit(gc: GroupCommit[Req], value: int) -> None:
         results[value] = gc.submit(Req(value)).result
 
-    first = threading.Thread(target=submit, args=(0,))
-    first.start()
-    assert write.entered.wait(WAIT)  # the leader is inside its write, holding the gate
-    others = [threading.Thread(target=submit, args=(v,)) for v in range(1, 9)]
-    for t in others:
-        t.start()
+    gc, first = _held_open(write, lambda g: submit(g, 0))
+    others = [threading.Thread(target=submit, args=(gc, v)) for v in range(1, 9)]
+    _start(*others)
     _wait_until(lambda: gc.queued == 8)
     write.gate.set()
-    for t in [first, *others]:
-        t.join(WAIT)
-        assert not t.is_alive()
+    _join(first, *others)
     assert write.batches[0] == [0]
     assert sorted(write.batches[1]) == list(range(1, 9))  # 8 requests, one write
     assert len(write.batches) == 2
@@ -96,11 +113,7 @@ def test_requests_queued_during_a_write_share_the_next_one() -> None:
 
 def test_submit_many_lands_in_one_batch_with_what_else_is_queued() -> None:
     write = Recorder()
-    gc: GroupCommit[Req] = GroupCommit(write)
-    write.gate.clear()
-    first = threading.Thread(target=gc.submit, args=(Req(0),))
-    first.start()
-    assert write.entered.wait(WAIT)
+    gc, first = _held_open(write)
     single = threading.Thread(target=gc.submit, args=(Req(1),))
     single.start()
     _wait_until(lambda: gc.queued == 1)
@@ -109,9 +122,7 @@ def test_submit_many_lands_in_one_batch_with_what_else_is_queued() -> None:
     many.start()
     _wait_until(lambda: gc.queued == 4)
     write.gate.set()
-    for t in (first, single, many):
-        t.join(WAIT)
-        assert not t.is_alive()
+    _join(first, single, many)
     assert write.batches == [[0], [1, 2, 3, 4]]
     assert [r.result for r in got] == [20, 30, 40]
     assert gc.submit_many([]) == []
@@ -119,17 +130,13 @@ def test_submit_many_lands_in_one_batch_with_what_else_is_queued() -> None:
 
 def test_a_leader_returns_after_its_own_batch_not_after_everyone_elses() -> None:
     write = Recorder()
-    gc: GroupCommit[Req] = GroupCommit(write)
-    write.gate.clear()
     returned = threading.Event()
 
-    def lead() -> None:
+    def lead(gc: GroupCommit[Req]) -> None:
         gc.submit(Req(0))
         returned.set()
 
-    leader = threading.Thread(target=lead)
-    leader.start()
-    assert write.entered.wait(WAIT)
+    gc, leader = _held_open(write, lead)
     follower = threading.Thread(target=gc.submit, args=(Req(1),))
     follower.start()
     _wait_until(lambda: gc.queued == 1)
@@ -139,33 +146,26 @@ def test_a_leader_returns_after_its_own_batch_not_after_everyone_elses() -> None
     write.gate.clear()
     assert returned.wait(WAIT)  # ... and the first leader is already back
     write.gate.set()
-    follower.join(WAIT)
-    leader.join(WAIT)
+    _join(follower, leader)
     assert write.batches == [[0], [1]]
 
 
 def test_a_failed_write_fails_every_request_in_its_batch_and_only_those() -> None:
     write = Recorder(fail_on=lambda batch: any(r.value == 1 for r in batch))
-    gc: GroupCommit[Req] = GroupCommit(write)
-    write.gate.clear()
     errors: dict[int, str] = {}
 
-    def submit(value: int) -> None:
+    def submit(gc: GroupCommit[Req], value: int) -> None:
         try:
             gc.submit(Req(value))
         except OSError as exc:
             errors[value] = str(exc)
 
-    first = threading.Thread(target=submit, args=(0,))
-    first.start()
-    assert write.entered.wait(WAIT)
-    others = [threading.Thread(target=submit, args=(v,)) for v in (1, 2)]
-    for t in others:
-        t.start()
+    gc, first = _held_open(write, lambda g: submit(g, 0))
+    others = [threading.Thread(target=submit, args=(gc, v)) for v in (1, 2)]
+    _start(*others)
     _wait_until(lambda: gc.queued == 2)
     write.gate.set()
-    for t in [first, *others]:
-        t.join(WAIT)
+    _join(first, *others)
     assert 0 not in errors
     assert set(errors) == {1, 2}  # both in the failed batch, each raised in its own thread
     assert "disk full" in errors[1]
@@ -180,11 +180,7 @@ def test_a_caller_interrupted_while_waiting_does_not_strand_the_queue() -> None:
     import signal
 
     write = Recorder()
-    gc: GroupCommit[Req] = GroupCommit(write)
-    write.gate.clear()
-    leader = threading.Thread(target=gc.submit, args=(Req(0),))
-    leader.start()
-    assert write.entered.wait(WAIT)
+    gc, leader = _held_open(write)
     later: list[int | None] = []
     behind = threading.Thread(target=lambda: later.append(gc.submit(Req(2)).result))
 
@@ -206,9 +202,7 @@ def test_a_caller_interrupted_while_waiting_does_not_strand_the_queue() -> None:
         signal.signal(signal.SIGUSR1, previous)
     assert gc.queued == 1  # the interrupted caller's request was withdrawn
     write.gate.set()
-    leader.join(WAIT)
-    behind.join(WAIT)
-    assert not behind.is_alive(), "the caller behind the interrupted one was stranded"
+    _join(leader, behind)  # the caller behind the interrupted one was not stranded
     assert write.batches == [[0], [2]]
     assert later == [20]
 
