@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +38,7 @@ from typing import Any, TypeVar
 
 from cron import paths, procinfo
 from cron.groupcommit import GroupCommit, Pending
-from cron.sqlitewal import initialise_wal
+from cron.sqlitewal import WalFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,10 +95,6 @@ _ORDER = f"{_WHEN} DESC, rowid DESC"
 
 _SQLITE_TIMEOUT = 30.0
 
-# Ledger files this process has already switched to WAL and given the schema.
-_initialised: set[tuple[str, int, int]] = set()  # (path, dev, inode)
-_initialised_lock = threading.Lock()
-
 
 def _iso(dt: datetime) -> str:
     """Aware datetime -> ISO-8601 UTC text with ``+00:00``; naive input is rejected."""
@@ -126,75 +120,14 @@ def _check_status(status: str, allowed: frozenset[str]) -> None:
         )
 
 
-def _ensure_file(path: Path) -> None:
-    # Create the file ourselves so it is 0600 from the first byte; SQLite would
-    # create it with the umask's mode. The -wal/-shm side files copy this mode.
-    paths.cron_dir(create=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
-        os.close(fd)
-
-
-def _initialise(conn: sqlite3.Connection) -> None:
-    initialise_wal(conn, _SCHEMA, timeout=_SQLITE_TIMEOUT)
-
-
-_local = threading.local()
-_MAX_CACHED = 4
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=_SQLITE_TIMEOUT, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows,
-    # never corrupt the file); FULL would fsync on every run's bookkeeping.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-@contextlib.contextmanager
-def _connect() -> Iterator[sqlite3.Connection]:
-    """An autocommit connection to the ledger with the schema ensured.
-
-    Connections are cached per thread and per process (never shared across a
-    fork or between threads): opening and closing one per call costs
-    milliseconds, because closing the last connection checkpoints the WAL.
-    """
-    path = paths.executions_path()
-    _ensure_file(path)
-    st = os.stat(path)
-    # Keyed by inode too: a ledger deleted and recreated needs a new connection and schema.
-    key = (str(path), st.st_dev, st.st_ino, os.getpid())
-    cache: dict[tuple[str, int, int, int], sqlite3.Connection] | None = getattr(
-        _local, "conns", None
-    )
-    if cache is None:
-        cache = {}
-        _local.conns = cache
-    conn = cache.get(key)
-    if conn is None:
-        conn = _open(path)
-        if key[:3] not in _initialised:
-            try:
-                _initialise(conn)
-            except BaseException:
-                conn.close()
-                raise
-            with _initialised_lock:
-                _initialised.add(key[:3])
-        while len(cache) >= _MAX_CACHED:
-            oldest = next(iter(cache))
-            with contextlib.suppress(sqlite3.Error):
-                cache.pop(oldest).close()
-        cache[key] = conn
-    try:
-        yield conn
-    except sqlite3.DatabaseError:
-        # A broken connection must not be handed out again.
-        cache.pop(key, None)
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-        raise
+# WAL plus NORMAL is crash-safe (a power cut may lose the newest rows, never
+# corrupt the file); FULL would fsync on every run's bookkeeping.
+_ledger = WalFile(
+    paths.executions_path, _SCHEMA, synchronous="NORMAL", row_factory=sqlite3.Row,
+    timeout=_SQLITE_TIMEOUT,
+)
+_connect = _ledger.connect
+"""An autocommit connection to the ledger with the schema ensured (cached per thread)."""
 
 
 @dataclass

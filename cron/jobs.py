@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cron import claim as rules
 from cron import paths
@@ -527,29 +527,38 @@ class _ClaimRequest(Pending):
             self.claimed = json_copy(job)
 
 
-def _write_claims(batch: list[_ClaimRequest]) -> None:
-    """One store write for concurrent claims (webhook bursts, contending threads).
+R = TypeVar("R", "_ClaimRequest", "_MarkRequest")
 
-    Requests for the same job are applied in arrival order to the same dict,
-    so the compare-and-set holds inside the batch: the first due request wins,
-    the rest see its live claim and lose.
+
+def _apply_in_one_write(batch: list[R], apply: Callable[[R, Job], None]) -> set[str]:
+    """``apply(request, job)`` for every request of a group-commit batch, in one store write.
+
+    Requests for the same job are applied in arrival order to the same dict, so
+    a compare-and-set holds inside the batch as it does across batches. Returns
+    the ids of the jobs that exist.
     """
-    by_job: dict[str, list[_ClaimRequest]] = {}
+    by_job: dict[str, list[R]] = {}
     for req in batch:
         by_job.setdefault(req.job_id, []).append(req)
 
-    def attempt(job: Job | None) -> bool:
+    def each(job: Job | None) -> bool:
         if job is None:
             return False
         for req in by_job[job["id"]]:
-            req.attempt(job)
+            apply(req, job)
         return True
 
-    found = get_store().update_jobs(list(by_job), attempt)
-    for job_id, reqs in by_job.items():
-        if not found.get(job_id):
-            for req in reqs:
-                req.attempt(None)
+    found = get_store().update_jobs(list(by_job), each)
+    return {job_id for job_id, exists in found.items() if exists}
+
+
+def _write_claims(batch: list[_ClaimRequest]) -> None:
+    """One store write for concurrent claims (webhook bursts, contending threads):
+    the first due request for a job wins, the rest see its live claim and lose."""
+    found = _apply_in_one_write(batch, _ClaimRequest.attempt)
+    for req in batch:
+        if req.job_id not in found:
+            req.attempt(None)
 
 
 _claims: GroupCommit[_ClaimRequest] = GroupCommit(_write_claims)
@@ -630,24 +639,17 @@ class _MarkRequest(Pending):
     applied: bool = False
     completed: bool = False
 
+    def apply(self, job: Job) -> None:
+        was = job.get("state")
+        self.applied = rules.apply_run_result(
+            job, self.token, now=self.at, status=self.status, error=self.error
+        )
+        self.completed = self.applied and was != "completed" and job.get("state") == "completed"
+
 
 def _write_marks(batch: list[_MarkRequest]) -> None:
     """One store write for results that arrive together (a burst of finishing jobs)."""
-    by_job: dict[str, list[_MarkRequest]] = {}
-    for req in batch:
-        by_job.setdefault(req.job_id, []).append(req)
-
-    def apply(job: Job | None) -> None:
-        if job is None:
-            return
-        for req in by_job[job["id"]]:
-            was = job.get("state")
-            req.applied = rules.apply_run_result(
-                job, req.token, now=req.at, status=req.status, error=req.error
-            )
-            req.completed = req.applied and was != "completed" and job.get("state") == "completed"
-
-    get_store().update_jobs(list(by_job), apply)
+    _apply_in_one_write(batch, _MarkRequest.apply)
 
 
 _marks: GroupCommit[_MarkRequest] = GroupCommit(_write_marks)

@@ -1,9 +1,21 @@
-"""Opening SQLite files in WAL mode safely when several processes open them at once."""
+"""SQLite files in WAL mode: private from the first byte, safe to open from many processes.
+
+Both SQLite files cronkit keeps (the run ledger and the webhook's replay record)
+go through :class:`WalFile`, so they share one way of creating, initialising
+and caching connections.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cron import paths
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -33,3 +45,92 @@ def initialise_wal(conn: sqlite3.Connection, schema: str, *, timeout: float) -> 
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+class WalFile:
+    """One SQLite file: created 0600, switched to WAL with ``schema`` once per file,
+    autocommit connections cached per thread.
+
+    ``path`` is called on every :meth:`connect` (``CRONKIT_HOME`` may change, in
+    tests). ``synchronous`` is the ``PRAGMA synchronous`` of every connection:
+    ``FULL`` (SQLite's default) fsyncs every commit; ``NORMAL`` with WAL is
+    crash-safe but a power cut may lose the newest commits.
+    """
+
+    MAX_CACHED = 4
+    """Connections kept per thread (one per file the thread has used lately)."""
+
+    def __init__(
+        self,
+        path: Callable[[], Path],
+        schema: str,
+        *,
+        synchronous: str = "FULL",
+        row_factory: Callable[..., object] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._path = path
+        self._schema = schema
+        self._synchronous = synchronous
+        self._row_factory = row_factory
+        self.timeout = timeout
+        self._local = threading.local()
+        self._initialised: set[tuple[str, int, int]] = set()  # (path, dev, inode)
+        self._lock = threading.Lock()
+
+    def _ensure_file(self, path: Path) -> None:
+        # Created here so it is 0600 from the first byte; SQLite would use the
+        # umask's mode. The -wal/-shm side files copy this mode.
+        paths.ensure_dir(path.parent)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, paths.FILE_MODE))
+
+    def _open(self, path: Path, key: tuple[str, int, int]) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
+        try:
+            if self._row_factory is not None:
+                conn.row_factory = self._row_factory
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            if key not in self._initialised:
+                initialise_wal(conn, self._schema, timeout=self.timeout)
+                with self._lock:
+                    self._initialised.add(key)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection to the file (opened, and the schema ensured, on first use).
+
+        Cached per thread and per process (never shared across a fork or between
+        threads): opening and closing one per call costs milliseconds, because
+        closing the last connection checkpoints the WAL. Keyed by inode too: a
+        file deleted and recreated gets a new connection and its schema.
+        """
+        path = self._path()
+        self._ensure_file(path)
+        st = os.stat(path)
+        key = (str(path), st.st_dev, st.st_ino, os.getpid())
+        cache: dict[tuple[str, int, int, int], sqlite3.Connection] | None = getattr(
+            self._local, "conns", None
+        )
+        if cache is None:
+            cache = {}
+            self._local.conns = cache
+        conn = cache.get(key)
+        if conn is None:
+            conn = self._open(path, key[:3])
+            while len(cache) >= self.MAX_CACHED:
+                with contextlib.suppress(sqlite3.Error):
+                    cache.pop(next(iter(cache))).close()
+            cache[key] = conn
+        try:
+            yield conn
+        except sqlite3.DatabaseError:
+            # A broken connection must not be handed out again.
+            cache.pop(key, None)
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            raise

@@ -67,7 +67,7 @@ from cron import paths
 from cron.config import cfg_get, read_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
-from cron.sqlitewal import initialise_wal
+from cron.sqlitewal import WalFile
 
 log = logging.getLogger(__name__)
 
@@ -218,65 +218,36 @@ class _NonceRequest(Pending):
     fresh: bool = False
 
 
-# (path, device, inode) -> connection: a file deleted and recreated needs a new one.
-_nonce_conn: tuple[tuple[str, int, int], sqlite3.Connection] | None = None
-
-
-def _nonce_connection() -> sqlite3.Connection:
-    global _nonce_conn
-    paths.cron_dir(create=True)
-    path = nonces_path()
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, paths.FILE_MODE))
-    st = os.stat(path)
-    key = (str(path), st.st_dev, st.st_ino)
-    if _nonce_conn is not None and _nonce_conn[0] == key:
-        return _nonce_conn[1]
-    if _nonce_conn is not None:
-        with contextlib.suppress(sqlite3.Error):
-            _nonce_conn[1].close()
-        _nonce_conn = None
-    # Used by one group-commit leader at a time, whichever thread that is.
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    try:
-        initialise_wal(conn, _NONCE_SCHEMA, timeout=30.0)
-    except BaseException:
-        conn.close()
-        raise
-    _nonce_conn = (key, conn)
-    return conn
+# FULL sync (one fsync per group-committed batch): the claim is the real guard,
+# but a replay inside max_skew after a power cut should still be refused.
+_nonce_db = WalFile(nonces_path, _NONCE_SCHEMA)
 
 
 def _write_nonces(batch: list[_NonceRequest]) -> None:
     """One transaction for the signatures of concurrent requests (one fsync, not N)."""
-    global _nonce_conn
-    conn = _nonce_connection()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (min(r.at for r in batch),))
-        for req in batch:
-            # A signature recorded and not yet expired is a replay.
-            row = conn.execute(
-                "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
-            ).fetchone()
-            if row is not None and row[0] >= req.at:
-                req.fresh = False
-                continue
-            conn.execute(
-                "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                (req.digest, req.at + req.ttl),
-            )
-            req.fresh = True
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.DatabaseError):
-            # A broken connection must not be handed to the next batch.
-            _nonce_conn = None
+    with _nonce_db.connect() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            oldest = min(r.at for r in batch)
+            conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
+            for req in batch:
+                # A signature recorded and not yet expired is a replay.
+                row = conn.execute(
+                    "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
+                ).fetchone()
+                if row is not None and row[0] >= req.at:
+                    req.fresh = False
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
+                    (req.digest, req.at + req.ttl),
+                )
+                req.fresh = True
+            conn.execute("COMMIT")
+        except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        raise
+                conn.execute("ROLLBACK")
+            raise
 
 
 _nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)
