@@ -236,12 +236,8 @@ class _ClaimKeeper:
         self._held: dict[str, tuple[str, float, float]] = {}
         self._thread: threading.Thread | None = None
 
-    def add(self, job_id: str, token: str, ttl: float) -> None:
-        """Keep ``token``'s claim alive until :meth:`release`."""
-        self.add_many([(job_id, token)], ttl)
-
     def add_many(self, held: list[tuple[str, str]], ttl: float) -> None:
-        """:meth:`add` for ``(job_id, token)`` pairs, under one lock."""
+        """Keep the claims of these ``(job_id, token)`` pairs alive until :meth:`release`."""
         every = max(ttl / 3, 0.05)
         with self._cond:
             first = time.monotonic() + every
@@ -260,7 +256,8 @@ class _ClaimKeeper:
 
     @contextlib.contextmanager
     def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
-        self.add(job_id, token, ttl)
+        """Keep one claim alive for the block (a run started outside :func:`dispatch`)."""
+        self.add_many([(job_id, token)], ttl)
         try:
             yield
         finally:
