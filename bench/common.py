@@ -173,8 +173,9 @@ def build_jobs(specs: Sequence[tuple[str, float]], action: dict[str, Any]) -> li
         job["schedule"] = dict(parsed[sched_text])
         job["next_run_at"] = iso(next_run)
         out.append(job)
-    with get_store().transaction() as stored:
-        stored[:] = out
+    store = get_store()
+    store.delete(template["id"])
+    store.insert_many(out)
     return [j["id"] for j in out]
 
 

@@ -10,9 +10,10 @@ Times are aware UTC datetimes; job fields hold ISO-8601 text (``to_iso``).
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cron.schedule import GRACE_MIN, grace_seconds, iter_slots, next_slot, to_iso
@@ -34,16 +35,42 @@ class LedgerEvent:
     job_name: str | None = None
 
 
+class ClaimReason(enum.Enum):
+    """Why a claim (or a tick's look at a job) ended as it did. Callers branch on this,
+    never on the human-readable ``ClaimOutcome.reason`` text."""
+
+    CLAIMED = "claimed"
+    FORCED = "claimed (forced)"
+    NO_SUCH_JOB = "no such job"
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    LIVE_CLAIM = "live claim"
+    NO_NEXT_RUN = "no next run"
+    NOT_DUE = "not due"
+    STALE_SLOT = "stale slot"
+    FUTURE_SLOT = "future slot"
+    MISSED = "missed"
+    SKIPPED = "skipped (overlap)"
+    EXPIRED_FINAL = "completed after an expired final claim"
+    NOT_SCHEDULED = "not scheduled"
+
+
 @dataclass
 class ClaimOutcome:
     token: str | None
     reason: str
     scheduled_at: str | None = None
     events: list[LedgerEvent] = field(default_factory=list)
+    code: ClaimReason = ClaimReason.CLAIMED
 
     @property
     def won(self) -> bool:
         return self.token is not None
+
+
+def _lost(code: ClaimReason, reason: str, scheduled_at: str | None = None,
+          events: list[LedgerEvent] | None = None) -> ClaimOutcome:
+    return ClaimOutcome(None, reason, scheduled_at, events or [], code)
 
 
 def parse_ts(value: object) -> datetime | None:
@@ -74,6 +101,32 @@ def is_spent(job: Job) -> bool:
     rep = job.get("repeat") or {}
     times = rep.get("times")
     return times is not None and int(rep.get("completed", 0)) >= int(times)
+
+
+def is_active(job: Job) -> bool:
+    """Enabled and ``scheduled``: the only jobs a tick ever fires."""
+    return bool(job.get("enabled", True)) and job.get("state") == "scheduled"
+
+
+def wake_time(job: Job, claim_ttl: float) -> datetime | None:
+    """When a tick must next look at ``job``: what every store indexes.
+
+    ``next_run_at`` for an active job — or, for one with no next run that
+    still holds a claim (a spent job whose final run may have crashed), the
+    instant that claim goes stale: the tick that finds it stale completes the
+    job. None for a job no tick needs to see.
+    """
+    if not is_active(job):
+        return None
+    due = parse_ts(job.get("next_run_at"))
+    if due is not None:
+        return due
+    claim = job.get("fire_claim")
+    if claim:
+        at = parse_ts(claim.get("at"))
+        if at is not None:
+            return at + timedelta(seconds=claim_ttl)
+    return None
 
 
 def catch_up_policy(job: Job, default: str) -> str:
@@ -124,6 +177,34 @@ def _missed_between(job: Job, start: datetime, end: datetime, reason: str) -> li
     ]
 
 
+class _Late(enum.Enum):
+    ON_TIME = "on time"
+    ONE_SHOT_MISSED = "one-shot missed"
+    BEYOND_GRACE_SKIP = "beyond grace, catch_up=skip"
+
+
+def _lateness(
+    job: Job, slot: datetime, now: datetime, catch_up_default: str
+) -> tuple[_Late, float]:
+    """The one place that decides whether a due slot may still fire (and how late it is).
+
+    A one-shot more than ``ONE_SHOT_GRACE`` late is missed; a recurring slot
+    later than its grace is missed only under ``catch_up: skip`` (``once``
+    fires it once now). Grace is never under ``GRACE_MIN``, so an on-time fire
+    never computes it.
+    """
+    late = (now - slot).total_seconds()
+    if job["schedule"].get("kind") == "once":
+        return (_Late.ONE_SHOT_MISSED if late > ONE_SHOT_GRACE else _Late.ON_TIME), late
+    if (
+        late > GRACE_MIN
+        and late > grace_seconds(job["schedule"], now=slot, tz=_zone(job))
+        and catch_up_policy(job, catch_up_default) == "skip"
+    ):
+        return _Late.BEYOND_GRACE_SKIP, late
+    return _Late.ON_TIME, late
+
+
 def try_claim(
     job: Job | None,
     *,
@@ -141,14 +222,14 @@ def try_claim(
     :func:`cron.jobs.claim_job_for_fire` for the full contract.
     """
     if job is None:
-        return ClaimOutcome(None, "no such job")
+        return _lost(ClaimReason.NO_SUCH_JOB, "no such job")
     if job.get("state") == "completed":
-        return ClaimOutcome(None, "job is completed")
+        return _lost(ClaimReason.COMPLETED, "job is completed")
     paused = not job.get("enabled", True) or job.get("state") == "paused"
     if paused and not force:
-        return ClaimOutcome(None, "job is paused")
+        return _lost(ClaimReason.PAUSED, "job is paused")
     if claim_is_live(job, now, claim_ttl):
-        return ClaimOutcome(None, "a run of this job is still in progress (live claim)")
+        return _lost(ClaimReason.LIVE_CLAIM, "a run of this job is still in progress (live claim)")
     due = parse_ts(job.get("next_run_at"))
 
     if force:
@@ -158,34 +239,29 @@ def try_claim(
         token = _stamp(job, slot=slot, now=now, owner=owner, advance=advance)
         if is_spent(job):
             job["next_run_at"] = None
-        return ClaimOutcome(token, "claimed (forced)", to_iso(slot))
+        return ClaimOutcome(token, "claimed (forced)", to_iso(slot), code=ClaimReason.FORCED)
 
     if due is None:
-        return ClaimOutcome(None, "job has no next run")
+        return _lost(ClaimReason.NO_NEXT_RUN, "job has no next run")
     if due > now:
-        return ClaimOutcome(None, f"not due until {to_iso(due)}")
+        return _lost(ClaimReason.NOT_DUE, f"not due until {to_iso(due)}")
     if scheduled_at is not None:
         if scheduled_at < due:
-            return ClaimOutcome(
-                None,
+            return _lost(
+                ClaimReason.STALE_SLOT,
                 f"slot {to_iso(scheduled_at)} already fired or superseded "
                 f"(next slot is {to_iso(due)})",
             )
         if scheduled_at > now:
-            return ClaimOutcome(None, f"slot {to_iso(scheduled_at)} is in the future")
+            return _lost(ClaimReason.FUTURE_SLOT, f"slot {to_iso(scheduled_at)} is in the future")
     slot = scheduled_at if scheduled_at is not None else due
-    late = (now - slot).total_seconds()
-    kind = job["schedule"].get("kind")
-    if kind == "once" and late > ONE_SHOT_GRACE:
-        return ClaimOutcome(None, f"one-shot is {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s): missed")
-    # Grace is never under GRACE_MIN: on-time fires skip computing it.
-    if (
-        kind != "once"
-        and late > GRACE_MIN
-        and late > grace_seconds(job["schedule"], now=slot, tz=_zone(job))
-    ):
-        if catch_up_policy(job, catch_up_default) == "skip":
-            return ClaimOutcome(None, f"slot is {late:.0f}s late, beyond grace (catch_up=skip)")
+    verdict, late = _lateness(job, slot, now, catch_up_default)
+    if verdict is _Late.ONE_SHOT_MISSED:
+        return _lost(
+            ClaimReason.MISSED, f"one-shot is {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s): missed"
+        )
+    if verdict is _Late.BEYOND_GRACE_SKIP:
+        return _lost(ClaimReason.MISSED, f"slot is {late:.0f}s late, beyond grace (catch_up=skip)")
     events: list[LedgerEvent] = []
     if slot > due:
         events = _missed_between(job, due, slot, f"passed over by a fire of {to_iso(slot)}")
@@ -212,8 +288,8 @@ def sweep_due(
       now, ``skip`` records ``missed``; either way no burst.
     - otherwise → claimed for its slot.
     """
-    if not job.get("enabled", True) or job.get("state") != "scheduled":
-        return ClaimOutcome(None, "not scheduled")
+    if not is_active(job):
+        return _lost(ClaimReason.NOT_SCHEDULED, "not scheduled")
     due = parse_ts(job.get("next_run_at"))
     if due is None:
         if job.get("fire_claim") and is_spent(job) and not claim_is_live(job, now, claim_ttl):
@@ -221,10 +297,10 @@ def sweep_due(
             job["state"] = "completed"
             job["last_status"] = "interrupted"
             job["last_error"] = "the final run's owner never reported back (claim expired)"
-            return ClaimOutcome(None, "completed after an expired final claim")
-        return ClaimOutcome(None, "no next run")
+            return _lost(ClaimReason.EXPIRED_FINAL, "completed after an expired final claim")
+        return _lost(ClaimReason.NO_NEXT_RUN, "no next run")
     if due > now:
-        return ClaimOutcome(None, "not due")
+        return _lost(ClaimReason.NOT_DUE, "not due")
     job_id = job["id"]
     if claim_is_live(job, now, claim_ttl):
         job["last_status"] = "skipped"
@@ -234,28 +310,26 @@ def sweep_due(
         ev = LedgerEvent(
             job_id, "skipped", to_iso(due), "previous run still running (overlap)", job.get("name")
         )
-        return ClaimOutcome(None, "overlap: skipped", to_iso(due), [ev])
-    late = (now - due).total_seconds()
-    if job["schedule"].get("kind") == "once":
-        if late > ONE_SHOT_GRACE:
-            job["state"] = "completed"
-            job["next_run_at"] = None
-            job["last_status"] = "missed"
-            job["last_error"] = f"one-shot was {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s)"
-            ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"], job.get("name"))
-            return ClaimOutcome(None, "one-shot missed", to_iso(due), [ev])
-    elif late > GRACE_MIN and late > grace_seconds(job["schedule"], now=due, tz=_zone(job)):
-        if catch_up_policy(job, catch_up_default) == "skip":
-            job["last_status"] = "missed"
-            _advance(job, anchor=due, now=now)
-            ev = LedgerEvent(
-                job_id,
-                "missed",
-                to_iso(due),
-                f"{late:.0f}s late, beyond grace; catch_up=skip",
-                job.get("name"),
-            )
-            return ClaimOutcome(None, "missed (catch_up=skip)", to_iso(due), [ev])
+        return _lost(ClaimReason.SKIPPED, "overlap: skipped", to_iso(due), [ev])
+    verdict, late = _lateness(job, due, now, catch_up_default)
+    if verdict is _Late.ONE_SHOT_MISSED:
+        job["state"] = "completed"
+        job["next_run_at"] = None
+        job["last_status"] = "missed"
+        job["last_error"] = f"one-shot was {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s)"
+        ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"], job.get("name"))
+        return _lost(ClaimReason.MISSED, "one-shot missed", to_iso(due), [ev])
+    if verdict is _Late.BEYOND_GRACE_SKIP:
+        job["last_status"] = "missed"
+        _advance(job, anchor=due, now=now)
+        ev = LedgerEvent(
+            job_id,
+            "missed",
+            to_iso(due),
+            f"{late:.0f}s late, beyond grace; catch_up=skip",
+            job.get("name"),
+        )
+        return _lost(ClaimReason.MISSED, "missed (catch_up=skip)", to_iso(due), [ev])
     token = _stamp(job, slot=due, now=now, owner=owner, advance=True)
     return ClaimOutcome(token, "claimed", to_iso(due))
 

@@ -412,7 +412,7 @@ def _config(*, store: bool = False) -> dict[str, Any]:
     if store:
         from cron.store import get_store
 
-        get_store().load()
+        get_store().count()
     return cfg
 
 
@@ -1145,7 +1145,7 @@ def _store_error() -> str | None:
     from cron.store import get_store
 
     try:
-        get_store().load()
+        get_store().count()
     except Exception as exc:
         return error_message(exc)[0]
     return None

@@ -21,6 +21,7 @@ from cron.errors import ConfigError
 DEFAULTS: dict[str, Any] = {
     "cron": {
         "provider": "",
+        "store": "",
         "interval": 60,
         "timezone": "",
         "catch_up": "once",
@@ -93,6 +94,8 @@ def _validate(cfg: dict[str, Any]) -> None:
             zoneinfo.ZoneInfo(tz)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ConfigError("cron.timezone", f"unknown time zone {tz!r}") from None
+    if not isinstance(c["store"], str):
+        raise ConfigError("cron.store", f"expected a store URL (e.g. 'sqlite'), got {c['store']!r}")
     host = c["webhook"]["host"]
     if not isinstance(host, str) or not host:
         raise ConfigError("cron.webhook.host", f"expected a host name, got {host!r}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cron.urls import mask_url
+
 ACCEPTED_SCHEDULES = (
     "5- or 6-field cron ('0 9 * * 1-5', '*/10 * * * * 30'), "
     "@hourly/@daily/@weekly/@monthly/@yearly, 'every 30m', '30m', 'in 2h', "
@@ -53,6 +55,41 @@ class StoreCorruptError(CronkitError, ValueError):
             f"cannot parse job store {str(self.path)!r}: {detail}; the file was left "
             "untouched - fix or move it aside, nothing will be written until then"
         )
+
+
+class StoreConfigError(CronkitError, ValueError):
+    """A store URL that cannot be opened: unknown scheme, malformed, unreachable, too new.
+
+    The URL in the message has its password masked. Never a reason to fall back
+    to another store: that would split the jobs in two.
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = mask_url(url)
+        self.detail = detail
+        super().__init__(f"job store {self.url!r}: {detail}")
+
+
+class SchemaVersionError(StoreConfigError):
+    """The database was written by a newer cronkit; this one refuses to touch it."""
+
+    def __init__(self, url: str, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            url,
+            f"schema version {found} is newer than this cronkit supports ({supported}); "
+            "upgrade cronkit or point cron.store elsewhere",
+        )
+
+
+class DuplicateJobError(CronkitError, ValueError):
+    """An insert named a job id (or key) that is already stored; nothing was overwritten."""
+
+    def __init__(self, field: str, value: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"a job with {field} {value!r} already exists in the store")
 
 
 class StoreLockTimeout(CronkitError, TimeoutError):

@@ -30,21 +30,21 @@ import contextlib
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cron import paths, procinfo
+from cron import ledger_sql, procinfo
 from cron.groupcommit import GroupCommit, Pending
+from cron.ledger_sql import LedgerRow
 from cron.sqlitewal import WalFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-KEEP_PER_JOB = 1000
-"""Default bound on ledger rows kept per job; older rows are pruned on write."""
+KEEP_PER_JOB = ledger_sql.KEEP_PER_JOB
 
 STATUSES = frozenset(
     {"claimed", "running", "ok", "error", "timeout", "interrupted", "missed", "skipped", "unknown"}
@@ -54,44 +54,9 @@ EVENT_STATUSES = frozenset({"missed", "skipped"})
 # A claimed row may also end as skipped/missed (e.g. the job vanished before it ran).
 FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | EVENT_STATUSES
 
-COLUMNS = (
-    "id",
-    "job_id",
-    "job_name",
-    "scheduled_at",
-    "claimed_at",
-    "started_at",
-    "finished_at",
-    "status",
-    "source",
-    "owner",
-    "error",
-    "output_path",
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (
-    id TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    job_name TEXT,
-    scheduled_at TEXT,
-    claimed_at TEXT,
-    started_at TEXT,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    source TEXT,
-    owner TEXT,
-    error TEXT,
-    output_path TEXT
-);
-CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
-CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
-"""
-
-# "When did this attempt happen": the claim for fired runs, the start for runs
-# whose claim was never recorded, the recording time for missed/skipped rows.
-_WHEN = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
-_ORDER = f"{_WHEN} DESC, rowid DESC"
+COLUMNS = ledger_sql.COLUMNS
+_SCHEMA = ledger_sql.SCHEMA
+_ORDER = ledger_sql.ORDER
 
 _SQLITE_TIMEOUT = 30.0
 
@@ -122,8 +87,16 @@ def _check_status(status: str, allowed: frozenset[str]) -> None:
 
 # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows, never
 # corrupt the file); FULL would fsync on every run's bookkeeping.
+def _ledger_path() -> Path:
+    # The configured store says where its ledger lives: executions.db beside
+    # jobs.json, or the database file of a SQLite store.
+    from cron.store import get_store
+
+    return get_store().ledger_path()
+
+
 _ledger = WalFile(
-    paths.executions_path, _SCHEMA, synchronous="NORMAL", row_factory=sqlite3.Row,
+    _ledger_path, _SCHEMA, synchronous="NORMAL", row_factory=sqlite3.Row,
     timeout=_SQLITE_TIMEOUT,
 )
 _connect = _ledger.connect
@@ -178,30 +151,15 @@ def _transact(fn: Callable[[sqlite3.Connection], T]) -> T:
     return result
 
 
-def _prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
-    """Delete the job's rows beyond the newest ``keep``; live rows are never pruned.
+_prune = ledger_sql.prune
 
-    Cheap when under the bound (one indexed count), which is the common case.
-    Live (claimed/running) rows survive so recovery can still settle them.
-    """
-    if keep < 1:
-        raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM executions WHERE job_id = ?", (job_id,)
-    ).fetchone()
-    if count <= keep:
-        return
-    conn.execute(
-        f"""
-        DELETE FROM executions
-        WHERE job_id = ?
-          AND status NOT IN ('claimed', 'running')
-          AND rowid NOT IN (
-              SELECT rowid FROM executions WHERE job_id = ? ORDER BY {_ORDER} LIMIT ?
-          )
-        """,
-        (job_id, job_id, keep),
-    )
+
+def insert_rows(rows: Sequence[LedgerRow], *, keep_per_job: int = KEEP_PER_JOB) -> int:
+    """Write the ledger rows a store swap carried (claims and missed/skipped events),
+    in one transaction; returns how many were inserted (a claim row already there is kept)."""
+    if not rows:
+        return 0
+    return _transact(lambda conn: ledger_sql.insert_rows(conn, rows, keep_per_job))
 
 
 def record_claim(

@@ -11,28 +11,28 @@ store itself.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cron import claim as rules
 from cron import paths
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
-from cron.errors import JobNotFoundError, JobValueError, ScheduleError
-from cron.groupcommit import GroupCommit, Pending
+from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
+from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
 from cron.runners import validate_action
 from cron.schedule import compute_next_run, parse_schedule, resolve_zone, to_iso
-from cron.store import Job, get_store
+from cron.store import Job, Stored, Swap, get_store
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 EDITABLE = frozenset(
     {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"}
 )
@@ -128,11 +128,43 @@ def _first_run(schedule: dict[str, Any], now: datetime) -> datetime | None:
     return compute_next_run(schedule, after=now, tz=schedule.get("tz"))
 
 
-def _new_id(existing: set[str]) -> str:
-    while True:
-        candidate = uuid.uuid4().hex[:12]
-        if candidate not in existing:
-            return candidate
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def json_copy(job: Job) -> Job:
+    copied: Job = json.loads(json.dumps(job))
+    return copied
+
+
+def _encoded(job: Job) -> str:
+    return json.dumps(job, sort_keys=True, separators=(",", ":"))
+
+
+CAS_ATTEMPTS = 100
+"""Bound on compare-and-set retries of one job; each loss means another writer won."""
+
+
+def _cas(job_id: str, fn: Callable[[Job | None], T]) -> T:
+    """Read the job, apply ``fn`` to the copy, swap it back if it changed; retry a lost swap.
+
+    ``fn`` gets None for a missing job and may raise to abort (nothing is
+    written). A lost swap means someone else changed the job in between: the
+    rule is applied again to what they wrote, never to a stale copy.
+    """
+    store = get_store()
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(job_id)
+        if stored is None:
+            return fn(None)
+        job = stored.job
+        before = _encoded(job)
+        result = fn(job)
+        if _encoded(job) == before:
+            return result
+        if store.swap(job_id, stored.rev, job) is not None:
+            return result
+    raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
 
 # -- CRUD -------------------------------------------------------------------
@@ -195,22 +227,29 @@ def create_job(
         job["catch_up"] = catch
     if tmo is not None:
         job["timeout"] = tmo
-    with get_store().transaction() as jobs:
-        job["id"] = _new_id({j["id"] for j in jobs})
-        jobs.append(job)
+    store = get_store()
+    while True:
+        job["id"] = _new_id()
+        try:
+            store.insert(job)
+            break
+        except DuplicateJobError as exc:
+            if exc.field != "id":
+                raise
     _notify_changed()
     return job
 
 
 def get_job(job_id: str) -> Job | None:
-    return get_store().get(job_id)
+    stored = get_store().get(job_id)
+    return stored.job if stored is not None else None
 
 
 def list_jobs(*, include_disabled: bool = True) -> list[Job]:
-    jobs = get_store().load()
+    jobs = [s.job for s in get_store().scan()]
     if include_disabled:
         return jobs
-    return [j for j in jobs if j.get("enabled", True) and j.get("state") == "scheduled"]
+    return [j for j in jobs if rules.is_active(j)]
 
 
 def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
@@ -220,7 +259,7 @@ def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
         fn(job)
         return json_copy(job)
 
-    result = get_store().update_jobs([job_id], apply)[job_id]
+    result = _cas(job_id, apply)
     _notify_changed()
     return result
 
@@ -299,10 +338,7 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
 
 
 def remove_job(job_id: str) -> bool:
-    with get_store().transaction() as jobs:
-        before = len(jobs)
-        jobs[:] = [j for j in jobs if j.get("id") != job_id]
-        removed = len(jobs) != before
+    removed = get_store().delete(job_id)
     if removed:
         _notify_changed()
     return removed
@@ -377,11 +413,10 @@ def get_due_jobs(now: datetime | None = None) -> list[Job]:
     """Enabled, scheduled jobs whose ``next_run_at <= now`` (a snapshot; claims decide)."""
     at = _now(now)
     out = []
-    for job in get_store().load():
-        if not job.get("enabled", True) or job.get("state") != "scheduled":
-            continue
+    for stored in get_store().scan(due_by=at):
+        job = stored.job
         due = rules.parse_ts(job.get("next_run_at"))
-        if due is not None and due <= at:
+        if rules.is_active(job) and due is not None and due <= at:
             out.append(job)
     return out
 
@@ -389,50 +424,19 @@ def get_due_jobs(now: datetime | None = None) -> list[Job]:
 # -- the claim ----------------------------------------------------------------
 
 
-def _claim_settings() -> tuple[float, str]:
-    cfg = read_config()
-    return (
-        float(cfg_get(cfg, "cron", "claim_ttl", default=300)),
-        str(cfg_get(cfg, "cron", "catch_up", default="once")),
-    )
+def _event_rows(events: list[rules.LedgerEvent], source: str, at: str) -> list[LedgerRow]:
+    owner = owner_id()
+    return [
+        LedgerRow(uuid.uuid4().hex, ev.job_id, ev.status, ev.scheduled_at, at, source, owner,
+                  ev.job_name, ev.error)
+        for ev in events
+    ]
 
 
-def _write_events(events: list[rules.LedgerEvent], source: str, now: datetime) -> None:
-    if not events:
-        return
-    from cron import executions
-
-    for ev in events:
-        try:
-            executions.record_event(
-                ev.job_id,
-                status=ev.status,
-                scheduled_at=ev.scheduled_at,
-                source=source,
-                error=ev.error,
-                job_name=ev.job_name,
-                now=now,
-            )
-        except Exception:
-            # The store already advanced; a lost ledger row must not undo that.
-            log.exception("could not record %s row for job %s", ev.status, ev.job_id)
-
-
-def _record_claim(job: Job, token: str, source: str, now: datetime) -> None:
-    from cron import executions
-
-    try:
-        executions.record_claim(
-            token,
-            job["id"],
-            scheduled_at=job["fire_claim"]["scheduled_at"],
-            source=source,
-            owner=job["fire_claim"]["by"],
-            job_name=job.get("name"),
-            now=now,
-        )
-    except Exception:
-        log.exception("could not record the claim of job %s in the ledger", job["id"])
+def _claim_row(job: Job, token: str, source: str, at: str) -> LedgerRow:
+    claim = job["fire_claim"]
+    return LedgerRow(token, job["id"], "claimed", claim["scheduled_at"], at, source,
+                     claim["by"], job.get("name"))
 
 
 def claim_job_for_fire(
@@ -443,7 +447,7 @@ def claim_job_for_fire(
     force: bool = False,
     source: str = "manual",
 ) -> str | None:
-    """Give one due slot of ``job_id`` to exactly one caller: compare-and-set under the lock.
+    """Give one due slot of ``job_id`` to exactly one caller: a compare-and-set on the job.
 
     Returns a fresh claim token to the single winner and ``None`` to every
     other caller — threads, processes or machines sharing the store. ``None``
@@ -461,19 +465,33 @@ def claim_job_for_fire(
        the job's ``catch_up`` is ``skip`` (a one-shot: more than 120 s late) —
        the ticker records those as ``missed``.
 
-    On success, in the same atomic write: ``fire_claim`` is stamped
-    (``token``, ``at``, ``by`` = ``host:pid:start``, ``scheduled_at``), the
-    fired slot is recorded in ``last_scheduled_at``, ``repeat.completed`` is
-    incremented and ``next_run_at`` advances to the first slot strictly after
-    ``now`` (null once spent). Advancing before the run means a crash mid-run
-    loses at most one run and never repeats one. A ``scheduled_at`` later than
+    On success, in one store write: ``fire_claim`` is stamped (``token``,
+    ``at``, ``by`` = ``host:pid:start``, ``scheduled_at``), the fired slot is
+    recorded in ``last_scheduled_at``, ``repeat.completed`` is incremented and
+    ``next_run_at`` advances to the first slot strictly after ``now`` (null
+    once spent). Advancing before the run means a crash mid-run loses at most
+    one run and never repeats one. A ``scheduled_at`` later than
     ``next_run_at`` but not after ``now`` claims that slot and the slots passed
     over are recorded ``missed`` in the ledger. The ledger row (id = token,
-    status ``claimed``, ``source``) is written after the store write.
+    status ``claimed``, ``source``) rides on the same swap: on a database
+    store it commits in the same transaction.
+
+    How: read the job and its revision, apply :func:`cron.claim.try_claim` to
+    the copy, swap it back only if the revision is unchanged. A caller whose
+    swap loses re-reads and applies the rule to what the winner wrote — where
+    it finds the winner's live claim and gets None.
     """
     return claim_job_for_fire_ex(
         job_id, scheduled_at=scheduled_at, now=now, force=force, source=source
     ).token
+
+
+def _claim_settings() -> tuple[float, str]:
+    cfg = read_config()
+    return (
+        float(cfg_get(cfg, "cron", "claim_ttl", default=300)),
+        str(cfg_get(cfg, "cron", "catch_up", default="once")),
+    )
 
 
 def claim_job_for_fire_ex(
@@ -484,7 +502,7 @@ def claim_job_for_fire_ex(
     force: bool = False,
     source: str = "manual",
 ) -> rules.ClaimOutcome:
-    """:func:`claim_job_for_fire`, returning the outcome with its reason (for 409s and the CLI)."""
+    """:func:`claim_job_for_fire`, returning the outcome with its reason (``outcome.code``)."""
     at = _now(now)
     slot: datetime | None
     if isinstance(scheduled_at, str):
@@ -492,167 +510,132 @@ def claim_job_for_fire_ex(
     else:
         slot = _now(scheduled_at) if scheduled_at is not None else None
     ttl, catch_default = _claim_settings()
-    req = _claims.submit(_ClaimRequest(job_id, slot, at, force, ttl, catch_default, owner_id()))
-    outcome = req.outcome
-    assert outcome is not None  # filled by _write_claims
-    if req.claimed is not None and outcome.token is not None:
-        _record_claim(req.claimed, outcome.token, source, at)
-        _write_events(outcome.events, source, at)
-    return outcome
-
-
-@dataclass
-class _ClaimRequest(Pending):
-    job_id: str
-    slot: datetime | None
-    at: datetime
-    force: bool
-    ttl: float
-    catch_up: str
-    owner: str
-    outcome: rules.ClaimOutcome | None = None
-    claimed: Job | None = None
-
-    def attempt(self, job: Job | None) -> None:
-        self.outcome = rules.try_claim(
-            job,
-            now=self.at,
-            claim_ttl=self.ttl,
-            catch_up_default=self.catch_up,
-            owner=self.owner,
-            scheduled_at=self.slot,
-            force=self.force,
+    owner = owner_id()
+    stamp = to_iso(at)
+    store = get_store()
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(job_id)
+        job = stored.job if stored is not None else None
+        outcome = rules.try_claim(
+            job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner,
+            scheduled_at=slot, force=force,
         )
-        if job is not None and self.outcome.won:
-            self.claimed = json_copy(job)
+        if not outcome.won or stored is None or job is None:
+            return outcome
+        assert outcome.token is not None
+        rows = (_claim_row(job, outcome.token, source, stamp),
+                *_event_rows(outcome.events, source, stamp))
+        if store.swap_many([Swap(job_id, stored.rev, job, rows)])[0] is not None:
+            return outcome
+    raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
 
-R = TypeVar("R", "_ClaimRequest", "_MarkRequest")
-
-
-def _apply_in_one_write(batch: list[R], apply: Callable[[R, Job], None]) -> set[str]:
-    """``apply(request, job)`` for every request of a group-commit batch, in one store write.
-
-    Requests for the same job are applied in arrival order to the same dict, so
-    a compare-and-set holds inside the batch as it does across batches. Returns
-    the ids of the jobs that exist.
-    """
-    by_job: dict[str, list[R]] = {}
-    for req in batch:
-        by_job.setdefault(req.job_id, []).append(req)
-
-    def each(job: Job | None) -> bool:
-        if job is None:
-            return False
-        for req in by_job[job["id"]]:
-            apply(req, job)
-        return True
-
-    found = get_store().update_jobs(list(by_job), each)
-    return {job_id for job_id, exists in found.items() if exists}
-
-
-def _write_claims(batch: list[_ClaimRequest]) -> None:
-    """One store write for concurrent claims (webhook bursts, contending threads):
-    the first due request for a job wins, the rest see its live claim and lose."""
-    found = _apply_in_one_write(batch, _ClaimRequest.attempt)
-    for req in batch:
-        if req.job_id not in found:
-            req.attempt(None)
-
-
-_claims: GroupCommit[_ClaimRequest] = GroupCommit(_write_claims)
+def _sweep(
+    stored: Stored, *, at: datetime, ttl: float, catch_default: str, owner: str, source: str,
+) -> tuple[Swap | None, str | None, bool]:
+    """The tick's rule for one job: ``(swap to make or None, token if fired, completed?)``."""
+    job = stored.job
+    before = _encoded(job)
+    was = job.get("state")
+    outcome = rules.sweep_due(job, now=at, claim_ttl=ttl, catch_up_default=catch_default,
+                              owner=owner)
+    if _encoded(job) == before:
+        return None, None, False
+    stamp = to_iso(at)
+    rows = _event_rows(outcome.events, source, stamp)
+    if outcome.token is not None:
+        rows.insert(0, _claim_row(job, outcome.token, source, stamp))
+    completed = was != "completed" and job.get("state") == "completed"
+    return Swap(job["id"], stored.rev, job, tuple(rows)), outcome.token, completed
 
 
 def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list[tuple[Job, str]]:
-    """The tick's batch claim: :func:`claim_job_for_fire` semantics for every due job, one write.
+    """The tick's batch claim: :func:`claim_job_for_fire` semantics for every due job.
 
-    Also applies the missed-run rules (grace, ``catch_up``, one-shot 120 s,
-    overlap → ``skipped``) and writes their ledger rows. Returns ``(job,
-    token)`` for each job this caller must run; the job dict carries its claim.
+    Applies :func:`cron.claim.sweep_due` to each job the store lists as due
+    (fire, overlap → ``skipped``, beyond grace → ``missed`` or fire once,
+    one-shot 120 s) and writes every change with one ``swap_many`` — one file
+    write on json, one transaction on a database, the ledger rows included.
+    A job whose swap lost (another node or writer changed it first) is read
+    again and swept again. Returns ``(job, token)`` for each job this caller
+    must run; the job dict carries its claim.
     """
     at = _now(now)
     store = get_store()
-    wake = store.wake_at()
+    wake = store.next_wake()
     if wake is None or wake > at:
-        return []  # idle: nothing can be due; no lock, no parse
+        return []  # idle: nothing can be due; one indexed look, no lock
     ttl, catch_default = _claim_settings()
     owner = owner_id()
     won: list[tuple[Job, str]] = []
-    events: list[rules.LedgerEvent] = []
-
-    completed: list[str] = []
-
-    def sweep(job: Job | None) -> None:
-        if job is None:
-            return  # removed since the candidates were read
-        was = job.get("state")
-        outcome = rules.sweep_due(
-            job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner
-        )
-        events.extend(outcome.events)
-        if was != "completed" and job.get("state") == "completed":
-            completed.append(job["id"])
-        if outcome.token is not None:
-            won.append((json_copy(job), outcome.token))
-
-    # Only jobs that can be due are touched: one write for the whole batch.
-    store.update_jobs(store.due_candidates(at), sweep)
-    if won:
-        from cron import executions
-
-        rows = [
-            (
-                token,
-                job["id"],
-                job["fire_claim"]["scheduled_at"],
-                job.get("name"),
-                job["fire_claim"]["by"],
-            )
-            for job, token in won
+    completed = False
+    candidates = store.scan(due_by=at)
+    for _ in range(CAS_ATTEMPTS):
+        planned = [
+            _sweep(s, at=at, ttl=ttl, catch_default=catch_default, owner=owner, source=source)
+            for s in candidates
         ]
-        try:
-            executions.record_claims(rows, source=source, now=at)
-        except Exception:
-            # The claims are durable in the store; a ledger outage must not stop the runs.
-            log.exception("could not record %d claim(s) in the ledger", len(rows))
-    _write_events(events, source, at)
+        todo = [(swap, token, done) for swap, token, done in planned if swap is not None]
+        if not todo:
+            break
+        results = store.swap_many([swap for swap, _, _ in todo])
+        lost: list[str] = []
+        for (swap, token, done), result in zip(todo, results, strict=True):
+            if result is None:
+                lost.append(swap.job_id)
+                continue
+            completed = completed or done
+            if token is not None:
+                won.append((json_copy(swap.new), token))
+        if not lost:
+            break
+        candidates = [s for s in (store.get(job_id) for job_id in lost) if s is not None]
     if completed:
         _notify_changed()
     return won
 
 
-def json_copy(job: Job) -> Job:
-    import json
+def _apply_results(
+    results: Sequence[tuple[str, str, str, str | None]], at: datetime
+) -> list[tuple[bool, bool]]:
+    """Apply run results, fenced by token, in one ``swap_many`` (re-read on a lost swap).
 
-    copied: Job = json.loads(json.dumps(job))
-    return copied
-
-
-@dataclass
-class _MarkRequest(Pending):
-    job_id: str
-    token: str
-    at: datetime
-    status: str
-    error: str | None
-    applied: bool = False
-    completed: bool = False
-
-    def apply(self, job: Job) -> None:
-        was = job.get("state")
-        self.applied = rules.apply_run_result(
-            job, self.token, now=self.at, status=self.status, error=self.error
-        )
-        self.completed = self.applied and was != "completed" and job.get("state") == "completed"
-
-
-def _write_marks(batch: list[_MarkRequest]) -> None:
-    """One store write for results that arrive together (a burst of finishing jobs)."""
-    _apply_in_one_write(batch, _MarkRequest.apply)
-
-
-_marks: GroupCommit[_MarkRequest] = GroupCommit(_write_marks)
+    Returns ``(applied, completed)`` per result.
+    """
+    store = get_store()
+    out: list[tuple[bool, bool]] = [(False, False)] * len(results)
+    pending = list(range(len(results)))
+    for _ in range(CAS_ATTEMPTS):
+        which: list[int] = []
+        # Results for the same job in one batch are applied to one copy, in order.
+        current: dict[str, tuple[Stored | None, Job | None]] = {}
+        for i in pending:
+            job_id, token, status, error = results[i]
+            if job_id not in current:
+                stored = store.get(job_id)
+                current[job_id] = (stored, stored.job if stored is not None else None)
+            stored, job = current[job_id]
+            if stored is None or job is None:
+                continue
+            was = job.get("state")
+            if rules.apply_run_result(job, token, now=at, status=status, error=error):
+                out[i] = (True, was != "completed" and job.get("state") == "completed")
+                which.append(i)
+        changed = {results[i][0] for i in which}
+        by_job: dict[str, Swap] = {}
+        for job_id, (stored, job) in current.items():
+            if stored is not None and job is not None and job_id in changed:
+                by_job[job_id] = Swap(job_id, stored.rev, job)
+        if not by_job:
+            return out
+        won = dict(zip(by_job, store.swap_many(list(by_job.values())), strict=True))
+        lost = {job_id for job_id, result in won.items() if result is None}
+        if not lost:
+            return out
+        pending = [i for i in which if results[i][0] in lost]
+        for i in pending:
+            out[i] = (False, False)
+    raise TimeoutError(f"{CAS_ATTEMPTS} writers in a row changed these jobs first")
 
 
 def mark_job_run(
@@ -669,47 +652,70 @@ def mark_job_run(
     A stale owner (its claim expired and the slot moved on) cannot overwrite a
     newer run's result: it gets False and nothing changes. On success the
     claim is cleared and ``last_run_at``, ``last_status``, ``last_error``,
-    ``failure_streak`` are set; a spent job becomes ``completed``. Concurrent
-    calls in one process are written together (group commit); each returns
-    once its own result is written.
+    ``failure_streak`` are set; a spent job becomes ``completed``. The write is
+    a compare-and-set on the job, so a result racing a claim or another
+    result is applied to what that writer left, or not at all.
     """
-    req = _marks.submit(
-        _MarkRequest(job_id, token, _now(now), status or ("ok" if success else "error"), error)
-    )
-    if req.completed:
+    status = status or ("ok" if success else "error")
+    [(applied, completed)] = _apply_results([(job_id, token, status, error)], _now(now))
+    if completed:
         # The set of jobs that can fire shrank: external providers must hear it.
         _notify_changed()
-    return req.applied
+    return applied
 
 
 def mark_job_runs(
     results: list[tuple[str, str, str, str | None]], *, now: datetime | None = None
 ) -> list[bool]:
-    """:func:`mark_job_run` for many runs in one store write (shared with concurrent marks).
+    """:func:`mark_job_run` for many runs in one ``swap_many``.
 
     ``results`` are ``(job_id, token, status, error)``; returns, per entry,
     whether it applied (same compare as :func:`mark_job_run`).
     """
-    at = _now(now)
-    batch = [
-        _MarkRequest(job_id, token, at, status, error) for job_id, token, status, error in results
-    ]
-    if not batch:
+    if not results:
         return []
-    _marks.submit_many(batch)
-    if any(r.completed for r in batch):
+    out = _apply_results(results, _now(now))
+    if any(done for _, done in out):
         _notify_changed()
-    return [r.applied for r in batch]
+    return [applied for applied, _ in out]
+
+
+def refresh_claims(held: Sequence[tuple[str, str]], *, now: datetime | None = None) -> list[bool]:
+    """Re-date the live claims held by these ``(job_id, token)`` pairs in one ``swap_many``.
+
+    Returns, per pair, whether the token still held the claim (False: the
+    claim is gone — released, taken over, or the job removed).
+    """
+    at = _now(now)
+    store = get_store()
+    out = [False] * len(held)
+    pending = list(range(len(held)))
+    for _ in range(CAS_ATTEMPTS):
+        swaps: list[Swap] = []
+        idx: list[int] = []
+        for i in pending:
+            job_id, token = held[i]
+            stored = store.get(job_id)
+            if stored is not None and rules.refresh(stored.job, token, now=at):
+                swaps.append(Swap(job_id, stored.rev, stored.job))
+                idx.append(i)
+        if not swaps:
+            return out
+        results = store.swap_many(swaps)
+        pending = []
+        for i, result in zip(idx, results, strict=True):
+            if result is None:
+                pending.append(i)
+            else:
+                out[i] = True
+        if not pending:
+            return out
+    return out
 
 
 def refresh_claim(job_id: str, token: str, *, now: datetime | None = None) -> bool:
     """Re-date the live claim held by ``token`` (called by running jobs every ``claim_ttl/3``)."""
-    at = _now(now)
-
-    def apply(job: Job | None) -> bool:
-        return job is not None and rules.refresh(job, token, now=at)
-
-    return get_store().update_jobs([job_id], apply)[job_id]
+    return refresh_claims([(job_id, token)], now=now)[0]
 
 
 # -- ticker heartbeat files ----------------------------------------------------
@@ -780,7 +786,6 @@ def read_ticker_heartbeat() -> tuple[float | None, float | None, str | None]:
 
 
 __all__ = [
-    "JOB_ID_RE",
     "add_change_listener",
     "claim_due_jobs",
     "claim_job_for_fire",
@@ -795,6 +800,7 @@ __all__ = [
     "record_ticker_error",
     "record_ticker_heartbeat",
     "refresh_claim",
+    "refresh_claims",
     "remove_change_listener",
     "remove_job",
     "resume_job",

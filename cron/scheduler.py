@@ -279,13 +279,17 @@ class _ClaimKeeper:
                     continue
                 for token, job_id, every in due:
                     self._held[token] = (job_id, every, now + every)
-            for token, job_id, _ in due:
-                try:
-                    if not jobs.refresh_claim(job_id, token):
-                        with self._cond:
-                            self._held.pop(token, None)  # the claim is gone
-                except Exception:
-                    log.warning("could not refresh the claim of job %s", job_id, exc_info=True)
+            # One store write for the whole round, not one per held claim.
+            pairs = [(job_id, token) for token, job_id, _ in due]
+            try:
+                held = jobs.refresh_claims(pairs)
+            except Exception:
+                log.warning("could not refresh %d claim(s)", len(pairs), exc_info=True)
+                continue
+            with self._cond:
+                for (_job_id, token), still in zip(pairs, held, strict=True):
+                    if not still:
+                        self._held.pop(token, None)  # the claim is gone
 
 
 _keeper = _ClaimKeeper()

@@ -260,7 +260,7 @@ class InProcessCronScheduler(CronScheduler):
         """Seconds until the earliest due job, capped by ``interval`` (0 when overdue)."""
         from cron.store import get_store
 
-        wake = get_store().wake_at()
+        wake = get_store().next_wake()
         if wake is None:
             return float(interval)
         return max(0.0, min(float(interval), wake.timestamp() - self._clock()))

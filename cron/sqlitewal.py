@@ -134,3 +134,12 @@ class WalFile:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
             raise
+
+    def close_thread_connections(self) -> None:
+        """Close this thread's cached connections (others close with their threads)."""
+        cache = getattr(self._local, "conns", None)
+        if cache:
+            for conn in cache.values():
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            cache.clear()

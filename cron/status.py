@@ -80,7 +80,7 @@ def _store_summary() -> tuple[int, str | None]:
     from cron.store import get_store
 
     try:
-        jobs = get_store().load()
+        jobs = [s.job for s in get_store().scan()]
     except Exception:
         return 0, None
     active = [j for j in jobs if j.get("enabled", True) and j.get("state") == "scheduled"]

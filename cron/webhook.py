@@ -68,6 +68,7 @@ from cron.config import cfg_get, read_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
 from cron.sqlitewal import WalFile
+from cron.stores.json import JsonJobStore
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,16 @@ def _max_skew() -> float:
 
 
 def nonces_path() -> Path:
-    """``<home>/cron/webhook_nonces.db``: signatures of accepted requests, for replay refusal."""
-    return paths.cron_dir() / "webhook_nonces.db"
+    """Where signatures of accepted requests are kept, for replay refusal.
+
+    ``<home>/cron/webhook_nonces.db`` beside ``jobs.json``; on a database store,
+    that database (so a replay to another gateway sharing it is refused too).
+    """
+    from cron.store import get_store
+
+    if isinstance(get_store(), JsonJobStore):
+        return paths.cron_dir() / "webhook_nonces.db"
+    return get_store().ledger_path()
 
 
 _NONCE_SCHEMA = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,9 +28,10 @@ from cron.errors import (
     ScheduleError,
 )
 from cron.schedule import to_iso
-from cron.store import get_store, set_store
+from cron.store import set_store
 from tests.characterization.actions import OK
 from tests.conftest import write_config
+from tests.support.stores import edit_job
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -118,7 +120,7 @@ def rows(job_id: str, status: str | None = None) -> list[dict[str, Any]]:
 
 def test_create_cron_text_and_command_string(home: Path, changes: list[int]) -> None:
     job = jobs.create_job("0 9 * * 1-5", "echo hi", now=T0)
-    assert jobs.JOB_ID_RE.match(job["id"])
+    assert re.fullmatch(r"[0-9a-f]{12}", job["id"])
     assert SPEC_FIELDS <= set(job)
     assert job["schedule"] == {"kind": "cron", "expr": "0 9 * * 1-5", "display": "0 9 * * 1-5"}
     assert job["action"] == {"kind": "command", "command": "echo hi"}
@@ -382,11 +384,10 @@ def test_claim_ttl_from_config(home: Path) -> None:
 
 def test_claim_dated_in_the_future_is_stale(home: Path) -> None:
     job = jobs.create_job("every 1m", "true", now=T0)
-    with get_store().transaction() as all_jobs:
-        all_jobs[0]["fire_claim"] = {
-            "token": "f" * 32, "at": to_iso(T0 + timedelta(minutes=10)),
-            "by": "elsewhere:1:1", "scheduled_at": to_iso(T0),
-        }
+    edit_job(job["id"], lambda j: j.update(fire_claim={
+        "token": "f" * 32, "at": to_iso(T0 + timedelta(minutes=10)),
+        "by": "elsewhere:1:1", "scheduled_at": to_iso(T0),
+    }))
     token = jobs.claim_job_for_fire(job["id"], now=T0 + M)
     assert token and token != "f" * 32
     assert on_disk(job["id"])["fire_claim"]["at"] == to_iso(T0 + M)

@@ -320,9 +320,13 @@ from cron.store import get_store
 go, n = Path(sys.argv[1]), int(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
+first = get_store().scan(limit=1)[0].job["id"]
 for i in range(n):
-    with get_store().transaction() as js:
-        js[0]["name"] = str(int(js[0]["name"]) + 1)
+    while True:
+        cur = get_store().get(first)
+        cur.job["name"] = str(int(cur.job["name"]) + 1)
+        if get_store().swap(first, cur.rev, cur.job) is not None:
+            break
     jobs.create_job("every 1h", "true", name=f"{sys.argv[3]}-{i}")
 """
 

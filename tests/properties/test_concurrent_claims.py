@@ -167,7 +167,8 @@ def asked_slot(job: dict[str, Any], spec: JobSpec, now: datetime) -> datetime | 
 
 def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, Any]]:
     from cron import jobs
-    from cron.store import get_store
+    from tests.support.stores import by_id as stored_by_id
+    from tests.support.stores import edit_job
 
     ids: list[str] = []
     for spec in specs:
@@ -178,10 +179,9 @@ def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, An
         if spec.paused:
             jobs.pause_job(job["id"], reason="drawn", now=t0)
         ids.append(job["id"])
-    with get_store().transaction() as stored:
-        by_id = {j["id"]: j for j in stored}
-        for job_id, spec in zip(ids, specs, strict=True):
-            job = by_id[job_id]
+    for job_id, spec in zip(ids, specs, strict=True):
+
+        def apply(job: dict[str, Any], spec: JobSpec = spec, job_id: str = job_id) -> None:
             job["repeat"]["completed"] = spec.done
             if spec.times is not None and spec.done >= spec.times:
                 # Spent and marked: what SPEC §3 says such a job looks like.
@@ -195,7 +195,9 @@ def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, An
                     "by": "elsewhere:1:1",
                     "scheduled_at": _iso(t0),
                 }
-    by_id = {j["id"]: j for j in get_store().load()}
+
+        edit_job(job_id, apply)
+    by_id = stored_by_id()
     return [by_id[i] for i in ids]
 
 
@@ -357,7 +359,7 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
                   specs: list[JobSpec], expected: list[datetime | None],
                   results: list[dict[str, Any]]) -> list[str]:
     from cron import executions
-    from cron.store import get_store
+    from tests.support.stores import by_id as stored_by_id
 
     problems: list[str] = []
     parse_errors = [e for r in results for e in r["parse_errors"]]
@@ -367,8 +369,8 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
     if raw.get("version") != 1:
         problems.append(f"version is {raw.get('version')!r}")
     final = {j["id"]: j for j in raw["jobs"]}
-    if final != {j["id"]: j for j in get_store().load()}:
-        problems.append("the store's load() disagrees with the file")
+    if final != stored_by_id():
+        problems.append("the store's scan() disagrees with the file")
 
     # No lost update: every contender's own job survived everyone else's writes.
     created = [r["created"] for r in results]

@@ -58,7 +58,7 @@ def test_incremental_due_index_equals_a_rebuild(
                 continue
             jobs[pos] = _job(pos, fields)
             changed[jobs[pos]["id"]] = jobs[pos]
-        index = index.with_changes(list(changed.values()), claim_ttl=TTL)
+        index = index.with_changes(list(changed.values()), [], claim_ttl=TTL)
         fresh = due_index(jobs, claim_ttl=TTL)
         assert index.entries == fresh.entries
         assert index.by_id == fresh.by_id

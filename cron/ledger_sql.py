@@ -1,0 +1,134 @@
+"""The run ledger's SQLite schema and the writes a store makes inside its own transaction.
+
+Shared by :mod:`cron.executions` (the ledger API) and the SQLite store, whose
+database file holds the ledger beside the jobs so that a claim and its
+``claimed`` row commit together (SPEC §10).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A ledger row that must exist iff the store swap it rides on wins (SPEC §10).
+
+    ``status`` is ``claimed`` (a fired run; ``id`` = its claim token) or an
+    event status (``missed`` / ``skipped``) recorded for a slot not run.
+    """
+
+    id: str
+    job_id: str
+    status: str
+    scheduled_at: str | None
+    at: str
+    source: str
+    owner: str | None
+    job_name: str | None = None
+    error: str | None = None
+
+
+KEEP_PER_JOB = 1000
+"""Default bound on ledger rows kept per job; older rows are pruned on write."""
+
+COLUMNS = (
+    "id",
+    "job_id",
+    "job_name",
+    "scheduled_at",
+    "claimed_at",
+    "started_at",
+    "finished_at",
+    "status",
+    "source",
+    "owner",
+    "error",
+    "output_path",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    job_name TEXT,
+    scheduled_at TEXT,
+    claimed_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    source TEXT,
+    owner TEXT,
+    error TEXT,
+    output_path TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
+CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
+"""
+
+# "When did this attempt happen": the claim for fired runs, the start for runs
+# whose claim was never recorded, the recording time for missed/skipped rows.
+WHEN = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
+ORDER = f"{WHEN} DESC, rowid DESC"
+
+
+def prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
+    """Delete the job's rows beyond the newest ``keep``; live rows are never pruned.
+
+    Cheap when under the bound (one indexed count), which is the common case.
+    Live (claimed/running) rows survive so recovery can still settle them.
+    """
+    if keep < 1:
+        raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM executions WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if count <= keep:
+        return
+    conn.execute(
+        f"""
+        DELETE FROM executions
+        WHERE job_id = ?
+          AND status NOT IN ('claimed', 'running')
+          AND rowid NOT IN (
+              SELECT rowid FROM executions WHERE job_id = ? ORDER BY {ORDER} LIMIT ?
+          )
+        """,
+        (job_id, job_id, keep),
+    )
+
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[LedgerRow], keep_per_job: int) -> int:
+    """Insert claim rows (``claimed``, id = token; kept if already there) and event rows
+    (``missed``/``skipped``, final at once) inside the caller's transaction."""
+    inserted = 0
+    touched: set[str] = set()
+    for r in rows:
+        if r.status == "claimed":
+            cur = conn.execute(
+                """
+                INSERT OR IGNORE INTO executions
+                    (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
+                VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+                """,
+                (r.id, r.job_id, r.job_name, r.scheduled_at, r.at, r.source, r.owner),
+            )
+        else:
+            cur = conn.execute(
+                """
+                INSERT INTO executions
+                    (id, job_id, job_name, scheduled_at, finished_at, status, source, owner, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (r.id, r.job_id, r.job_name, r.scheduled_at, r.at, r.status, r.source, r.owner,
+                 r.error),
+            )
+        if cur.rowcount == 1:
+            inserted += 1
+            touched.add(r.job_id)
+    for job_id in touched:
+        prune(conn, job_id, keep_per_job)
+    return inserted

@@ -1,0 +1,269 @@
+"""A SQLite store: jobs, the run ledger and the webhook replay record in one database file.
+
+``sqlite`` = ``<home>/cron/cronkit.db``; ``sqlite:///<absolute path>`` = that file.
+
+Schema (version :data:`SCHEMA_VERSION`, recorded in ``cronkit_meta``)::
+
+    jobs(id TEXT PRIMARY KEY, rev INTEGER, doc TEXT, wake_at TEXT, key TEXT UNIQUE, seq INTEGER)
+        -- doc: the job as JSON; wake_at: cron.claim.wake_time (indexed, NULL = inactive)
+    executions(...)            -- the ledger (cron.ledger_sql), same file
+    webhook_nonces(...)        -- the replay record, same file (cron.webhook)
+
+A swap is one conditional ``UPDATE jobs ... WHERE id = ? AND rev = ?`` whose
+row count decides: 1 = won, 0 = lost. ``swap_many`` runs every swap and the
+ledger rows of the winners in one ``BEGIN IMMEDIATE`` transaction, so a claim
+and its ``claimed`` row commit together. WAL, ``busy_timeout``, one cached
+connection per thread; SQLite serialises writers, which is exactly the
+compare-and-set's need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cron import ledger_sql, paths
+from cron.claim import Job, wake_time
+from cron.errors import DuplicateJobError, SchemaVersionError, StoreConfigError
+from cron.ledger_sql import KEEP_PER_JOB, LedgerRow
+from cron.sqlitewal import WalFile
+from cron.stores import JobStore, Stored, Swap
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS cronkit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    rev INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    wake_at TEXT,
+    key TEXT UNIQUE,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_wake_at ON jobs(wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
+"""
+    + ledger_sql.SCHEMA
+)
+
+BUSY_TIMEOUT = 30.0
+
+
+def _wake_text(job: Job, ttl: float) -> str | None:
+    # Fixed-width UTC text sorts like the instant it names, so the index orders by time.
+    t = wake_time(job, ttl)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t is not None else None
+
+
+def _due_text(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _from_wake_text(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _encode(job: Job) -> str:
+    return json.dumps(job, separators=(",", ":"))
+
+
+class SqliteJobStore(JobStore):
+    """Jobs as rows of one SQLite file (WAL); the ledger and replay record beside them."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._explicit = path
+        self._wal = WalFile(self._path, _SCHEMA, synchronous="FULL", timeout=BUSY_TIMEOUT)
+        self._checked: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _path(self) -> Path:
+        return self._explicit if self._explicit is not None else paths.cron_dir() / "cronkit.db"
+
+    @property
+    def path(self) -> Path:
+        return self._path()
+
+    @property
+    def url(self) -> str:
+        return "sqlite" if self._explicit is None else f"sqlite://{self._explicit}"
+
+    def ledger_path(self) -> Path:
+        return self._path()
+
+    # -- connections and schema ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._wal.connect() as conn:
+                self._check_schema(conn)
+                yield conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+                raise
+            raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
+        except OSError as exc:
+            raise StoreConfigError(self.url, f"cannot open the database: {exc}") from None
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        key = str(self._path())
+        if key in self._checked:
+            return
+        row = conn.execute(
+            "SELECT value FROM cronkit_meta WHERE name = 'schema_version'"
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO cronkit_meta (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            found = SCHEMA_VERSION
+        else:
+            found = int(row[0])
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(self.url, found, SCHEMA_VERSION)
+        with self._lock:
+            self._checked.add(key)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Stored | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT doc, rev FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Stored(json.loads(row[0]), row[1]) if row is not None else None
+
+    def scan(self, *, due_by: datetime | None = None, limit: int | None = None) -> list[Stored]:
+        lim = -1 if limit is None else max(int(limit), 0)
+        with self._conn() as conn:
+            if due_by is None:
+                rows = conn.execute(
+                    "SELECT doc, rev FROM jobs ORDER BY seq LIMIT ?", (lim,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT doc, rev FROM jobs WHERE wake_at IS NOT NULL AND wake_at <= ? "
+                    "ORDER BY wake_at, id LIMIT ?",
+                    (_due_text(due_by), lim),
+                ).fetchall()
+        return [Stored(json.loads(doc), rev) for doc, rev in rows]
+
+    def next_wake(self) -> datetime | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT wake_at FROM jobs WHERE wake_at IS NOT NULL ORDER BY wake_at LIMIT 1"
+            ).fetchone()
+        return _from_wake_text(row[0]) if row is not None else None
+
+    def version(self) -> object | None:
+        # data_version changes when another connection commits; our own writes
+        # are covered by total_changes() of this thread's connection.
+        with self._conn() as conn:
+            (dv,) = conn.execute("PRAGMA data_version").fetchone()
+            return (str(self._path()), dv, conn.total_changes)
+
+    def count(self) -> int:
+        with self._conn() as conn:
+            (n,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(n)
+
+    def find_key(self, key: str) -> Stored | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT doc, rev FROM jobs WHERE key = ?", (key,)).fetchone()
+        return Stored(json.loads(row[0]), row[1]) if row is not None else None
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "sqlite", "url": self.url, "location": str(self._path()),
+                "schema_version": SCHEMA_VERSION, "jobs": self.count()}
+
+    # -- writes ----------------------------------------------------------------------
+
+    def _insert_in(self, conn: sqlite3.Connection, job: Job) -> Stored:
+        key = job.get("key")
+        if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job["id"],)).fetchone():
+            raise DuplicateJobError("id", job["id"])
+        if key is not None and conn.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone():
+            raise DuplicateJobError("key", str(key))
+        doc = _encode(job)
+        conn.execute(
+            "INSERT INTO jobs (id, rev, doc, wake_at, key, seq) VALUES "
+            "(?, 1, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))",
+            (job["id"], doc, _wake_text(job, self.claim_ttl), key),
+        )
+        return Stored(json.loads(doc), 1)
+
+    def insert(self, job: Job) -> Stored:
+        with self._write() as conn:
+            return self._insert_in(conn, job)
+
+    def insert_many(self, jobs: Sequence[Job]) -> list[Stored]:
+        with self._write() as conn:
+            return [self._insert_in(conn, job) for job in jobs]
+
+    def _swap_in(self, conn: sqlite3.Connection, job_id: str, rev: object, new: Job,
+                 ttl: float) -> Stored | None:
+        if new.get("id") != job_id:
+            raise ValueError(f"swap of job {job_id!r} got a job with id {new.get('id')!r}")
+        doc = _encode(new)
+        row = conn.execute(
+            "UPDATE jobs SET doc = ?, wake_at = ?, key = ?, rev = rev + 1 "
+            "WHERE id = ? AND rev = ? RETURNING rev",
+            (doc, _wake_text(new, ttl), new.get("key"), job_id, rev),
+        ).fetchone()
+        return Stored(json.loads(doc), row[0]) if row is not None else None
+
+    def swap(self, job_id: str, rev: object, new: Job) -> Stored | None:
+        with self._write() as conn:
+            return self._swap_in(conn, job_id, rev, new, self.claim_ttl)
+
+    def swap_many(self, swaps: Sequence[Swap]) -> list[Stored | None]:
+        if not swaps:
+            return []
+        ttl = self.claim_ttl
+        out: list[Stored | None] = []
+        with self._write() as conn:
+            rows: list[LedgerRow] = []
+            for item in swaps:
+                won = self._swap_in(conn, item.job_id, item.rev, item.new, ttl)
+                if won is not None:
+                    rows.extend(item.rows)
+                out.append(won)
+            if rows:
+                # Same transaction: a won claim without its ledger row cannot exist.
+                ledger_sql.insert_rows(conn, rows, KEEP_PER_JOB)
+        return out
+
+    def write_rows(self, rows: list[LedgerRow]) -> None:
+        with self._write() as conn:
+            ledger_sql.insert_rows(conn, rows, KEEP_PER_JOB)
+
+    def delete(self, job_id: str, rev: object | None = None) -> bool:
+        with self._write() as conn:
+            if rev is None:
+                cur = conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            else:
+                cur = conn.execute("DELETE FROM jobs WHERE id = ? AND rev = ?", (job_id, rev))
+            return cur.rowcount == 1
+
+    def close(self) -> None:
+        self._wal.close_thread_connections()
+
