@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -101,7 +102,7 @@ def error_message(exc: BaseException) -> tuple[str, int]:
             hint = "; move the file aside (a new, empty ledger is created on the next run)"
         elif "locked" in text:
             hint = "; another process holds the ledger lock, try again"
-        return _one_line(f"run ledger {paths.executions_path()}: {text}{hint}"), EXIT_BAD_INPUT
+        return _one_line(f"run ledger {_ledger_location()}: {text}{hint}"), EXIT_BAD_INPUT
     if isinstance(exc, OSError):
         return _one_line(_os_error_line(exc)), EXIT_BAD_INPUT
     if isinstance(exc, KeyError):
@@ -113,6 +114,15 @@ def error_message(exc: BaseException) -> tuple[str, int]:
         _one_line(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)"),
         EXIT_FAILED,
     )
+
+
+def _ledger_location() -> str:
+    from cron.store import get_store
+
+    try:
+        return str(get_store().ledger_path())
+    except Exception:
+        return str(paths.executions_path())
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -505,7 +515,8 @@ def _command_text(command: Sequence[str]) -> str:
 
 
 def _ledger_exists() -> bool:
-    return paths.executions_path().exists()
+    # Reading history must not create a ledger: only look if its file is there.
+    return Path(_ledger_location()).exists()
 
 
 # -- the group ------------------------------------------------------------------------------------
@@ -1195,6 +1206,47 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
             "not available here" if not names[configured] else "failed to load")
         click.echo(f"selected: builtin - cron.provider = {configured!r} is {why}, "
                    "so the built-in ticker runs")
+
+
+@main.group("store", short_help="Which job store is in use; copy jobs to another.")
+def store_group() -> None:
+    """The job store (cron.store / $CRONKIT_STORE): where jobs, runs and claims live."""
+
+
+@store_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print the store description.")
+def store_info_cmd(as_json: bool) -> None:
+    """Backend, location (password masked), schema version and job count."""
+    _config()
+    from cron.store import get_store
+
+    info = get_store().info()
+    if as_json:
+        _emit_json(info)
+        return
+    _kv([("backend", str(info["backend"])), ("url", str(info["url"] or "json")),
+         ("location", str(info.get("location", ""))),
+         ("schema version", str(info.get("schema_version"))), ("jobs", str(info["jobs"]))])
+
+
+@store_group.command("copy")
+@click.argument("url")
+def store_copy_cmd(url: str) -> None:
+    """Copy every job (ids and state unchanged) into the empty store at URL."""
+    _config(store=True)
+    from cron.store import get_store
+    from cron.stores import open_store
+    from cron.stores.copy import copy_jobs
+
+    source = get_store()
+    target = open_store(url)
+    try:
+        if target.url == source.url and target.ledger_path() == source.ledger_path():
+            _fail(f"{url!r} is the configured store itself; nothing to copy")
+        count = copy_jobs(source, target)
+    finally:
+        target.close()
+    click.echo(f"copied {count} job(s) from {source.url} to {target.url}")
 
 
 @main.command("gateway", short_help="Run the trigger and the webhook in the foreground.")

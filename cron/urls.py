@@ -19,6 +19,7 @@ def mask_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    masked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return _PASSWORD_RE.sub(r"\1***", masked)
+        # Rebuilt only when there is a password to hide: urlunsplit drops an empty "//".
+        url = urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query,
+                          parts.fragment))
+    return _PASSWORD_RE.sub(r"\1***", url)

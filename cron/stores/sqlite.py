@@ -79,6 +79,11 @@ class SqliteJobStore(JobStore):
     """Jobs as rows of one SQLite file (WAL); the ledger and replay record beside them."""
 
     def __init__(self, path: Path | None = None) -> None:
+        if path is not None and not path.parent.is_dir():
+            # An explicit file in a missing directory is a typo, not a place to create.
+            raise StoreConfigError(
+                f"sqlite://{path}", f"the directory {str(path.parent)!r} does not exist"
+            )
         self._explicit = path
         self._wal = WalFile(self._path, _SCHEMA, synchronous="FULL", timeout=BUSY_TIMEOUT)
         self._checked: set[str] = set()
