@@ -148,6 +148,22 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+def reset_store() -> None:
+    """Empty the configured store in one step (bench set-up only: no API does this)."""
+    import sqlite3
+
+    from cron.store import get_store
+    from cron.stores.json import JsonJobStore
+    from cron.stores.sqlite import SqliteJobStore
+
+    store = get_store()
+    if isinstance(store, JsonJobStore):
+        store.path.unlink(missing_ok=True)
+    elif isinstance(store, SqliteJobStore) and store.path.exists():
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("DELETE FROM jobs")
+
+
 def build_jobs(specs: Sequence[tuple[str, float]], action: dict[str, Any]) -> list[str]:
     """Replace the store under the current home with one job per ``(schedule, next_run)``.
 
@@ -160,6 +176,7 @@ def build_jobs(specs: Sequence[tuple[str, float]], action: dict[str, Any]) -> li
     from cron.schedule import parse_schedule
     from cron.store import get_store
 
+    reset_store()
     template = jobs.create_job("every 1d", action, name="bench-template")
     base = json.dumps(template)
     parsed: dict[str, dict[str, Any]] = {}

@@ -123,7 +123,7 @@ def bench_idle(cfg: dict[str, Any]) -> dict[str, Any]:
                 "tick_ms_p99": _med([r["tick_ms"]["p99"] for r in runs]),
                 "iteration_ms_p50": _med([r["iteration_ms"]["p50"] for r in runs]),
                 "next_delay_ms_p50": _med([r["next_delay_ms"]["p50"] for r in runs]),
-                "stat_ms_p50": _med([r["stat_ms"]["p50"] for r in runs]),
+                "stat_ms_p50": _med([r["stat_ms"].get("p50") for r in runs]),
                 "first_tick_ms": _med([r["first_tick_ms"] for r in runs]),
                 "parses_during_idle_ticks": max(r["parses_during_idle_ticks"] for r in runs),
             },
@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(NAMES)}")
     ap.add_argument("--reps", type=int, default=None, help="override every repetition count")
     ap.add_argument("--out", type=Path, default=None, help="where to write the JSON report")
+    ap.add_argument("--stores", default="json,sqlite",
+                    help="comma-separated store backends to measure, one after the other in "
+                         "this run (default: json,sqlite)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other benchmarks' results already in the report file "
                          "(rerun one benchmark without redoing the rest)")
@@ -396,14 +399,20 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     started = time.time()
     results: dict[str, Any] = {}
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     for name in only:
-        t0 = time.time()
-        try:
-            results[name] = BENCHES[name](cfg[name])
-        except Exception as exc:  # one broken benchmark must not hide the others
-            traceback.print_exc()
-            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        _log(f"{name} done in {time.time() - t0:.0f}s")
+        for store in stores:
+            # Children inherit the variable: every process of this benchmark uses `store`.
+            os.environ["CRONKIT_STORE"] = store
+            key = name if store == "json" else f"{name}@{store}"
+            t0 = time.time()
+            try:
+                results[key] = BENCHES[name](cfg[name])
+            except Exception as exc:  # one broken benchmark must not hide the others
+                traceback.print_exc()
+                results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            _log(f"{key} done in {time.time() - t0:.0f}s")
+    os.environ.pop("CRONKIT_STORE", None)
     machine["loadavg_end"] = list(os.getloadavg())
     runs_log = [{"started_at": datetime.fromtimestamp(started, UTC).isoformat(),
                  "benchmarks": only, "machine": machine}]
@@ -411,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(out_path.read_text())
         merged = {k: v for k, v in previous.get("results", {}).items() if k not in results}
         merged.update(results)
-        results = {k: merged[k] for k in NAMES if k in merged}
+        results = dict(merged)
         cfg_prev = previous.get("config", {})
         cfg_prev.update({k: cfg[k] for k in only})
         cfg = {**cfg, **cfg_prev}
@@ -420,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
                                           "benchmarks": list(previous.get("results", {})),
                                           "machine": previous.get("machine")}]) + runs_log
     rows = targets(results)
+    for store in stores:
+        if store != "json":
+            suffix = f"@{store}"
+            per = {k[: -len(suffix)]: v for k, v in results.items() if k.endswith(suffix)}
+            rows += [{**r, "name": f"[{store}] {r['name']}"} for r in targets(per)]
     md = table(rows)
     report = {
         "mode": "quick" if args.quick else "full",

@@ -128,7 +128,9 @@ class _LedgerTimer:
         from cron import executions
 
         self.total = 0.0
-        for name in ("record_claim", "record_claims", "record_event"):
+        # On json the rows a claim carries are written by executions.insert_rows after
+        # the store write; on sqlite they share the claim's transaction (not separable).
+        for name in ("record_claim", "record_claims", "record_event", "insert_rows"):
             original = getattr(executions, name)
             setattr(executions, name, self._wrap(original))
 
@@ -161,7 +163,7 @@ def claim(n: int, singles: int, batches: int, batch_size: int) -> dict[str, Any]
             specs[i] = (specs[i][0], now - 1.0)
         ids = build_jobs(specs, ACTION_NOOP)
         store = get_store()
-        store.load()  # warm the reader cache like a running gateway would have
+        store.scan()  # warm the reader cache like a running gateway would have
         timer = _LedgerTimer()
         jobs.claim_job_for_fire(ids[0])  # warm-up (imports, ledger schema)
         timer.take()
@@ -183,8 +185,8 @@ def claim(n: int, singles: int, batches: int, batch_size: int) -> dict[str, Any]
             build_jobs(specs, ACTION_NOOP)
             # Warm like a running ticker: its idle wakes keep the parsed jobs and the
             # due index current (build_jobs rewrote the file, as another process would).
-            store.load()
-            store.wake_at()
+            store.scan()
+            store.next_wake()
             timer.take()
             t0 = time.perf_counter()
             won = jobs.claim_due_jobs()

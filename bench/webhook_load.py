@@ -288,7 +288,9 @@ def memory(n: int, settle: float) -> dict[str, Any]:
     with temp_home("memory") as home:
         use_home(home)
         build_jobs([("*/5 * * * *", time.time() + 86400)] * n, ACTION_NOOP)
-        size = (home / "cron" / "jobs.json").stat().st_size
+        store_file = home / "cron" / ("cronkit.db" if os.environ.get("CRONKIT_STORE") == "sqlite"
+                                      else "jobs.json")
+        size = store_file.stat().st_size
         with gateway(home) as (proc, url):
             deadline = time.monotonic() + settle
             while time.monotonic() < deadline:

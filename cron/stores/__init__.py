@@ -253,14 +253,19 @@ def _json_factory(url: str) -> JobStore:
 def _sqlite_factory(url: str) -> JobStore:
     from cron.stores.sqlite import SqliteJobStore
 
-    if url == "sqlite":
-        return SqliteJobStore()
-    parts = urlsplit(url)
-    if parts.netloc or not parts.path.startswith("/") or not url.startswith("sqlite:///"):
+    base, _, query = url.partition("?")
+    options = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    sync = options.pop("synchronous", "normal").upper()
+    if options or sync not in ("NORMAL", "FULL"):
+        raise StoreConfigError(url, "the only option is ?synchronous=normal|full")
+    if base == "sqlite":
+        return SqliteJobStore(synchronous=sync)
+    parts = urlsplit(base)
+    if parts.netloc or not parts.path.startswith("/") or not base.startswith("sqlite:///"):
         raise StoreConfigError(
             url, "expected 'sqlite' or 'sqlite:///<absolute path>' (three slashes)"
         )
-    return SqliteJobStore(Path(parts.path))
+    return SqliteJobStore(Path(parts.path), synchronous=sync)
 
 
 register_store("json", _json_factory)
@@ -308,7 +313,7 @@ def scheme_of(url: str) -> str:
     text = url.strip()
     if text in ("", "json"):
         return "json"
-    if text == "sqlite":
+    if text == "sqlite" or text.startswith("sqlite?"):
         return "sqlite"
     m = _SCHEME_RE.match(text)
     if m is None:
