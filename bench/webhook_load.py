@@ -279,6 +279,44 @@ def fire(n: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+def ceiling(n: int, concurrency: int) -> dict[str, Any]:
+    """The same load against ``bench.bare_app`` (bare Starlette on uvicorn): the ceiling."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=child_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the bare Starlette app did not start") from None
+                time.sleep(0.05)
+        reqs = [(f"{i:012x}", b'{"job_id": "x"}', {"Content-Type": "application/json"})
+                for i in range(n)]
+        sent, lat, elapsed = asyncio.run(_send_all(url, reqs, concurrency))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    ok = sum(1 for _, code in sent if code == 202)
+    return {"requests": n, "accepted": ok, "elapsed_s": elapsed,
+            "accepted_per_s": ok / elapsed if elapsed else None, "latency_ms": summarize(lat)}
+
+
 # -- memory ------------------------------------------------------------------------------
 
 
@@ -312,12 +350,17 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("fire")
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--concurrency", type=int, default=16)
+    p = sub.add_parser("ceiling")
+    p.add_argument("--jobs", type=int, required=True)
+    p.add_argument("--concurrency", type=int, default=16)
     p = sub.add_parser("memory")
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--settle", type=float, default=3.0)
     args = ap.parse_args(argv)
     if args.cmd == "fire":
         emit(fire(args.jobs, args.concurrency))
+    elif args.cmd == "ceiling":
+        emit(ceiling(args.jobs, args.concurrency))
     else:
         emit(memory(args.jobs, args.settle))
 

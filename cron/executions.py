@@ -26,7 +26,6 @@ Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import uuid
@@ -117,22 +116,15 @@ def _write_ops(batch: list[_Op]) -> None:
     the exception; the others still commit. A ``BaseException`` (or a failed
     BEGIN/COMMIT) rolls back the whole batch and reaches every caller.
     """
-    with _connect() as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    op.result = op.fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    op.error = exc
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+    with _ledger.transaction() as conn:
+        for op in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                op.result = op.fn(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                op.error = exc
+            conn.execute("RELEASE op")
 
 
 # Writers of this process queue here instead of meeting SQLite's lock: its busy

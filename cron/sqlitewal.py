@@ -47,6 +47,32 @@ def initialise_wal(conn: sqlite3.Connection, schema: str, *, timeout: float) -> 
         delay = min(delay * 2, 0.1)
 
 
+class _WriterLocks:
+    """One lock per database file for the writers of this process.
+
+    SQLite already serialises writers, but a writer that finds the file locked
+    sleeps in its busy handler (1, 2, 5, 10 ms ...). With the jobs, the ledger
+    and the replay record in one file, this process's own writers would keep
+    meeting each other there; queued on a thread lock they hand over at once.
+    Per process by nature — so is SQLite's lock — hence one registry here.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def for_path(self, path: Path) -> threading.Lock:
+        key = os.path.realpath(path)
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = threading.Lock()
+            return lock
+
+
+_writers = _WriterLocks()
+
+
 class WalFile:
     """One SQLite file: created 0600, switched to WAL with ``schema`` once per file,
     autocommit connections cached per thread.
@@ -143,3 +169,18 @@ class WalFile:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             cache.clear()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` on this thread's connection; rolled back if the
+        block raises. Writers of this process to the same file queue on one lock first."""
+        path = self._path()
+        with _writers.for_path(path), self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")

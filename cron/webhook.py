@@ -46,7 +46,6 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import tempfile
 import time
 import urllib.error
@@ -234,29 +233,22 @@ _nonce_db = WalFile(nonces_path, _NONCE_SCHEMA)
 
 def _write_nonces(batch: list[_NonceRequest]) -> None:
     """One transaction for the signatures of concurrent requests (one fsync, not N)."""
-    with _nonce_db.connect() as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            oldest = min(r.at for r in batch)
-            conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
-            for req in batch:
-                # A signature recorded and not yet expired is a replay.
-                row = conn.execute(
-                    "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
-                ).fetchone()
-                if row is not None and row[0] >= req.at:
-                    req.fresh = False
-                    continue
-                conn.execute(
-                    "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                    (req.digest, req.at + req.ttl),
-                )
-                req.fresh = True
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+    with _nonce_db.transaction() as conn:
+        oldest = min(r.at for r in batch)
+        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
+        for req in batch:
+            # A signature recorded and not yet expired is a replay.
+            row = conn.execute(
+                "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
+            ).fetchone()
+            if row is not None and row[0] >= req.at:
+                req.fresh = False
+                continue
+            conn.execute(
+                "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
+                (req.digest, req.at + req.ttl),
+            )
+            req.fresh = True
 
 
 _nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)

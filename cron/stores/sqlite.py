@@ -143,15 +143,15 @@ class SqliteJobStore(JobStore):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._conn() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        with self._conn():  # the schema check and the error mapping
+            pass
+        try:
+            with self._wal.transaction() as conn:
                 yield conn
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
                 raise
-            conn.execute("COMMIT")
+            raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
 
     # -- reads -----------------------------------------------------------------------
 
