@@ -19,7 +19,6 @@ does not wait for it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -121,9 +120,3 @@ class ProcessGroup:
             return True
         self.signal(signal.SIGKILL)
         return self.wait_gone(2.0)
-
-
-def kill_now(group: ProcessGroup) -> None:
-    """SIGKILL ``group`` without waiting (best effort)."""
-    with contextlib.suppress(OSError):
-        group.signal(signal.SIGKILL)

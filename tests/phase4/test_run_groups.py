@@ -222,7 +222,8 @@ def test_gateway_stop_closes_a_runaway_python_run_and_exits(home: Path) -> None:
     time.sleep(0.8)
     started = time.monotonic()
     assert gw.stop(signal.SIGTERM, timeout=20) == 0
-    assert time.monotonic() - started < 10
+    # The grace, then no wait for a callable that cannot be stopped.
+    assert time.monotonic() - started < 3.5
     rows = executions.list_executions(job["id"], limit=None)
     ran = [r for r in rows if r["status"] not in ("skipped", "missed")]
     assert [r["status"] for r in ran] == ["timeout"]
