@@ -32,7 +32,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from cron import __version__, paths
+from cron import __version__, paths, procinfo
 from cron.config import cfg_get, load_config
 from cron.errors import ConfigError, CronkitError, JobNotFoundError
 
@@ -1080,7 +1080,10 @@ def error_hint(error: str | None) -> str | None:
 def status_lines(
     st: Any, *, now: datetime | None = None, store_error: str | None = None
 ) -> list[str]:
-    """The verdict line, then aligned ``key: value`` lines, for a TickerStatus."""
+    """The verdict line, then aligned ``key: value`` lines, for a TickerStatus.
+
+    Failing jobs and runaway runs follow, one indented ``✗`` line each.
+    """
     from cron.status import read_ticker_pid
 
     ok, bad = _symbols()
@@ -1097,6 +1100,9 @@ def status_lines(
     elif st.state == "stalled":
         verdict = (f"{bad} ticker STALLED: last heartbeat {beat} (> {limit:.0f}s) {dash} "
                    "jobs are NOT firing; restart the gateway")
+    elif st.state == "failing" and st.store_error:
+        verdict = (f"{bad} ticker FAILING: the job store cannot be read {dash} jobs are NOT "
+                   f"firing: {_one_line(st.store_error)}")
     elif st.state == "failing":
         clean = ("never completed a clean tick" if st.success_age is None
                  else f"last clean tick {st.success_age:.0f}s ago (> {limit:.0f}s)")
@@ -1125,12 +1131,43 @@ def status_lines(
     hint = error_hint(st.last_error)
     if hint:
         pairs.append(("hint", hint))
+    store_error = store_error or getattr(st, "store_error", None)
     if store_error:
-        pairs.append(("job store", f"UNREADABLE: {store_error}"))
+        pairs.append(("job store", f"UNREADABLE: {_one_line(store_error)}"))
     pairs.append(("active jobs", str(st.jobs_active)))
     pairs.append(("next run", fmt_next_run(st.next_run_at, now=now, empty="none")))
+    failing = list(getattr(st, "failing_jobs", []) or [])
+    total = int(getattr(st, "failing_jobs_total", 0) or len(failing))
+    runaway = list(getattr(st, "runaway_runs", []) or [])
+    if total:
+        pairs.append(("failing jobs", str(total)))
+    if runaway:
+        pairs.append(("runaway runs", f"{len(runaway)} (still going past their timeout)"))
     width = max(len(k) for k, _ in pairs) + 1
-    return [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
+    lines = [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
+    for job in failing:
+        streak = int(job.get("failure_streak") or 0)
+        err = _one_line(job.get("last_error") or job.get("last_status") or "no error recorded")
+        lines.append(f"    {bad} {_job_label(job)}: {streak} failed run"
+                     f"{'s' if streak != 1 else ''} in a row; last error: {err}")
+    if total > len(failing):
+        lines.append(f"    ... and {total - len(failing)} more ('cronkit list' shows them)")
+    for run in runaway:
+        label = _job_label({"id": run.get("job_id"), "name": run.get("name")})
+        owner = procinfo.split_owner(str(run.get("owner") or ""))
+        if run.get("pgid"):
+            where = f"process group {run['pgid']}"
+        elif owner is not None:
+            where = f"a thread of pid {owner[1]} on {owner[0]}"
+        else:
+            where = "a thread that cannot be killed"
+        limit = float(run["timeout"])
+        shown = f"{limit:g}s" if limit < 60 else fmt_duration(limit)
+        lines.append(
+            f"    {bad} {label}: running {fmt_duration(float(run['running_for']))}, past its "
+            f"{shown} timeout, in {where}; the job holds its claim until the run ends"
+        )
+    return lines
 
 
 @main.command("status", short_help="Will my jobs fire? (exit 0/1/2/3)")
@@ -1142,24 +1179,12 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     from cron.status import ticker_status
 
     st = ticker_status(cfg=cfg)
-    store_error = _store_error()
     if as_json:
-        _emit_json({**st.to_dict(), "store_error": store_error})
+        _emit_json(st.to_dict())
     else:
-        for line in status_lines(st, store_error=store_error):
+        for line in status_lines(st):
             click.echo(line)
     ctx.exit(st.exit_code)
-
-
-def _store_error() -> str | None:
-    """Why the job store cannot be read (a corrupt ``jobs.json``), or None."""
-    from cron.store import get_store
-
-    try:
-        get_store().count()
-    except Exception as exc:
-        return error_message(exc)[0]
-    return None
 
 
 @main.command("providers")

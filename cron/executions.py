@@ -26,6 +26,7 @@ Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import uuid
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 from cron import ledger_sql, procinfo
 from cron.groupcommit import GroupCommit, Pending
 from cron.ledger_sql import LedgerRow
+from cron.procgroup import ProcessGroup
 from cron.sqlitewal import WalFile
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,30 @@ def _check_status(status: str, allowed: frozenset[str]) -> None:
         )
 
 
+_ADDED_COLUMNS = (("pgid", "INTEGER"), ("pgid_start", "TEXT"))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a ledger written by an older build lacks (idempotent, race-safe)."""
+
+    def missing() -> list[tuple[str, str]]:
+        have = {str(row[1]) for row in conn.execute("PRAGMA table_info(executions)")}
+        return [(name, kind) for name, kind in _ADDED_COLUMNS if name not in have]
+
+    if not missing():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have just added them.
+        for name, kind in missing():
+            conn.execute(f"ALTER TABLE executions ADD COLUMN {name} {kind}")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 # WAL plus NORMAL is crash-safe (a power cut may lose the newest rows, never
 # corrupt the file); FULL would fsync on every run's bookkeeping.
 def _ledger_path() -> Path:
@@ -96,7 +122,7 @@ def _ledger_path() -> Path:
 
 _ledger = WalFile(
     _ledger_path, _SCHEMA, synchronous="NORMAL", row_factory=sqlite3.Row,
-    timeout=_SQLITE_TIMEOUT,
+    timeout=_SQLITE_TIMEOUT, migrate=_migrate,
 )
 _connect = _ledger.connect
 """An autocommit connection to the ledger with the schema ensured (cached per thread)."""
@@ -252,6 +278,25 @@ def mark_running(
     repeated call cannot resurrect a finished run). Returns True when the row
     is now ``running``.
     """
+    return start_run(
+        token, job_id=job_id, scheduled_at=scheduled_at, source=source, owner=owner,
+        job_name=job_name, keep_per_job=keep_per_job, now=now,
+    ) is not None
+
+
+def start_run(
+    token: str,
+    *,
+    job_id: str,
+    scheduled_at: datetime | str | None = None,
+    source: str = "tick",
+    owner: str | None = None,
+    job_name: str | None = None,
+    keep_per_job: int = KEEP_PER_JOB,
+    now: datetime | None = None,
+) -> str | None:
+    """:func:`mark_running`, returning the row's ``source`` (who fired it), or None
+    when the row was already final and is left alone."""
     running_owner = owner if owner is not None else procinfo.owner_id()
     started = _now_iso(now)
     return _transact(
@@ -280,8 +325,8 @@ def _mark_running_in(
     job_name: str | None,
     keep_per_job: int,
     started: str,
-) -> bool:
-    """The body of :func:`mark_running`, inside the caller's transaction."""
+) -> str | None:
+    """The body of :func:`start_run`, inside the caller's transaction."""
     cur = conn.execute(
         """
         UPDATE executions
@@ -293,7 +338,8 @@ def _mark_running_in(
         (started, owner, _opt_iso(scheduled_at), job_name, token),
     )
     if cur.rowcount == 1:
-        return True
+        row = conn.execute("SELECT source FROM executions WHERE id = ?", (token,)).fetchone()
+        return str(row["source"] or source)
     cur = conn.execute(
         """
         INSERT OR IGNORE INTO executions
@@ -308,9 +354,9 @@ def _mark_running_in(
             token,
             job_id,
         )
-        return False
+        return None
     _prune(conn, job_id, keep_per_job)
-    return True
+    return source
 
 
 def finish(
@@ -433,6 +479,47 @@ def record_event(
     return exec_id
 
 
+def record_process_group(token: str, group: ProcessGroup) -> bool:
+    """Record on the ``token`` row the process group its command runs in.
+
+    Written before the command is let go (see ``cron.runners.run_command``), so
+    a gateway killed at any later moment leaves a row naming the group
+    recovery must end. Returns True when a live row was updated.
+    """
+
+    def update(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE executions SET pgid = ?, pgid_start = ? "
+            "WHERE id = ? AND status IN ('claimed', 'running')",
+            (group.pgid, group.leader_start, token),
+        )
+        return cur.rowcount == 1
+
+    return _transact(update)
+
+
+def process_group_of(token: str) -> ProcessGroup | None:
+    """The process group recorded on the ``token`` row, or None."""
+    with _connect() as conn:
+        row = conn.execute(
+            "SELECT pgid, pgid_start FROM executions WHERE id = ?", (token,)
+        ).fetchone()
+    if row is None or row["pgid"] is None:
+        return None
+    return ProcessGroup(int(row["pgid"]), row["pgid_start"])
+
+
+def list_live_executions() -> list[dict[str, Any]]:
+    """Every ``claimed``/``running`` row (with ``pgid`` and ``pgid_start``), oldest first."""
+    cols = ", ".join((*COLUMNS, "pgid", "pgid_start"))
+    with _connect() as conn:
+        rows = conn.execute(
+            f"SELECT {cols} FROM executions WHERE status IN ('claimed', 'running') "
+            f"ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
+        ).fetchall()
+    return [dict(row) for row in rows]
+
+
 def recover_interrupted_executions(*, now: datetime | None = None) -> int:
     """Mark ``unknown`` every claimed/running row whose owner is provably gone.
 
@@ -442,36 +529,66 @@ def recover_interrupted_executions(*, now: datetime | None = None) -> int:
     return len(recover_interrupted_execution_rows(now=now))
 
 
-def recover_interrupted_execution_rows(*, now: datetime | None = None) -> list[tuple[str, str]]:
+def recover_interrupted_execution_rows(
+    *, now: datetime | None = None, term_grace: float | None = None
+) -> list[tuple[str, str]]:
     """Mark ``unknown`` every claimed/running row whose owner is provably gone.
 
     "Provably gone" is :func:`cron.procinfo.owner_gone`: same host and the pid
     is dead, or alive with another start time (reused). Rows owned by a live
     process, by another host, or with no owner are left alone. Nothing is
     rerun: the run may have had effects, so its outcome is recorded as unknown.
+
+    A row whose command's process group outlived its owner (the gateway was
+    killed with ``kill -9``) has that group ended first — SIGTERM, SIGKILL
+    ``term_grace`` seconds later (default :data:`cron.procgroup.TERM_GRACE`) —
+    so settling the row (and the caller releasing the claim) can never let a
+    second run start beside it. A group that cannot be ended (another user's
+    process) keeps its row live, logged at ERROR.
     Returns ``(execution id = claim token, job_id)`` of each row marked.
     """
+    from cron.procgroup import TERM_GRACE
+
+    grace = TERM_GRACE if term_grace is None else term_grace
     with _connect() as conn:
         rows = conn.execute(
-            "SELECT id, job_id, owner FROM executions WHERE status IN ('claimed', 'running')"
+            "SELECT id, job_id, owner, pgid, pgid_start FROM executions "
+            "WHERE status IN ('claimed', 'running')"
         ).fetchall()
     verdicts: dict[str, bool] = {}
-    dead: list[tuple[str, str, str]] = []
+    dead: list[tuple[str, str, str, str]] = []
     for row in rows:
         owner = row["owner"]
         if not owner:
             continue
         if owner not in verdicts:
             verdicts[owner] = procinfo.owner_gone(owner)
-        if verdicts[owner]:
-            dead.append((row["id"], row["job_id"], owner))
+        if not verdicts[owner]:
+            continue
+        note = ""
+        if row["pgid"] is not None:
+            group = ProcessGroup(int(row["pgid"]), row["pgid_start"])
+            if group.alive():
+                log.warning(
+                    "job %s: its run's process group %d outlived owner %s; ending it",
+                    row["job_id"], group.pgid, owner,
+                )
+                if not group.terminate(grace):
+                    log.error(
+                        "job %s: process group %d of a dead owner's run cannot be ended; "
+                        "its run stays live so no second copy starts",
+                        row["job_id"], group.pgid,
+                    )
+                    continue
+                note = f"; its process group {group.pgid} was still running and was ended"
+        dead.append((row["id"], row["job_id"], owner, note))
     if not dead:
         return []
     finished = _now_iso(now)
     marked: list[tuple[str, str]] = []
 
     def settle(conn: sqlite3.Connection) -> None:
-        for exec_id, job_id, owner in dead:
+        for exec_id, job_id, owner, note in dead:
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
             cur = conn.execute(
@@ -482,7 +599,7 @@ def recover_interrupted_execution_rows(*, now: datetime | None = None) -> list[t
                 (
                     finished,
                     f"owner process {owner} is gone (exited or pid reused) before the run "
-                    "finished; its outcome is unknown and it was not rerun",
+                    f"finished{note}; its outcome is unknown and it was not rerun",
                     exec_id,
                     owner,
                 ),

@@ -12,8 +12,9 @@ Lifecycle::
     gateway.pid written (readiness) -> wait for SIGINT/SIGTERM
 
     stop: webhook answers 503 to new fires -> stop_event + provider.stop() ->
-    wait for running jobs (up to ``grace``) -> uvicorn exits -> pid file
-    removed -> lock released -> exit 0
+    wait for running jobs (up to ``grace``) -> uvicorn exits -> SIGTERM each
+    still-running job's process group, SIGKILL 5 s later, rows ``interrupted``
+    -> pid file removed -> lock released -> exit 0
 """
 
 from __future__ import annotations
@@ -226,6 +227,34 @@ def _wait_for_jobs(deadline: float) -> bool:
     return scheduler.wait_for_running(max(0.0, deadline - time.monotonic()))
 
 
+END_WAIT = 5.0
+"""After SIGKILL, how long the gateway waits for the killed runs' bookkeeping."""
+
+
+def _end_running_jobs(grace: float) -> None:
+    """After the grace: SIGTERM every running job's process group, SIGKILL 5 s later.
+
+    The runs are recorded ``interrupted`` (their rows and claims settled by the
+    normal bookkeeping), so nothing the gateway started outlives it.
+    """
+    from cron import procgroup, scheduler
+
+    left = _running_jobs()
+    log.warning(
+        "%d job(s) still running after the %gs grace; ending their process groups "
+        "(SIGTERM, then SIGKILL after %gs)", left, grace, procgroup.TERM_GRACE,
+    )
+    scheduler.interrupt_running(term_grace=procgroup.TERM_GRACE)
+    # Wait for the ended runs' bookkeeping, not for runaway python callables: those
+    # never end on request (run_gateway closes their rows before it exits).
+    deadline = time.monotonic() + END_WAIT
+    while time.monotonic() < deadline:
+        runaway = sum(1 for run in scheduler.live_runs() if run.runaway)
+        if _running_jobs() <= runaway:
+            return
+        time.sleep(0.05)
+
+
 def run_gateway(
     *,
     host: str | None = None,
@@ -248,9 +277,10 @@ def run_gateway(
     Raises :class:`GatewayRunningError` (with the live pid) if another
     gateway holds this home. Returns 0 after a clean stop, 1 if the webhook
     could not be served. If jobs are still running when ``grace`` runs out,
-    the process exits at once (``os._exit(0)``) after removing its pid
-    file: the interrupted runs' ledger rows are settled as ``unknown`` by the
-    next start's recovery, never rerun.
+    each one's process group gets SIGTERM, then SIGKILL 5 s later, and the
+    runs are recorded ``interrupted`` (claims released): nothing started here
+    outlives the gateway. A python callable cannot be killed: its row is
+    closed and the process exits at once (``os._exit(0)``), which ends it.
     """
     from cron import scheduler_provider
     from cron import webhook as webhook_mod
@@ -278,7 +308,16 @@ def run_gateway(
             try:
                 sock = _bind(bind_host, bind_port)
             except OSError as exc:
-                log.error("cannot listen on %s:%s: %s", bind_host, bind_port, exc.strerror or exc)
+                if exc.errno == errno.EADDRINUSE:
+                    log.error(
+                        "cannot listen on %s:%s: port %s is already in use; pick another "
+                        "with --port (0 = any free port) or run the trigger only with "
+                        "--no-webhook", bind_host, bind_port, bind_port,
+                    )
+                else:
+                    log.error(
+                        "cannot listen on %s:%s: %s", bind_host, bind_port, exc.strerror or exc
+                    )
                 return 1
             bound_port = int(sock.getsockname()[1])
             if not _is_loopback(sock.getsockname()[0]):
@@ -346,17 +385,24 @@ def run_gateway(
             server.stop(5.0)
         # A fire accepted just before the 503 flag took effect may have started late.
         finished = _wait_for_jobs(deadline) and finished
+        if not finished:
+            _end_running_jobs(grace)
         scheduler_provider.set_active_provider(None)
         _remove_pid_file()
         _release_lock(lock_fd)
         _restore_signal_handlers(previous_handlers)
-        if not finished:
-            left = _running_jobs()
+        from cron import scheduler
+
+        if _running_jobs():
+            # Only runs nothing can stop are left (a python callable past its
+            # timeout): exiting ends them, so their rows say so first.
+            left = scheduler.abandon_running("the gateway exited after its grace")
             log.warning(
-                "%d job(s) still running after the %gs grace; exiting without them", left, grace
+                "%d run(s) could not be stopped (python callables); exiting ends them", left
             )
             logging.shutdown()
             os._exit(0)
+        scheduler.allow_starts()
         log.info("cronkit gateway stopped")
 
 

@@ -34,6 +34,9 @@ class LedgerRow:
 KEEP_PER_JOB = 1000
 """Default bound on ledger rows kept per job; older rows are pruned on write."""
 
+# ``pgid`` / ``pgid_start``: a command run's process group and its leader's
+# start time (cron.procgroup), so recovery can end a group its dead owner left
+# running. Not in COLUMNS: the rows callers list keep their shape.
 COLUMNS = (
     "id",
     "job_id",
@@ -62,7 +65,9 @@ CREATE TABLE IF NOT EXISTS executions (
     source TEXT,
     owner TEXT,
     error TEXT,
-    output_path TEXT
+    output_path TEXT,
+    pgid INTEGER,
+    pgid_start TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
 CREATE INDEX IF NOT EXISTS executions_status ON executions(status);

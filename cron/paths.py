@@ -93,6 +93,11 @@ def ticker_pid_path() -> Path:
     return cron_dir() / "ticker.pid"
 
 
+def ticker_lock_path() -> Path:
+    """Held (``flock``) by the one active ticker of this home for its whole life."""
+    return cron_dir() / "ticker.lock"
+
+
 def gateway_pid_path() -> Path:
     return cron_dir() / "gateway.pid"
 

@@ -29,11 +29,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cron import paths
 from cron.errors import ActionError
+from cron.procgroup import ProcessGroup
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +52,71 @@ process it started still holds the output pipe open."""
 
 RUN_STATUSES = ("ok", "error", "timeout", "interrupted")
 
+# Holds the command until its group is recorded: the parent writes a newline to
+# the shell's stdin once ``on_spawn`` is done; if the parent dies first, stdin
+# reaches EOF and the command never starts. The command itself then runs
+# exactly as ``/bin/sh -c COMMAND`` with stdin /dev/null, in the same process
+# (exec), so its pid, process group and start time are the ones recorded.
+_GATE_SCRIPT = 'IFS= read -r _ || exit 125; exec /bin/sh -c "$1" </dev/null'
+GATE_CANCELLED = 125
+
 _TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+SpawnHook = Callable[[ProcessGroup], bool]
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """How to run one fire: ``timeout`` in seconds (None or <= 0: none), the fired slot."""
+    """How to run one fire: ``timeout`` in seconds (None or <= 0: none), the fired slot.
+
+    ``on_spawn(group)``, when given, is called by a runner that starts a process
+    group, after the group exists and before the action's own command runs; it
+    returns False to cancel the run before the command starts (its caller is
+    shutting down). The scheduler records the group on the ledger row there,
+    so no command ever runs unrecorded.
+    """
 
     timeout: float | None
     scheduled_at: str | None
     env: Mapping[str, str] | None = None
+    on_spawn: SpawnHook | None = None
+
+
+@dataclass(frozen=True)
+class Straggler:
+    """Work a runner could not stop at its timeout; it still runs in this process.
+
+    ``thread`` is doing it; ``final()`` is the run's result once it has ended.
+    The scheduler keeps the job's claim (and the ledger row ``running``) until
+    then, so no second run of the job starts beside it.
+    """
+
+    thread: threading.Thread
+    final: Callable[[], RunResult]
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds (None: forever); True once the work ended."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outcome of one run. ``status`` is ok|error|timeout|interrupted; ``error`` is one line."""
+    """Outcome of one run. ``status`` is ok|error|timeout|interrupted; ``error`` is one line.
+
+    ``straggler`` is set by a runner that returned at its timeout while the
+    work goes on (it cannot be stopped); see :class:`Straggler`.
+    """
 
     status: str
     output: str
     error: str | None
     exit_code: int | None = None
+    straggler: Straggler | None = field(default=None, compare=False, repr=False)
 
 
 Runner = Callable[[dict[str, Any], RunContext], RunResult]
@@ -407,6 +453,35 @@ def _terminate(proc: subprocess.Popen[bytes], pipe: _Pipe) -> None:
     _reap_group(pgid)
 
 
+def _open_gate(proc: subprocess.Popen[bytes], ctx: RunContext) -> bool:
+    """Report the new group through ``ctx.on_spawn``, then let the command start.
+
+    Returns False (the command is never started; the shell exits) when
+    ``on_spawn`` cancels the run. A failing hook is logged and the command
+    runs anyway: a ledger hiccup must not stop a job. A ``BaseException``
+    kills the group before it propagates.
+    """
+    assert proc.stdin is not None and ctx.on_spawn is not None
+    go = True
+    try:
+        try:
+            go = ctx.on_spawn(ProcessGroup.of_leader(proc.pid))
+        except Exception:
+            log.exception("recording the process group of pid %d failed; running anyway", proc.pid)
+        if go:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(b"\n")
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+        raise
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.close()
+    return go
+
+
 def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
     """Run ``action["command"]`` with ``/bin/sh -c`` in its own process group.
 
@@ -424,6 +499,10 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
     (it is left running, since the command detached it on purpose). If this
     thread receives a ``BaseException`` while waiting, the group is killed
     before it propagates.
+
+    With ``ctx.on_spawn`` the shell first waits on its stdin for the go-ahead
+    (``_GATE_SCRIPT``), so the group is known — recorded — before the command
+    runs, and a parent that dies in between leaves nothing running.
     """
     command = job["action"]["command"]
     env = dict(os.environ)
@@ -434,15 +513,25 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
     cwd = paths.ensure_dir(paths.home())
     timeout = ctx.timeout if ctx.timeout and ctx.timeout > 0 else None
 
+    gated = ctx.on_spawn is not None
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", command],
-        stdin=subprocess.DEVNULL,
+        ["/bin/sh", "-c", _GATE_SCRIPT, "sh", command] if gated else ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=cwd,
         env=env,
     )
+    if gated and not _open_gate(proc, ctx):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        return RunResult(
+            status="interrupted", output="",
+            error="cancelled before the command started (the scheduler is stopping)",
+        )
     pipe = _Pipe(proc)
     timed_out = False
     detached_output = False
@@ -523,9 +612,10 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
 
     Note for implementers: with a timeout the callable runs in a daemon
     thread and the caller stops waiting after ``ctx.timeout`` seconds,
-    returning ``status="timeout"``. Python threads cannot be killed, so the
-    callable keeps running in the background until it returns on its own (and
-    dies with the process at exit). A runner that must really stop its work
+    returning ``status="timeout"`` with a :class:`Straggler`. Python threads
+    cannot be killed, so the callable keeps running in the background until
+    it returns on its own (or dies with the process at exit); the scheduler
+    keeps the job's claim until then. A runner that must really stop its work
     has to run it in a subprocess.
     """
     target = job["action"]["target"]
@@ -551,21 +641,42 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
             box["tb"] = traceback.format_exc()
 
     thread = threading.Thread(target=worker, name=f"cronkit-python-{job.get('id')}", daemon=True)
+    started = time.monotonic()
     thread.start()
     thread.join(timeout)
+
+    def outcome() -> RunResult:
+        failure: BaseException | None = box.get("exc")
+        if failure is not None:
+            if not isinstance(failure, Exception):
+                raise failure
+            return RunResult("error", _cap_text(box["tb"]), _one_line(failure))
+        return RunResult("ok", _cap_text(_coerce_output(box.get("value"))), None)
+
     if thread.is_alive():
+
+        def final() -> RunResult:
+            took = time.monotonic() - started
+            try:
+                late = outcome()
+            except BaseException as exc:  # noqa: B036 - the work is over; report how it ended
+                late = RunResult("error", "", _one_line(exc))
+            ending = "returned" if late.status == "ok" else f"failed ({late.error})"
+            return RunResult(
+                "timeout",
+                late.output,
+                f"timed out after {timeout:g}s; the python callable could not be killed "
+                f"and {ending} after {took:.1f}s",
+            )
+
         return RunResult(
             "timeout",
             "",
-            f"timed out after {timeout:g}s; the python callable cannot be killed and may "
-            "still be running in a background thread",
+            f"timed out after {timeout:g}s; the python callable cannot be killed and is "
+            "still running in a background thread",
+            straggler=Straggler(thread, final),
         )
-    failure: BaseException | None = box.get("exc")
-    if failure is not None:
-        if not isinstance(failure, Exception):
-            raise failure
-        return RunResult("error", _cap_text(box["tb"]), _one_line(failure))
-    return RunResult("ok", _cap_text(_coerce_output(box.get("value"))), None)
+    return outcome()
 
 
 def _one_line(exc: BaseException) -> str:

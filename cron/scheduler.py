@@ -15,6 +15,7 @@ import fcntl
 import inspect
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cron import executions, jobs, paths
+from cron import executions, jobs, paths, procgroup
 from cron.config import cfg_get, read_config
 from cron.output import write_output
+from cron.procgroup import ProcessGroup
 from cron.runners import RunContext, RunResult, run_action
 from cron.store import Job
 
@@ -208,8 +210,6 @@ def dispatch(
         _inflight.update(futures)
     _count_queued(len(claimed))
     for i, (job, fut) in enumerate(zip(claimed, futures, strict=True)):
-        if verbose:
-            log.info("firing job %s (%s)", job["id"], job.get("name"))
         try:
             pool.submit(_pipelined, job, adapters, loop, fut)
         except BaseException:
@@ -333,6 +333,150 @@ def _timeout_for(job: Job, cfg: dict[str, Any]) -> float | None:
 
 
 @dataclass
+class LiveRun:
+    """A run this process has started and not yet recorded (see :func:`live_runs`)."""
+
+    token: str
+    job_id: str
+    name: str | None
+    source: str
+    scheduled_at: str | None
+    started: float
+    """Wall-clock start (epoch seconds)."""
+    timeout: float | None
+    group: ProcessGroup | None = None
+    interrupted: bool = False
+    acted: bool = False
+    """The action has returned (whatever its outcome, it was not interrupted after that)."""
+    runaway: bool = False
+    """Past its timeout and still running (a python callable that cannot be stopped)."""
+
+
+class _LiveRuns:
+    """Every run of this process from ``running`` until its result is recorded.
+
+    The gateway's shutdown ends their process groups from here; the shutdown
+    flag (:meth:`close`) cancels runs that have not started their command yet.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, LiveRun] = {}
+        self.closing = False
+
+    def add(self, run: LiveRun) -> None:
+        with self._lock:
+            self._runs[run.token] = run
+
+    def get(self, token: str) -> LiveRun | None:
+        with self._lock:
+            return self._runs.get(token)
+
+    def remove(self, token: str) -> None:
+        with self._lock:
+            self._runs.pop(token, None)
+
+    def snapshot(self) -> list[LiveRun]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def spawned(self, token: str, group: ProcessGroup) -> bool:
+        """``RunContext.on_spawn`` of one run: record its group; False cancels it."""
+        with self._lock:
+            run = self._runs.get(token)
+            if run is not None:
+                run.group = group
+            if self.closing:
+                if run is not None:
+                    run.interrupted = True
+                return False
+        try:
+            executions.record_process_group(token, group)
+        except Exception:
+            # The run is still tracked here; only recovery after a crash loses sight of it.
+            log.exception("could not record process group %d on ledger row %s", group.pgid, token)
+        return True
+
+    def close(self) -> list[LiveRun]:
+        """Stop letting commands start; mark the runs still in their action interrupted."""
+        with self._lock:
+            self.closing = True
+            runs = list(self._runs.values())
+            for run in runs:
+                if not run.acted:
+                    run.interrupted = True
+        return runs
+
+    def acted(self, run: LiveRun) -> bool:
+        """The action of ``run`` returned; True if it had been interrupted first."""
+        with self._lock:
+            run.acted = True
+            return run.interrupted
+
+    def reopen(self) -> None:
+        with self._lock:
+            self.closing = False
+
+
+_live = _LiveRuns()
+
+
+def live_runs() -> list[LiveRun]:
+    """The runs this process has started whose results are not recorded yet."""
+    return _live.snapshot()
+
+
+def interrupt_running(*, term_grace: float = procgroup.TERM_GRACE) -> int:
+    """End this process's running jobs (the gateway's shutdown, after its grace).
+
+    No further command starts here. Each running command's process group gets
+    SIGTERM, and SIGKILL ``term_grace`` seconds later if any of it is still
+    alive; those runs are recorded ``interrupted``. A python callable cannot
+    be stopped: it stays live (see :func:`abandon_running`). Returns how many
+    process groups were signalled.
+    """
+    runs = _live.close()
+    groups = [r.group for r in runs if r.group is not None]
+    for group in groups:
+        log.warning("ending process group %d (SIGTERM, SIGKILL after %gs)", group.pgid,
+                    term_grace)
+        group.signal(signal.SIGTERM)
+    deadline = time.monotonic() + term_grace
+    for group in groups:
+        if not group.wait_gone(max(0.0, deadline - time.monotonic())):
+            group.signal(signal.SIGKILL)
+    for group in groups:
+        if not group.wait_gone(2.0):
+            log.error("process group %d survived SIGKILL", group.pgid)
+    return len(groups)
+
+
+def allow_starts() -> None:
+    """Undo :func:`interrupt_running`'s ban on new starts (a gateway stopped in-process)."""
+    _live.reopen()
+
+
+def abandon_running(reason: str) -> int:
+    """Record every run still live here as ended because this process exits now.
+
+    For the runs nothing could stop (a python callable past its timeout, or
+    one still inside its grace): the process is about to exit, which ends
+    them, so their rows are closed (``timeout`` for a run already past its
+    timeout, else ``interrupted``) and their claims released. Returns how many.
+    """
+    runs = _live.close()
+    for run in runs:
+        status = "timeout" if run.runaway else "interrupted"
+        error = f"{reason}; the run ended with the process"
+        with contextlib.suppress(Exception):
+            jobs.mark_job_run(run.job_id, run.token, success=False, error=error, status=status)
+        with contextlib.suppress(Exception):
+            executions.finish(run.token, status=status, error=error)
+        _live.remove(run.token)
+    return len(runs)
+
+
+@dataclass
 class _Ran:
     """A job whose action has run; what is left is bookkeeping."""
 
@@ -340,13 +484,25 @@ class _Ran:
     token: str
     result: RunResult
     cfg: dict[str, Any]
+    live: LiveRun | None = None
+
+
+def _lateness_ms(scheduled_at: str | None, started: float) -> str:
+    from cron.claim import parse_ts
+
+    slot = parse_ts(scheduled_at)
+    if slot is None:
+        return "-"
+    return f"{(started - slot.timestamp()) * 1000:.0f}"
 
 
 def _start_and_run(job: Job) -> _Ran:
     """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
 
     A ``BaseException`` from the runner is recorded — ledger
-    ``interrupted``/``error``, claim released — before it propagates.
+    ``interrupted``/``error``, claim released — before it propagates. A run
+    interrupted by :func:`interrupt_running` is recorded ``interrupted``
+    whatever its command's exit looked like.
     """
     claim = job.get("fire_claim") or {}
     token = claim.get("token")
@@ -356,11 +512,28 @@ def _start_and_run(job: Job) -> _Ran:
     scheduled_at = claim.get("scheduled_at")
     cfg = read_config()
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    executions.mark_running(token, job_id=job_id, scheduled_at=scheduled_at)
-    ctx = RunContext(timeout=_timeout_for(job, cfg), scheduled_at=scheduled_at)
+    source = executions.start_run(token, job_id=job_id, scheduled_at=scheduled_at) or "tick"
+    timeout = _timeout_for(job, cfg)
+    live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
+    _live.add(live)
+    log.info(
+        "run start: job %s (%s) slot %s, %s ms late, source %s",
+        job_id, job.get("name"), scheduled_at or "-", _lateness_ms(scheduled_at, live.started),
+        source,
+    )
+    ctx = RunContext(
+        timeout=timeout, scheduled_at=scheduled_at,
+        on_spawn=lambda group: _live.spawned(token, group),
+    )
     try:
         with _keeper.hold(job_id, token, ttl):
-            result = run_action(job, ctx)
+            if _live.closing:
+                live.interrupted = True
+                result = RunResult(
+                    "interrupted", "", "cancelled before it started (the scheduler is stopping)"
+                )
+            else:
+                result = run_action(job, ctx)
     except BaseException as exc:
         status = "error" if isinstance(exc, Exception) else "interrupted"
         message = f"{type(exc).__name__}: {exc}"
@@ -368,8 +541,102 @@ def _start_and_run(job: Job) -> _Ran:
             jobs.mark_job_run(job_id, token, success=False, error=message, status=status)
         with contextlib.suppress(Exception):
             executions.finish(token, status=status, error=message)
+        _live.remove(token)
+        _log_end(job, status, live)
         raise
-    return _Ran(job, token, result, cfg)
+    if _live.acted(live) and result.status != "interrupted":
+        result = RunResult(
+            "interrupted",
+            result.output,
+            f"the scheduler stopped: the run was ended ({result.error or 'no error'})",
+            result.exit_code,
+        )
+    if result.straggler is not None and result.straggler.alive():
+        live.runaway = True
+        log.warning(
+            "job %s (%s): %s; its claim is kept until it ends", job_id, job.get("name"),
+            result.error,
+        )
+    return _Ran(job, token, result, cfg, live)
+
+
+def _log_end(job: Job, status: str, live: LiveRun | None) -> None:
+    took = f"{time.time() - live.started:.3f}s" if live is not None else "-"
+    log.info("run end: job %s (%s) %s in %s", job["id"], job.get("name"), status, took)
+
+
+def _settle_straggler(ran: _Ran, timeout: float | None) -> bool:
+    """Wait for a runaway run to really end, keeping its claim; True once it has.
+
+    Its result then replaces the one the runner gave at the timeout.
+    """
+    straggler = ran.result.straggler
+    if straggler is None:
+        return True
+    ttl = float(cfg_get(ran.cfg, "cron", "claim_ttl", default=300))
+    with _keeper.hold(ran.job["id"], ran.token, ttl):
+        if not straggler.wait(timeout):
+            return False
+    try:
+        ran.result = straggler.final()
+    except BaseException as exc:  # noqa: B036 - the work is over either way
+        ran.result = RunResult("timeout", "", f"{type(exc).__name__}: {exc}")
+    return True
+
+
+_Parked = tuple["_Ran", "Adapters | None", "asyncio.AbstractEventLoop | None", "Future[bool]"]
+
+
+class _Stragglers:
+    """One thread watching runaway runs; each goes to bookkeeping when it really ends.
+
+    Meanwhile it keeps its claim (so the job cannot start a second run) and
+    its ledger row stays ``running`` (so ``status`` names it) — without
+    holding one of the pool's workers.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._parked: list[_Parked] = []
+        self._thread: threading.Thread | None = None
+
+    def park(
+        self,
+        ran: _Ran,
+        adapters: Adapters | None,
+        loop: asyncio.AbstractEventLoop | None,
+        fut: Future[bool],
+    ) -> None:
+        ttl = float(cfg_get(ran.cfg, "cron", "claim_ttl", default=300))
+        _keeper.add_many([(ran.job["id"], ran.token)], ttl)
+        with self._cond:
+            self._parked.append((ran, adapters, loop, fut))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="cronkit-stragglers", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._parked:
+                    self._thread = None
+                    return
+                ended: list[_Parked] = []
+                still: list[_Parked] = []
+                for item in self._parked:
+                    straggler = item[0].result.straggler
+                    (still if straggler is not None and straggler.alive() else ended).append(item)
+                self._parked = still
+            for ran, adapters, loop, fut in ended:
+                _settle_straggler(ran, 0)
+                _keeper.release(ran.token)
+                _completer.submit(ran, adapters, loop, fut)
+            time.sleep(0.1)
+
+
+_stragglers = _Stragglers()
 
 
 def _write_output(ran: _Ran) -> str | None:
@@ -408,12 +675,17 @@ def _finish_runs(
     finally:
         # The ledger rows are closed even if the store write failed (e.g. a lock
         # timeout): the runs happened, and their claims simply expire.
-        executions.finish_many(
-            [
-                (r.token, r.result.status, r.result.error, out)
-                for r, out in zip(runs, outputs, strict=True)
-            ]
-        )
+        try:
+            executions.finish_many(
+                [
+                    (r.token, r.result.status, r.result.error, out)
+                    for r, out in zip(runs, outputs, strict=True)
+                ]
+            )
+        finally:
+            for ran in runs:
+                _live.remove(ran.token)
+                _log_end(ran.job, ran.result.status, ran.live)
     return [r.result.status == "ok" for r in runs]
 
 
@@ -431,9 +703,13 @@ def run_one_job(
     ``mark_job_run``; close the ledger row. A ``BaseException`` from the
     runner (``KeyboardInterrupt``, ``SystemExit`` ...) is recorded — ledger
     ``interrupted`` (``error`` for an ordinary exception), claim released —
-    before it propagates.
+    before it propagates. A python callable that outlives its timeout is
+    waited for (its claim kept) before the result is recorded: the run ends
+    when its work does.
     """
-    return _finish_runs([_start_and_run(job)], adapters, loop)[0]
+    ran = _start_and_run(job)
+    _settle_straggler(ran, None)
+    return _finish_runs([ran], adapters, loop)[0]
 
 
 class _Completer:
@@ -524,6 +800,11 @@ def _pipelined(
         done.set_exception(exc)
         return
     finally:
-        # Held since dispatch; whatever happened, this worker is done with the claim.
+        # Held since dispatch; whatever happened, this worker is done with the claim
+        # (a runaway run re-takes it in _stragglers.park).
         _keeper.release(job["fire_claim"]["token"])
+    if ran.result.straggler is not None and ran.result.straggler.alive():
+        _stragglers.park(ran, adapters, loop, done)
+        return
+    _settle_straggler(ran, 0)
     _completer.submit(ran, adapters, loop, done)

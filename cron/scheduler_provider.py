@@ -9,6 +9,9 @@ by every provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -121,6 +124,56 @@ TickFn = Callable[..., int]
 WaitFn = Callable[[threading.Event, float], None]
 
 
+STANDBY_POLL = 0.5
+"""How often a standing-by ticker tries the ticker lock (seconds): it takes over
+within this (plus its start-up) of the active ticker's death."""
+
+RECOVER_EVERY = 60.0
+"""How often the active ticker looks for runs whose owner died (seconds)."""
+
+
+class TickerLock:
+    """``<home>/cron/ticker.lock``: one active ticker per home, held for the ticker's life.
+
+    An exclusive ``flock`` on an open file description: the kernel releases it
+    when its holder dies however it dies (``kill -9`` included), so a standby
+    can take over with no stale state to judge. Two tickers in one process
+    conflict too (each opens its own description). The descriptor is not
+    inherited by job processes, so an orphaned job never holds it.
+    """
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock without blocking; False while another ticker holds it."""
+        if self._fd is not None:
+            return True
+        paths.cron_dir(create=True)
+        fd = os.open(paths.ticker_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _write_ticker_pid(provider: str) -> None:
     from cron.procinfo import hostname, process_start_time
 
@@ -137,6 +190,7 @@ def _write_ticker_pid(provider: str) -> None:
 
 
 def _remove_ticker_pid() -> None:
+    # Called only by the lock holder: a pid file naming another pid is a dead ticker's.
     try:
         data = json.loads(paths.ticker_pid_path().read_text(encoding="utf-8"))
         if data.get("pid") == os.getpid():
@@ -156,6 +210,15 @@ class InProcessCronScheduler(CronScheduler):
     the success marker only after a clean tick, so ``status`` can tell
     "stalled" from "failing" from "running".
 
+    One ticker is active per home: ``start`` first takes ``<home>/cron/ticker.lock``
+    (:class:`TickerLock`). While another ticker (a gateway, another host
+    process) holds it, ``start`` stands by — no tick, no file written — and
+    tries again every ``standby_poll`` seconds, taking over when that ticker
+    dies. Only the lock holder writes or removes ``ticker.pid``, the
+    heartbeat and the error files. The active ticker also settles runs whose
+    owner died (:func:`cron.scheduler.recover_interrupted`) at start and every
+    :data:`RECOVER_EVERY` seconds.
+
     Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
     ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
     exactly N iterations by setting ``stop_event`` from it.
@@ -167,12 +230,18 @@ class InProcessCronScheduler(CronScheduler):
         tick_fn: TickFn | None = None,
         wait_fn: WaitFn | None = None,
         clock: Callable[[], float] = time.time,
+        standby_poll: float = STANDBY_POLL,
     ) -> None:
         self._tick_fn = tick_fn
         self._wait_fn = wait_fn
         self._clock = clock
         self._wake = threading.Event()
+        self._standby_poll = standby_poll
         self.iterations = 0
+        self.active = False
+        """True while this ticker holds the home's ticker lock and ticks."""
+        self.standing_by = False
+        """True while another ticker is active and this one waits to take over."""
 
     @property
     def name(self) -> str:
@@ -197,22 +266,24 @@ class InProcessCronScheduler(CronScheduler):
         from cron import jobs
 
         set_active_provider(self)
+        lock = TickerLock()
         try:
-            try:
-                from cron.scheduler import recover_interrupted
-
-                recover_interrupted()
-            except BaseException:
-                log.exception("could not recover interrupted executions")
+            if not self._become_active(lock, stop_event):
+                return
             try:
                 _write_ticker_pid(self.name)
             except BaseException:
                 log.exception("could not write the ticker pid file")
+            self._recover()
+            next_recover = time.monotonic() + RECOVER_EVERY
             self._beat(jobs, success=False)
             while not stop_event.is_set():
                 self.run_iteration(adapters=adapters, loop=loop)
                 if stop_event.is_set():
                     break
+                if time.monotonic() >= next_recover:
+                    self._recover()
+                    next_recover = time.monotonic() + RECOVER_EVERY
                 try:
                     delay = self.next_delay(interval)
                 except BaseException:
@@ -221,7 +292,53 @@ class InProcessCronScheduler(CronScheduler):
                 self._sleep(stop_event, delay)
         finally:
             set_active_provider(None)
-            _remove_ticker_pid()
+            if lock.held:
+                _remove_ticker_pid()
+            lock.release()
+            self.active = False
+
+    def _become_active(self, lock: TickerLock, stop_event: threading.Event) -> bool:
+        """Take the ticker lock, standing by while another ticker holds it.
+
+        Returns False if ``stop_event`` is set first. A standby writes nothing:
+        the pid file, heartbeat and error files belong to the active ticker.
+        """
+        try:
+            if lock.try_acquire():
+                self.active = True
+                return True
+        except OSError:
+            log.exception("cannot open the ticker lock %s", paths.ticker_lock_path())
+        from cron.status import read_ticker_pid
+
+        holder = read_ticker_pid() or {}
+        log.info(
+            "another ticker (pid %s) is active on %s; standing by to take over if it stops",
+            holder.get("pid", "?"), paths.home(),
+        )
+        self.standing_by = True
+        try:
+            while not stop_event.wait(self._standby_poll):
+                try:
+                    if lock.try_acquire():
+                        break
+                except OSError:
+                    log.exception("cannot open the ticker lock %s", paths.ticker_lock_path())
+            else:
+                return False
+        finally:
+            self.standing_by = False
+        self.active = True
+        log.info("the active ticker is gone; this process (pid %d) takes over", os.getpid())
+        return True
+
+    def _recover(self) -> None:
+        try:
+            from cron.scheduler import recover_interrupted
+
+            recover_interrupted()
+        except BaseException:
+            log.exception("could not recover interrupted executions")
 
     def _beat(self, jobs_mod: Any, *, success: bool) -> None:
         try:
@@ -404,6 +521,16 @@ class BackgroundTicker:
     def running(self) -> bool:
         return self.thread.is_alive()
 
+    @property
+    def standing_by(self) -> bool:
+        """True while another ticker is active on this home and this one waits (built-in)."""
+        return self.running and bool(getattr(self.provider, "standing_by", False))
+
+    @property
+    def active(self) -> bool:
+        """True while this handle's trigger runs and is not standing by."""
+        return self.running and bool(getattr(self.provider, "active", True))
+
     def stop(self, timeout: float | None = 10.0, *, wait_for_jobs: float | None = None) -> bool:
         """Stop the trigger; True if its thread ended within ``timeout``.
 
@@ -434,7 +561,11 @@ def start_in_background(
     """Embed cronkit: resolve the provider and run its ``start`` in a daemon thread.
 
     The same ``start`` the ``cronkit gateway`` process runs, so the ticker,
-    its heartbeat and ``status`` behave identically in both.
+    its heartbeat and ``status`` behave identically in both. Where a ticker
+    already runs on this home (a gateway, another worker process of the same
+    host), the built-in stands by — ``handle.standing_by`` — and takes over
+    within ``STANDBY_POLL`` seconds of that ticker's death; ``handle.stop()``
+    then touches none of the active ticker's files.
     """
     cfg = config if config is not None else load_config()
     chosen = provider or resolve_cron_scheduler(cfg)

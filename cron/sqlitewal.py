@@ -80,7 +80,9 @@ class WalFile:
     ``path`` is called on every :meth:`connect` (``CRONKIT_HOME`` may change, in
     tests). ``synchronous`` is the ``PRAGMA synchronous`` of every connection:
     ``FULL`` (SQLite's default) fsyncs every commit; ``NORMAL`` with WAL is
-    crash-safe but a power cut may lose the newest commits.
+    crash-safe but a power cut may lose the newest commits. ``migrate(conn)``
+    runs after ``schema`` once per file and process: it brings a file an older
+    build created up to date (it must be idempotent; other processes may race it).
     """
 
     MAX_CACHED = 4
@@ -94,9 +96,11 @@ class WalFile:
         synchronous: str = "FULL",
         row_factory: Callable[..., object] | None = None,
         timeout: float = 30.0,
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._path = path
         self._schema = schema
+        self._migrate = migrate
         self._synchronous = synchronous
         self._row_factory = row_factory
         self.timeout = timeout
@@ -119,6 +123,8 @@ class WalFile:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             if key not in self._initialised:
                 initialise_wal(conn, self._schema, timeout=self.timeout)
+                if self._migrate is not None:
+                    self._migrate(conn)
                 with self._lock:
                     self._initialised.add(key)
         except BaseException:

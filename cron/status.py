@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ from cron.procinfo import hostname, pid_alive, process_start_time
 from cron.scheduler_provider import BUILTIN_ALIASES
 
 STATES = ("running", "failing", "stalled", "unknown", "stopped", "external")
+FAILING_JOBS_SHOWN = 5
+"""``status`` names at most this many failing jobs (and counts the rest)."""
 EXIT_CODES = {"running": 0, "external": 0, "failing": 1, "stalled": 1, "stopped": 2, "unknown": 3}
 
 
@@ -33,6 +35,15 @@ class TickerStatus:
     next_run_at: str | None
     stale_after: float = 200.0
     detail: str = ""
+    store_error: str | None = None
+    """Why the job store cannot be read (then nothing can fire), or None."""
+    failing_jobs: list[dict[str, Any]] = field(default_factory=list)
+    """Up to :data:`FAILING_JOBS_SHOWN` jobs with ``failure_streak >= 1``, worst first:
+    ``id``, ``name``, ``failure_streak``, ``last_status``, ``last_error``."""
+    failing_jobs_total: int = 0
+    runaway_runs: list[dict[str, Any]] = field(default_factory=list)
+    """Runs still going past their timeout: ``id``, ``job_id``, ``name``,
+    ``started_at``, ``running_for``, ``timeout``, ``owner``."""
 
     @property
     def healthy(self) -> bool:
@@ -75,18 +86,95 @@ def live_ticker_pid(info: dict[str, Any] | None) -> int | None:
     return pid
 
 
-def _store_summary() -> tuple[int, str | None]:
+def _store_error_text(exc: BaseException) -> str:
+    from cron.errors import CronkitError
+
+    text = str(exc) if isinstance(exc, CronkitError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class _StoreSummary:
+    active: int = 0
+    earliest: str | None = None
+    error: str | None = None
+    failing: tuple[dict[str, Any], ...] = ()
+    failing_total: int = 0
+    timeouts: tuple[tuple[str, str | None, float | None], ...] = ()
+    """``(job id, name, timeout)`` of every job, for the runaway check."""
+
+
+def _store_summary(cfg: dict[str, Any]) -> _StoreSummary:
     from cron.claim import parse_ts
-    from cron.store import get_store
+    from cron.jobs import list_jobs
 
     try:
-        jobs = [s.job for s in get_store().scan()]
-    except Exception:
-        return 0, None
+        jobs = list_jobs()
+    except Exception as exc:
+        return _StoreSummary(error=_store_error_text(exc))
     active = [j for j in jobs if j.get("enabled", True) and j.get("state") == "scheduled"]
     times = [t for t in (parse_ts(j.get("next_run_at")) for j in active) if t is not None]
     earliest = min(times).isoformat() if times else None
-    return len(active), earliest
+    failing = sorted(
+        (j for j in jobs if int(j.get("failure_streak") or 0) >= 1),
+        key=lambda j: (-int(j.get("failure_streak") or 0), str(j.get("name") or "")),
+    )
+    shown = tuple(
+        {
+            "id": j.get("id"),
+            "name": j.get("name"),
+            "failure_streak": int(j.get("failure_streak") or 0),
+            "last_status": j.get("last_status"),
+            "last_error": j.get("last_error"),
+        }
+        for j in failing[:FAILING_JOBS_SHOWN]
+    )
+    default = float(cfg_get(cfg, "cron", "job_timeout", default=600) or 0)
+    timeouts = []
+    for j in jobs:
+        value = j.get("timeout")
+        limit = float(value) if value is not None else default
+        timeouts.append((str(j.get("id")), j.get("name"), limit if limit > 0 else None))
+    return _StoreSummary(len(active), earliest, None, shown, len(failing), tuple(timeouts))
+
+
+def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
+    """Ledger rows still ``running`` past their job's timeout, owned by a live process.
+
+    Read only if the ledger exists (``status`` writes nothing); a ledger that
+    cannot be read hides this list rather than the verdict.
+    """
+    from cron import executions
+    from cron.claim import parse_ts
+    from cron.procinfo import owner_gone
+
+    if not paths.executions_path().exists():
+        return []
+    try:
+        rows = executions.list_live_executions()
+    except Exception:
+        return []
+    limits = {job_id: (name, limit) for job_id, name, limit in summary.timeouts}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        started = parse_ts(row.get("started_at"))
+        name, limit = limits.get(row["job_id"], (row.get("job_name"), None))
+        if row["status"] != "running" or started is None or limit is None:
+            continue
+        running_for = t - started.timestamp()
+        if running_for <= limit or (row.get("owner") and owner_gone(str(row["owner"]))):
+            continue
+        out.append({
+            "id": row["id"],
+            "job_id": row["job_id"],
+            "name": name,
+            "started_at": row["started_at"],
+            "running_for": round(running_for, 1),
+            "timeout": limit,
+            "owner": row.get("owner"),
+            "pgid": row.get("pgid"),
+        })
+    return out
 
 
 def ticker_status(
@@ -100,6 +188,10 @@ def ticker_status(
     - ``failing``: heartbeat fresh, last clean tick older than ``stale_after``;
     - ``running``: both fresh;
     - ``external``: a non-built-in provider is configured (heartbeats do not apply).
+
+    A job store that cannot be read makes a live ticker ``failing`` whatever its
+    heartbeat (nothing can fire until it is fixed); ``store_error`` names why.
+    Failing jobs and runs past their timeout are listed but never change the state.
     """
     from cron.jobs import read_ticker_heartbeat
 
@@ -112,7 +204,7 @@ def ticker_status(
     cfg = cfg if cfg is not None else load_config()
     limit = stale_after(cfg)
     provider = str(cfg_get(cfg, "cron", "provider", default="") or "").strip()
-    active, earliest = _store_summary()
+    summary = _store_summary(cfg)
     info = read_ticker_pid()
     pid = live_ticker_pid(info)
     beat, success, error = read_ticker_heartbeat()
@@ -123,9 +215,13 @@ def ticker_status(
         "heartbeat_age": beat_age,
         "success_age": success_age,
         "last_error": error,
-        "jobs_active": active,
-        "next_run_at": earliest,
+        "jobs_active": summary.active,
+        "next_run_at": summary.earliest,
         "stale_after": limit,
+        "store_error": summary.error,
+        "failing_jobs": list(summary.failing),
+        "failing_jobs_total": summary.failing_total,
+        "runaway_runs": _runaway_runs(summary, t),
     }
     if provider.lower() not in BUILTIN_ALIASES:
         from cron.scheduler_provider import resolve_cron_scheduler
@@ -139,12 +235,16 @@ def ticker_status(
                     detail = str(describe())
                 except Exception as exc:
                     detail = f"status unavailable: {exc}"
+            if summary.error is not None:
+                return TickerStatus("failing", resolved.name, **common, detail=detail)
             return TickerStatus("external", resolved.name, **common, detail=detail)
         # The configured provider is unusable: the built-in runs, so check it.
         provider = "builtin"
     name = "builtin"
     if pid is None:
         return TickerStatus("stopped", name, **common)
+    if summary.error is not None:
+        return TickerStatus("failing", name, **common)
     if beat_age is None:
         return TickerStatus("unknown", name, **common)
     if beat_age > limit:

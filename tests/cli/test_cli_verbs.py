@@ -465,7 +465,8 @@ def test_status_stopped_and_json(home: Path) -> None:
     assert data["state"] == "stopped" and data["healthy"] is False and data["jobs_active"] == 1
     assert set(data) == {"state", "provider", "gateway_pid", "heartbeat_age", "success_age",
                          "last_error", "jobs_active", "next_run_at", "stale_after", "detail",
-                         "healthy", "store_error"}
+                         "healthy", "store_error", "failing_jobs", "failing_jobs_total",
+                         "runaway_runs"}
 
 
 def test_status_running(home: Path) -> None:

@@ -161,24 +161,31 @@ def test_sigint_waits_for_a_running_job(home: Path, tmp_path: Path) -> None:
     assert not (home / "cron" / "gateway.pid").exists()
 
 
-def test_stopping_gateway_exits_even_if_a_job_outlives_the_grace(
+def test_stopping_gateway_ends_a_job_that_outlives_the_grace(
     home: Path, tmp_path: Path
 ) -> None:
     use_webhook_only_provider(home)
     job = jobs.create_job(
-        "every 60s", "sleep 5", now=datetime.now(UTC) - timedelta(seconds=61),
+        "every 60s", "sleep 30", now=datetime.now(UTC) - timedelta(seconds=61),
     )
     gw = start_gateway(home, "--grace", "0.5")
     assert webhook.post_fire(job["id"])[0] == 202
-    wait_for(lambda: any(r["status"] == "running" for r in executions.list_executions(job["id"])))
+    row = wait_for(lambda: next((r for r in executions.list_live_executions()
+                                 if r["status"] == "running" and r["pgid"]), None))
+    group = executions.process_group_of(row["id"])
+    assert group is not None and group.alive()
     started = time.monotonic()
     assert gw.stop(signal.SIGTERM, timeout=15) == 0
     assert time.monotonic() - started < 10
     assert "still running after the 0.5s grace" in gw.stderr()
     assert not (home / "cron" / "gateway.pid").exists()
-    # The abandoned run is settled as unknown by recovery, never rerun.
-    assert executions.recover_interrupted_executions() == 1
-    assert [r["status"] for r in executions.list_executions(job["id"])] == ["unknown"]
+    # The job's process group did not outlive the gateway; its run is interrupted,
+    # its claim released, and nothing is left for recovery.
+    assert not group.alive()
+    assert [r["status"] for r in executions.list_executions(job["id"])] == ["interrupted"]
+    assert jobs.get_job(job["id"])["fire_claim"] is None
+    assert jobs.get_job(job["id"])["last_status"] == "interrupted"
+    assert executions.recover_interrupted_executions() == 0
 
 
 def test_second_gateway_on_the_same_home_is_refused(home: Path) -> None:
