@@ -19,6 +19,11 @@ around transitions. The mapping follows the SPEC rules:
 * a wall time inside a fall-back fold fires on the first pass only, unless the
   hour field covers all 24 hours, in which case both passes fire.
 
+Day-of-month and day-of-week combine as in Vixie cron (the daemon the
+crontab provider hands lines to): when either field's text starts with ``*``
+both must match, otherwise either may. croniter's own rule differs, so the
+two fields are matched separately and combined here (see :class:`_Cron`).
+
 Because each wall time maps to a fixed set of instants, the fire times form
 one fixed, ordered set per (expression, zone): ``compute_next_run`` is the
 successor function of that set, hence monotone, and a walk never repeats or
@@ -32,11 +37,12 @@ import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from cron.errors import ScheduleError
 
@@ -113,6 +119,11 @@ _EXTRA_LETTERS: dict[int, frozenset[str]] = {
 # Safety valve for the wall-clock scan; a real scan needs a handful of steps
 # (up to a fold's worth of matches for every-second expressions).
 _MAX_SCAN = 20_000
+
+# How far ahead an AND of the two day fields looks for a day matching both: a
+# whole Gregorian cycle, after which the calendar repeats, so nothing later can.
+_AND_HORIZON = timedelta(days=146_097 + 366)
+_ONE_SECOND = timedelta(seconds=1)
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -332,18 +343,37 @@ def _zone_key(tz: str | tzinfo | None) -> str | None:
 class _Cron:
     """A validated, pre-parsed cron expression, shared by every job that uses it.
 
+    Day-of-month and day-of-week are combined here, not by croniter, because
+    croniter's rule is not the daemon's: croniter ORs the two day fields unless
+    one *expands* to every day (so ``13 * */1`` fires daily), and decides that
+    expansion by looking for a ``*`` anywhere in the other field's text. Vixie
+    cron (cron.c, ``DOM_STAR``/``DOW_STAR``) ANDs them when either field's text
+    *starts with* ``*`` and ORs them otherwise. So croniter only ever sees
+    expressions with at most one restricted day field - ``day_of_month`` (the
+    day-of-week replaced by ``*``) and ``day_of_week`` (the day-of-month
+    replaced by ``*``) - and :meth:`next_after` takes their union or their
+    intersection.
+
     croniter objects are stateful (``get_next`` moves a cursor), so the shared
-    instance is only touched under its lock.
+    iterators are only touched under the lock.
     """
 
-    __slots__ = ("expr", "has_seconds", "all_hours", "_iter", "_lock")
+    __slots__ = ("expr", "has_seconds", "all_hours", "day_rule", "_iters", "_lock")
 
-    def __init__(self, expr: str, it: croniter[datetime], has_seconds: bool) -> None:
+    def __init__(
+        self,
+        expr: str,
+        iters: tuple[croniter[datetime], ...],
+        day_rule: str,
+        has_seconds: bool,
+    ) -> None:
         self.expr = expr
         self.has_seconds = has_seconds
-        hours = it.expanded[1]
+        # "one": a single iterator decides; "or" / "and": the union / intersection of two.
+        self.day_rule = day_rule
+        hours = iters[0].expanded[1]
         self.all_hours = hours == ["*"] or len(set(hours)) == 24
-        self._iter = it
+        self._iters = iters
         self._lock = threading.Lock()
 
     def next_after(self, wall: datetime) -> datetime:
@@ -351,9 +381,46 @@ class _Cron:
 
         Strict at the expression's resolution: croniter adds one minute (or
         second) and truncates, so callers wanting ">= x" pass ``x - 1s``.
+        Raises ValueError (croniter's ``CroniterBadDateError``) or OverflowError
+        when there is no such time.
         """
         with self._lock:
-            return self._iter.get_next(datetime, start_time=wall)
+            if self.day_rule == "or":
+                return self._union(wall)
+            if self.day_rule == "and":
+                return self._intersection(wall)
+            return self._iters[0].get_next(datetime, start_time=wall)
+
+    def _union(self, wall: datetime) -> datetime:
+        found: list[datetime] = []
+        failure: Exception | None = None
+        for it in self._iters:
+            try:
+                found.append(it.get_next(datetime, start_time=wall))
+            except (OverflowError, ValueError) as exc:
+                failure = exc  # this side has no later match; the other may
+        if not found:
+            assert failure is not None
+            raise failure
+        return min(found)
+
+    def _intersection(self, wall: datetime) -> datetime:
+        # Leapfrog: each side jumps to its first match at or after the other's
+        # candidate until both agree. Both sides share the minute, hour, month
+        # (and second) fields, so they agree on any day both match.
+        dom, dow = self._iters
+        try:
+            horizon = wall + _AND_HORIZON
+        except OverflowError:
+            horizon = datetime.max
+        candidate = dom.get_next(datetime, start_time=wall)
+        while candidate <= horizon:
+            other = dow.get_next(datetime, start_time=candidate - _ONE_SECOND)
+            if other == candidate:
+                return candidate
+            candidate = dom.get_next(datetime, start_time=other - _ONE_SECOND)
+        # e.g. the 1st, 9th, 17th or 25th that is a fifth Monday: no such day.
+        raise CroniterBadDateError(f"no day matches both day fields of {self.expr!r}")
 
 
 def _check_cron_field(index: int, field: str, text: object) -> str:
@@ -386,6 +453,38 @@ def _check_cron_field(index: int, field: str, text: object) -> str:
     return ",".join(parts)
 
 
+def _day_star(field: str) -> bool:
+    """Vixie's ``DOM_STAR``/``DOW_STAR``: the field's text starts with ``*``.
+
+    ``?`` (croniter's and Quartz's "no specific value") is read as ``*``.
+    """
+    return field.startswith("*") or field == "?"
+
+
+def _iterator(fields: Sequence[str], expr: str) -> croniter[datetime]:
+    try:
+        return croniter(" ".join(fields), datetime(2000, 1, 1), ret_type=datetime)
+    except Exception as exc:
+        raise ScheduleError(expr, f"bad cron expression ({exc})") from None
+
+
+def _every_day(it: croniter[datetime], index: int) -> bool:
+    """Does field ``index`` of ``it`` (its only restricted day field) match every day?"""
+    return (
+        it.expanded[index] == ["*"]
+        and not it.nth_weekday_of_month
+        and not it.nearest_weekday
+    )
+
+
+def _fires(it: croniter[datetime]) -> bool:
+    try:
+        it.get_next(datetime, start_time=datetime(2000, 1, 1))
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(expr: str) -> _Cron:
     """Parse and validate a normalised cron expression (cached: jobs share expressions)."""
@@ -395,19 +494,39 @@ def _compile(expr: str) -> _Cron:
     fields = source.split()
     if len(fields) not in (5, 6):
         raise ScheduleError(expr, f"a cron expression has 5 or 6 fields, not {len(fields)}")
-    source = " ".join(_check_cron_field(i, field, expr) for i, field in enumerate(fields))
-    try:
-        it: croniter[datetime] = croniter(source, datetime(2000, 1, 1), ret_type=datetime)
-    except Exception as exc:
-        raise ScheduleError(expr, f"bad cron expression ({exc})") from None
+    fields = [_check_cron_field(i, field, expr) for i, field in enumerate(fields)]
+    source = " ".join(fields)
+    # The whole expression goes through croniter once, so it is validated as a
+    # whole (e.g. '#' mixed with plain days); the iterators below carry one
+    # restricted day field each.
+    _iterator(fields, expr)
+    by_dom = _iterator([*fields[:4], "*", *fields[5:]], expr)
+    by_dow = _iterator([*fields[:2], "*", *fields[3:]], expr)
+    rule = "and" if _day_star(fields[2]) or _day_star(fields[4]) else "or"
+    iters: tuple[croniter[datetime], ...]
+    if rule == "and" and _every_day(by_dom, 2):
+        iters, rule = (by_dow,), "one"
+    elif rule == "and" and _every_day(by_dow, 4):
+        iters, rule = (by_dom,), "one"
+    elif rule == "or" and (_every_day(by_dom, 2) or _every_day(by_dow, 4)):
+        # One field matches every day, so either-matches is every day.
+        every = [*fields[:2], "*", fields[3], "*", *fields[5:]]
+        iters, rule = (_iterator(every, expr),), "one"
+    elif rule == "or":
+        # A side that can never match (the 31st of February) adds nothing.
+        iters = tuple(it for it in (by_dom, by_dow) if _fires(it)) or (by_dom,)
+        rule = "or" if len(iters) == 2 else "one"
+    else:
+        iters = (by_dom, by_dow)
+    cron = _Cron(source, iters, rule, has_seconds=len(fields) == 6)
     try:
         # An expression that parses but can never match (Feb 30) would make every
         # later next-run computation fail; refuse it up front.
-        it.get_next(datetime)
-        it.get_next(datetime)
+        first = cron.next_after(datetime(2000, 1, 1))
+        cron.next_after(first)
     except Exception:
         raise ScheduleError(expr, "never fires (no date matches all fields)") from None
-    return _Cron(source, it, has_seconds=len(fields) == 6)
+    return cron
 
 
 def _normalise_cron_expr(expr: str) -> str:

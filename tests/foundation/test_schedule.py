@@ -292,6 +292,62 @@ def test_day_of_month_and_day_of_week_are_ored() -> None:
     assert [f.day for f in fires] == [1, 8, 13, 15, 22, 29]
 
 
+def test_a_day_field_starting_with_star_is_unrestricted() -> None:
+    # Vixie cron (cron.c DOM_STAR/DOW_STAR): '*/1' starts with '*', so the day
+    # fields are ANDed - the 13th only, not "the 13th or any day".
+    after = utc(2024, 1, 1)
+    sched = parse_schedule("0 0 13 * */1", tz="UTC")
+    assert compute_next_run(sched, after=after) == utc(2024, 1, 13)
+    assert compute_next_run(sched, after=utc(2024, 1, 13)) == utc(2024, 2, 13)
+
+
+def test_star_step_day_of_month_and_a_weekday_are_anded() -> None:
+    # '*/2' starts with '*': odd days of the month that are Mondays (2024-01-15),
+    # not odd days or Mondays (2024-01-03).
+    sched = parse_schedule("0 0 */2 * 1", tz="UTC")
+    fires = walk(sched, utc(2024, 1, 1), utc(2024, 3, 31))
+    assert fires == [utc(2024, 1, 15), utc(2024, 1, 29), utc(2024, 2, 5), utc(2024, 2, 19),
+                     utc(2024, 3, 11), utc(2024, 3, 25)]
+    assert all(f.day % 2 == 1 and f.weekday() == 0 for f in fires)
+
+
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        # No leading '*' on either: either may match, even when one covers every day.
+        ("0 0 1-31 * 1", list(range(1, 15))),
+        ("0 0 1-7 * 0-7", list(range(1, 15))),
+        ("0 0 1-31 * 1,*/2", list(range(1, 15))),  # a '*' later in the field does not count
+        # A leading '*' on either, even inside a list: both must match.
+        ("0 0 *,13 * 5", [5, 12]),
+        ("0 0 13 * *,1", [13]),
+        ("0 0 ? * 1", [1, 8]),  # '?' means no specific day: read as '*'
+        # A side that can never match (the 31st of February) adds nothing to an OR.
+        ("0 0 31 2 1", []),
+        # croniter's extensions follow the same rule: the 13th or the third Friday.
+        ("0 0 13 * 5#3", [13]),
+        ("0 0 */2 * 5#3", []),  # ANDed: the third Friday of January 2024 is the 19th
+    ],
+)
+def test_day_rule_cases(expr: str, days: list[int]) -> None:
+    fires = walk(parse_schedule(expr, tz="UTC"), utc(2023, 12, 31), utc(2024, 1, 14, 23, 59))
+    assert [f.day for f in fires] == days
+
+
+def test_third_friday_on_an_odd_day() -> None:
+    sched = parse_schedule("0 0 */2 * 5#3", tz="UTC")
+    assert compute_next_run(sched, after=utc(2024, 1, 1)) == utc(2024, 1, 19)
+    assert compute_next_run(sched, after=utc(2024, 1, 19)) == utc(2024, 3, 15)  # Feb 16 is even
+
+
+def test_day_fields_that_can_never_meet_are_refused() -> None:
+    # The 1st, 9th, 17th or 25th is never a fifth Monday (29th-31st).
+    with pytest.raises(ScheduleError, match="never fires"):
+        parse_schedule("0 0 */8 * 1#5")
+    with pytest.raises(ScheduleError, match="never fires"):
+        parse_schedule("0 0 30 2 */1")
+
+
 def test_one_value_ranges_mean_that_value() -> None:
     # croniter alone would read "5-5" as a wrap-around over the whole hour.
     for text in ("5-5 * * * *", "5-5/2 * * * *"):
