@@ -460,6 +460,15 @@ def _ticker_warning(cfg: dict[str, Any]) -> None:
         )
 
 
+def _warn_six_fields(schedule: dict[str, Any]) -> None:
+    """One stderr line when a six-field expression fires many times a minute (SPEC §14)."""
+    from cron.schedule import six_field_warning
+
+    warning = six_field_warning(schedule, dash=_dash())
+    if warning is not None:
+        _stderr(f"cronkit: warning: {warning}")
+
+
 def _parse_repeat(value: str | None) -> tuple[bool, int | None]:
     """``--repeat``: a whole number >= 1, or ``forever``. Returns (given, times)."""
     if value is None:
@@ -588,6 +597,7 @@ def add_cmd(
         schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
         catch_up=catch_up, timeout=seconds,
     )
+    _warn_six_fields(job["schedule"])
     if as_json:
         _emit_json(job)
     else:
@@ -967,6 +977,7 @@ def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
     _config()
     now = datetime.now(UTC)
     sched, zone, times = preview_times(schedule, count, tz, now)
+    _warn_six_fields(sched)
     if as_json:
         _emit_json({
             "schedule": sched,

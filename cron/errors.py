@@ -104,3 +104,24 @@ class GatewayRunningError(CronkitError, RuntimeError):
             f"a cronkit gateway is already running on {str(self.home)!r} (pid {pid}); "
             "stop it first or use another CRONKIT_HOME"
         )
+
+
+class ScheduleTooLongError(ScheduleError):
+    """Schedule text longer than the limit; the message quotes only its start.
+
+    ``text`` keeps the whole input; the message stays one short line however
+    long it is (repr escapes newlines).
+    """
+
+    PREVIEW = 40
+
+    def __init__(self, text: str, limit: int) -> None:
+        self.text = text
+        self.limit = limit
+        self.reason = f"{len(text)} characters, more than the {limit} allowed"
+        # Not ScheduleError.__init__: that would quote the whole input.
+        CronkitError.__init__(
+            self,
+            f"invalid schedule {text[: self.PREVIEW]!r}... ({self.reason}); "
+            f"accepted forms: {ACCEPTED_SCHEDULES}",
+        )

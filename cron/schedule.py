@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
-from cron.errors import ScheduleError
+from cron.errors import ScheduleError, ScheduleTooLongError
 
 __all__ = [
     "compute_next_run",
@@ -56,6 +56,8 @@ __all__ = [
     "parse_schedule",
     "period_seconds",
     "resolve_zone",
+    "seconds_per_minute",
+    "six_field_warning",
     "to_iso",
 ]
 
@@ -66,6 +68,10 @@ KINDS = ("cron", "interval", "once")
 
 GRACE_MIN = 120.0
 GRACE_MAX = 7200.0
+
+# Longer schedule text is refused before any parsing, so a pasted megabyte costs
+# nothing and no error message quotes it whole.
+MAX_SCHEDULE_CHARS = 1000
 
 # An interval longer than this is almost certainly a typo, and capping it keeps
 # every `after + interval` far away from datetime's year-9999 ceiling.
@@ -675,6 +681,8 @@ def _dict_seconds(value: object, original: object) -> int:
 
 
 def _parse_dict(data: dict[Any, Any], tz: str | tzinfo | None) -> Schedule:
+    for key in ("expr", "run_at", "tz"):
+        _check_length(data.get(key))
     kind = data.get("kind")
     if kind not in KINDS:
         raise ScheduleError(data, f"'kind' must be one of {', '.join(KINDS)}")
@@ -708,6 +716,11 @@ def _parse_dict(data: dict[Any, Any], tz: str | tzinfo | None) -> Schedule:
     return out
 
 
+def _check_length(text: object) -> None:
+    if isinstance(text, str) and len(text) > MAX_SCHEDULE_CHARS:
+        raise ScheduleTooLongError(text, MAX_SCHEDULE_CHARS)
+
+
 def parse_schedule(
     text: str | dict[str, Any],
     *,
@@ -730,11 +743,16 @@ def parse_schedule(
     without its own ``tz``, the name is recorded as ``tz``: the expression is
     meant to be read on that wall clock.
 
+    Text (and a dict's ``expr``/``run_at``/``tz``) longer than
+    :data:`MAX_SCHEDULE_CHARS` is refused with :class:`ScheduleTooLongError`,
+    whose message quotes only its first characters.
+
     Raises :class:`ScheduleError` - and nothing else, whatever the input - when
     the input is not a schedule that can fire; the message quotes the input.
     """
     try:
         if isinstance(text, str):
+            _check_length(text)
             return _parse_text(text, tz, now, text)
         if isinstance(text, dict):
             return _parse_dict(text, tz)
@@ -914,3 +932,73 @@ def describe(schedule: Schedule) -> str:
     if isinstance(display, str) and display:
         return display
     return str(parse_schedule(schedule)["display"])
+
+
+# --------------------------------------------------------------------------- six-field footgun
+
+
+def _six_fields(schedule: Schedule) -> list[str] | None:
+    if schedule.get("kind") != "cron":
+        return None
+    expr = schedule.get("expr")
+    if not isinstance(expr, str) or expr.startswith("@"):
+        return None
+    fields = expr.split()
+    return fields if len(fields) == 6 else None
+
+
+def seconds_per_minute(schedule: Schedule) -> int | None:
+    """How many times a six-field cron schedule fires in each minute it matches.
+
+    The seconds field is the last one (croniter's order), so ``0 */5 * * * *``
+    fires at every second of minute 0 of every fifth hour: 60. None for
+    anything that is not a six-field cron expression (at most once a minute).
+    """
+    fields = _six_fields(schedule)
+    if fields is None:
+        return None
+    seconds = _compile(_normalise_cron_expr(str(schedule["expr"])))._iters[0].expanded[5]
+    return 60 if seconds == ["*"] else len(set(seconds))
+
+
+def six_field_warning(schedule: Schedule, *, dash: str = "\u2014") -> str | None:
+    """A one-line warning for a six-field expression whose seconds field is ``*`` or a range.
+
+    That is almost always a seconds-*first* expression (Quartz, Spring,
+    node-cron) read here with seconds last. A fixed seconds field (``... 30``)
+    or a list is deliberate and gets None. ``dash`` joins the two halves (the
+    CLI passes ``-`` where the terminal cannot show an em dash).
+    """
+    fields = _six_fields(schedule)
+    count = seconds_per_minute(schedule)
+    if fields is None or count is None or count < 2:
+        return None
+    last = fields[5]
+    if not (last.startswith("*") or "-" in last):
+        return None
+    how = f"{count} times a minute" + (" (every second)" if count == 60 else "")
+    text = (
+        f"{schedule['expr']!r} has six fields; the last is seconds, so it fires {how} "
+        "in each matching minute"
+    )
+    hint = _seconds_first_reading(fields)
+    if hint is not None:
+        text += f" {dash} if the first field was meant as seconds, write {hint!r}"
+    return text
+
+
+def _seconds_first_reading(fields: list[str]) -> str | None:
+    """The seconds-last expression for ``fields`` read seconds first, if that reading is clear.
+
+    Only when the first field is one plain second and the last (day-of-week in
+    that reading) is ``*``: day-of-week numbers differ between the dialects.
+    """
+    second, rest = fields[0], fields[1:]
+    if not second.isdigit() or int(second) > 59 or rest[-1] not in ("*", "?"):
+        return None
+    candidate = " ".join(rest[:-1] + ["*"] + ([] if int(second) == 0 else [second]))
+    try:
+        _compile(_normalise_cron_expr(candidate))
+    except ScheduleError:
+        return None
+    return candidate

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cron.errors import ScheduleError
+from cron.errors import ScheduleError, ScheduleTooLongError
 from cron.schedule import (
+    MAX_SCHEDULE_CHARS,
     compute_next_run,
     describe,
     grace_seconds,
@@ -21,6 +22,8 @@ from cron.schedule import (
     parse_schedule,
     period_seconds,
     resolve_zone,
+    seconds_per_minute,
+    six_field_warning,
     to_iso,
 )
 from tests.conftest import write_config
@@ -712,3 +715,121 @@ def test_full_year_walk_in_berlin(expr: str, count: int) -> None:
     if expr == "30 2 * * *":
         per_day = Counter(f.astimezone(BERLIN).date() for f in fires)
         assert set(per_day.values()) == {1}
+
+
+# --------------------------------------------------------------------------- length limit
+
+
+def test_text_of_exactly_the_limit_is_parsed() -> None:
+    text = "0 9 * * *".ljust(MAX_SCHEDULE_CHARS)
+    assert len(text) == 1000
+    assert parse_schedule(text)["expr"] == "0 9 * * *"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0 9 * * *".ljust(1001),
+        "1" * 5000 + " * * * *",
+        "every " + "1" * 2000 + "s",
+        ("0 9 * * *\n" * 110_000)[:1_000_000],  # a pasted megabyte, newlines and all
+    ],
+    ids=["1001", "5000", "2000-digit interval", "1 MB"],
+)
+def test_text_over_the_limit_is_refused_with_a_short_message(text: str) -> None:
+    with pytest.raises(ScheduleTooLongError) as info:
+        parse_schedule(text)
+    exc = info.value
+    assert isinstance(exc, ScheduleError) and isinstance(exc, ValueError)
+    assert exc.text is text  # the whole input stays available to the caller
+    message = str(exc)
+    assert "\n" not in message
+    assert len(message) < 500
+    assert repr(text[:40]) + "..." in message
+    assert f"{len(text)} characters, more than the 1000 allowed" in message
+    assert "accepted forms" in message
+
+
+@pytest.mark.parametrize("key", ["expr", "run_at", "tz"])
+def test_dict_fields_over_the_limit_are_refused(key: str) -> None:
+    base: dict[str, Any] = {
+        "expr": {"kind": "cron", "expr": "0 9 * * *"},
+        "run_at": {"kind": "once", "run_at": "2030-01-01T00:00"},
+        "tz": {"kind": "cron", "expr": "0 9 * * *", "tz": "UTC"},
+    }[key]
+    with pytest.raises(ScheduleTooLongError) as info:
+        parse_schedule({**base, key: "x" * 1_000_000})
+    assert len(str(info.value)) < 500
+
+
+# --------------------------------------------------------------------------- six-field footgun
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("0 */5 * * * *", 60),
+        ("* * * * * *", 60),
+        ("0 9 * * * 10-20", 11),
+        ("0 9 * * * */10", 6),
+        ("0 9 * * * 0,30", 2),
+        ("0 9 * * * 30", 1),
+        ("0 9 * * * 0", 1),
+        ("0 9 * * *", None),
+        ("@hourly", None),
+        ("every 5m", None),
+        ("in 5m", None),
+    ],
+)
+def test_seconds_per_minute(text: str, count: int | None) -> None:
+    assert seconds_per_minute(parse_schedule(text, now=NOW)) == count
+
+
+def test_seconds_per_minute_agrees_with_the_fires() -> None:
+    sched = parse_schedule("0 9 * * * 10-20")
+    fires = walk(sched, utc(2026, 5, 4), utc(2026, 5, 4, 23, 59, 59), tz="UTC")
+    assert len(fires) == seconds_per_minute(sched) == 11
+    assert {(f.hour, f.minute) for f in fires} == {(9, 0)}  # 09:00:10 to 09:00:20
+
+
+def test_six_field_warning_with_a_seconds_first_reading() -> None:
+    warning = six_field_warning(parse_schedule("0 */5 * * * *"))
+    assert warning == (
+        "'0 */5 * * * *' has six fields; the last is seconds, so it fires 60 times a minute "
+        "(every second) in each matching minute \u2014 if the first field was meant as seconds, "
+        "write '*/5 * * * *'"
+    )
+    # The suggestion means what the seconds-first reading meant: every 5 minutes, at :00.
+    hint = parse_schedule("*/5 * * * *")
+    assert walk(hint, utc(2026, 5, 4), utc(2026, 5, 4, 0, 15), tz="UTC") == [
+        utc(2026, 5, 4, 0, 5), utc(2026, 5, 4, 0, 10), utc(2026, 5, 4, 0, 15)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30 */5 * * * *", "write '*/5 * * * * 30'"),  # a non-zero second is kept, last
+        ("0 9 * * * 10-20", "fires 11 times a minute in each matching minute"),
+        ("* * * * * *", "fires 60 times a minute (every second) in each matching minute"),
+    ],
+)
+def test_six_field_warning_texts(text: str, expected: str) -> None:
+    warning = six_field_warning(parse_schedule(text), dash="-")
+    assert warning is not None and expected in warning
+    assert "\n" not in warning and "\u2014" not in warning
+
+
+def test_six_field_warning_has_no_hint_when_the_reading_is_unclear() -> None:
+    # Day-of-week numbers differ between the dialects: no guess.
+    warning = six_field_warning(parse_schedule("0 0 9 * * 1-5"))
+    assert warning is not None and "fires 5 times a minute" in warning
+    assert "meant as seconds" not in warning
+    assert "meant as seconds" not in (six_field_warning(parse_schedule("* * * * * *")) or "")
+
+
+@pytest.mark.parametrize(
+    "text", ["0 9 * * * 30", "0 9 * * * 0", "0 9 * * * 0,30", "0 9 * * *", "@daily", "every 5s"]
+)
+def test_no_six_field_warning_for_deliberate_seconds(text: str) -> None:
+    assert six_field_warning(parse_schedule(text)) is None
