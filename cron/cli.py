@@ -1043,6 +1043,25 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
     _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ERROR / OUTPUT"], table)
 
 
+@main.command("explain", short_help="Why a job did (not) fire, and whether it will.")
+@click.argument("job_ref", metavar="ID")
+@click.option("--limit", type=click.IntRange(0, 1000), default=5, show_default=True,
+              help="How many of the job's last recorded slots to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain_cmd(job_ref: str, limit: int, as_json: bool) -> None:
+    """Explain a job in plain sentences: state, next slot, claim, last slots, the ticker."""
+    cfg = _config()
+    job = resolve_job(job_ref)
+    from cron.explain import explain_job, format_explanation
+
+    explanation = explain_job(job["id"], limit=limit, cfg=cfg)
+    if as_json:
+        _emit_json(explanation.to_dict())
+        return
+    for line in format_explanation(explanation):
+        click.echo(line)
+
+
 def _ledger_has(job_id: str) -> bool:
     from cron import executions
 

@@ -649,7 +649,7 @@ CONFIG_PROBLEMS = {
     ["edit", "alpha", "--name", "x"], ["pause", "alpha"], ["resume", "alpha"],
     ["remove", "alpha"], ["run", "alpha"],
     ["fire", "alpha"], ["tick"], ["next", "every 1m"], ["history"], ["status"], ["providers"],
-    ["gateway", "--no-webhook"],
+    ["gateway", "--no-webhook"], ["explain", "alpha"],
 ])
 def test_unreadable_config_exits_2_and_writes_nothing(
     home: Path, problem: str, args: list[str]
