@@ -1227,6 +1227,28 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
                    "so the built-in ticker runs")
 
 
+@main.command("install-service", short_help="Install a systemd unit running the gateway.")
+@click.option("--user", "user_unit", is_flag=True,
+              help="A user unit (~/.config/systemd/user) instead of a system one.")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a different unit already installed.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="The gateway's shutdown grace for running jobs, in seconds.")
+def install_service_cmd(user_unit: bool, print_only: bool, force: bool, grace: float) -> None:
+    """Write (or --print) a systemd unit that runs 'cronkit gateway' for this home."""
+    _config()
+    from cron.service import enable_command, install_unit, render_unit
+
+    text = render_unit(user=user_unit, grace=grace)
+    if print_only:
+        click.echo(text, nl=False)
+        return
+    result = install_unit(text, user=user_unit, force=force)
+    verb = "wrote" if result.changed else "unchanged:"
+    click.echo(f"{verb} {result.path}")
+    click.echo(f"next: {enable_command(user=user_unit)}")
+
+
 @main.command("gateway", short_help="Run the trigger and the webhook in the foreground.")
 @click.option("--host", help="Webhook bind address (default: cron.webhook.host).")
 @click.option("--port", type=click.IntRange(0, 65535),

@@ -125,3 +125,18 @@ class ScheduleTooLongError(ScheduleError):
             f"invalid schedule {text[: self.PREVIEW]!r}... ({self.reason}); "
             f"accepted forms: {ACCEPTED_SCHEDULES}",
         )
+
+
+class ServiceUnitExistsError(CronkitError, FileExistsError):
+    """A different systemd unit is already installed where ``install-service`` would write."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"a different unit already exists at {str(self.path)!r}; compare it with what "
+            "--print shows, then rerun with --force to replace it"
+        )
+
+    def __str__(self) -> str:
+        # OSError.__str__ would format (errno, strerror); keep the one line built above.
+        return str(self.args[0])

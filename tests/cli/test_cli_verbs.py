@@ -530,7 +530,8 @@ def test_no_arguments_prints_help(home: Path) -> None:
     r = cli()
     _assert_ok(r)
     for verb in ("add", "list", "show", "edit", "pause", "resume", "remove", "run", "fire", "tick",
-                 "next", "history", "status", "providers", "gateway"):
+                 "next", "history", "status", "providers", "gateway", "explain",
+                 "install-service"):
         assert re.search(rf"^  {verb} ", r.stdout, re.M), verb
 
 
