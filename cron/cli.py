@@ -1195,8 +1195,12 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
         _config(store=True)  # a corrupt store must fail here, not half-way through
         provider = resolve_cron_scheduler(cfg)
         provider.reconcile()
-        detail = getattr(provider, "status_detail", None)
-        suffix = f": {detail()}" if callable(detail) else ""
+        describe = getattr(provider, "status_detail", None)
+        detail = str(describe()) if callable(describe) else None
+        if as_json:
+            _emit_json({"reconciled": provider.name, "detail": detail})
+            return
+        suffix = f": {detail}" if detail is not None else ""
         click.echo(f"reconciled provider {provider.name}{suffix}")
         return
 

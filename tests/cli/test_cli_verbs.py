@@ -750,6 +750,15 @@ def test_providers_reconcile_calls_the_selected_provider(home: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert r.stdout.strip() == "reconciled provider fakerec: reconciled 1 time(s)"
     assert (home / "reconciled.txt").read_text() == "x"
+    r = cli("providers", "--reconcile", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == {"reconciled": "fakerec", "detail": "reconciled 2 time(s)"}
+
+
+def test_providers_reconcile_json_with_the_builtin(home: Path) -> None:
+    r = cli("providers", "--reconcile", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == {"reconciled": "builtin", "detail": None}
 
 
 RECONCILE_COUNTING_PLUGIN = '''
