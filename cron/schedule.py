@@ -350,11 +350,13 @@ class _Cron:
     """A validated, pre-parsed cron expression, shared by every job that uses it.
 
     Day-of-month and day-of-week are combined here, not by croniter, because
-    croniter's rule is not the daemon's: croniter ORs the two day fields unless
-    one *expands* to every day (so ``13 * */1`` fires daily), and decides that
-    expansion by looking for a ``*`` anywhere in the other field's text. Vixie
-    cron (cron.c, ``DOM_STAR``/``DOW_STAR``) ANDs them when either field's text
-    *starts with* ``*`` and ORs them otherwise. So croniter only ever sees
+    croniter's rule is not the daemon's. croniter ORs the two day fields unless
+    one of them is ``*`` after expansion, and it turns a field covering every
+    day into ``*`` only when the other field has a ``*`` anywhere in its text
+    (so ``0 0 13 * */1`` fires daily and ``0 0 1-31 * 1,*/2`` skips Wednesdays
+    and Fridays; Vixie fires the first on the 13th only and the second every
+    day). Vixie cron (cron.c, ``DOM_STAR``/``DOW_STAR``) ANDs them when either
+    field's text *starts with* ``*`` and ORs them otherwise. So croniter only ever sees
     expressions with at most one restricted day field - ``day_of_month`` (the
     day-of-week replaced by ``*``) and ``day_of_week`` (the day-of-month
     replaced by ``*``) - and :meth:`next_after` takes their union or their
@@ -406,8 +408,7 @@ class _Cron:
             except (OverflowError, ValueError) as exc:
                 failure = exc  # this side has no later match; the other may
         if not found:
-            assert failure is not None
-            raise failure
+            raise failure or CroniterBadDateError(f"no day matches {self.expr!r}")
         return min(found)
 
     def _intersection(self, wall: datetime) -> datetime:
