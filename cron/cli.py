@@ -470,6 +470,15 @@ def _ticker_warning(cfg: dict[str, Any]) -> None:
         )
 
 
+def _warn_six_fields(schedule: dict[str, Any]) -> None:
+    """One stderr line when a six-field expression fires many times a minute (SPEC §14)."""
+    from cron.schedule import six_field_warning
+
+    warning = six_field_warning(schedule, dash=_dash())
+    if warning is not None:
+        _stderr(f"cronkit: warning: {warning}")
+
+
 def _parse_repeat(value: str | None) -> tuple[bool, int | None]:
     """``--repeat``: a whole number >= 1, or ``forever``. Returns (given, times)."""
     if value is None:
@@ -599,6 +608,7 @@ def add_cmd(
         schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
         catch_up=catch_up, timeout=seconds,
     )
+    _warn_six_fields(job["schedule"])
     if as_json:
         _emit_json(job)
     else:
@@ -978,6 +988,7 @@ def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
     _config()
     now = datetime.now(UTC)
     sched, zone, times = preview_times(schedule, count, tz, now)
+    _warn_six_fields(sched)
     if as_json:
         _emit_json({
             "schedule": sched,
@@ -1041,6 +1052,25 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
             fmt_time(row.get("scheduled_at"), zone=zone, relative=False), detail,
         ])
     _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ERROR / OUTPUT"], table)
+
+
+@main.command("explain", short_help="Why a job did (not) fire, and whether it will.")
+@click.argument("job_ref", metavar="ID")
+@click.option("--limit", type=click.IntRange(0, 1000), default=5, show_default=True,
+              help="How many of the job's last recorded slots to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain_cmd(job_ref: str, limit: int, as_json: bool) -> None:
+    """Explain a job in plain sentences: state, next slot, claim, last slots, the ticker."""
+    cfg = _config()
+    job = resolve_job(job_ref)
+    from cron.explain import explain_job, format_explanation
+
+    explanation = explain_job(job["id"], limit=limit, cfg=cfg)
+    if as_json:
+        _emit_json(explanation.to_dict())
+        return
+    for line in format_explanation(explanation):
+        click.echo(line)
 
 
 def _ledger_has(job_id: str) -> bool:
@@ -1201,8 +1231,12 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
         _config(store=True)  # a corrupt store must fail here, not half-way through
         provider = resolve_cron_scheduler(cfg)
         provider.reconcile()
-        detail = getattr(provider, "status_detail", None)
-        suffix = f": {detail()}" if callable(detail) else ""
+        describe = getattr(provider, "status_detail", None)
+        detail = str(describe()) if callable(describe) else None
+        if as_json:
+            _emit_json({"reconciled": provider.name, "detail": detail})
+            return
+        suffix = f": {detail}" if detail is not None else ""
         click.echo(f"reconciled provider {provider.name}{suffix}")
         return
 
@@ -1272,6 +1306,27 @@ def store_copy_cmd(url: str) -> None:
     finally:
         target.close()
     click.echo(f"copied {count} job(s) from {source.url} to {target.url}")
+
+@main.command("install-service", short_help="Install a systemd unit running the gateway.")
+@click.option("--user", "user_unit", is_flag=True,
+              help="A user unit (~/.config/systemd/user) instead of a system one.")
+@click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a different unit already installed.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="The gateway's shutdown grace for running jobs, in seconds.")
+def install_service_cmd(user_unit: bool, print_only: bool, force: bool, grace: float) -> None:
+    """Write (or --print) a systemd unit that runs 'cronkit gateway' for this home."""
+    _config()
+    from cron.service import enable_command, install_unit, render_unit
+
+    text = render_unit(user=user_unit, grace=grace)
+    if print_only:
+        click.echo(text, nl=False)
+        return
+    result = install_unit(text, user=user_unit, force=force)
+    verb = "wrote" if result.changed else "unchanged:"
+    click.echo(f"{verb} {result.path}")
+    click.echo(f"next: {enable_command(user=user_unit)}")
 
 
 @main.command("gateway", short_help="Run the trigger and the webhook in the foreground.")

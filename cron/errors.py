@@ -141,3 +141,39 @@ class GatewayRunningError(CronkitError, RuntimeError):
             f"a cronkit gateway is already running on {str(self.home)!r} (pid {pid}); "
             "stop it first or use another CRONKIT_HOME"
         )
+
+
+class ScheduleTooLongError(ScheduleError):
+    """Schedule text longer than the limit; the message quotes only its start.
+
+    ``text`` keeps the whole input; the message stays one short line however
+    long it is (repr escapes newlines).
+    """
+
+    PREVIEW = 40
+
+    def __init__(self, text: str, limit: int) -> None:
+        self.text = text
+        self.limit = limit
+        self.reason = f"{len(text)} characters, more than the {limit} allowed"
+        # Not ScheduleError.__init__: that would quote the whole input.
+        CronkitError.__init__(
+            self,
+            f"invalid schedule {text[: self.PREVIEW]!r}... ({self.reason}); "
+            f"accepted forms: {ACCEPTED_SCHEDULES}",
+        )
+
+
+class ServiceUnitExistsError(CronkitError, FileExistsError):
+    """A different systemd unit is already installed where ``install-service`` would write."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"a different unit already exists at {str(self.path)!r}; compare it with what "
+            "--print shows, then rerun with --force to replace it"
+        )
+
+    def __str__(self) -> str:
+        # OSError.__str__ would format (errno, strerror); keep the one line built above.
+        return str(self.args[0])

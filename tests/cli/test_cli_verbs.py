@@ -531,7 +531,8 @@ def test_no_arguments_prints_help(home: Path) -> None:
     r = cli()
     _assert_ok(r)
     for verb in ("add", "list", "show", "edit", "pause", "resume", "remove", "run", "fire", "tick",
-                 "next", "history", "status", "providers", "gateway"):
+                 "next", "history", "status", "providers", "gateway", "explain",
+                 "install-service"):
         assert re.search(rf"^  {verb} ", r.stdout, re.M), verb
 
 
@@ -650,7 +651,7 @@ CONFIG_PROBLEMS = {
     ["edit", "alpha", "--name", "x"], ["pause", "alpha"], ["resume", "alpha"],
     ["remove", "alpha"], ["run", "alpha"],
     ["fire", "alpha"], ["tick"], ["next", "every 1m"], ["history"], ["status"], ["providers"],
-    ["gateway", "--no-webhook"],
+    ["gateway", "--no-webhook"], ["explain", "alpha"],
 ])
 def test_unreadable_config_exits_2_and_writes_nothing(
     home: Path, problem: str, args: list[str]
@@ -750,6 +751,15 @@ def test_providers_reconcile_calls_the_selected_provider(home: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert r.stdout.strip() == "reconciled provider fakerec: reconciled 1 time(s)"
     assert (home / "reconciled.txt").read_text() == "x"
+    r = cli("providers", "--reconcile", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == {"reconciled": "fakerec", "detail": "reconciled 2 time(s)"}
+
+
+def test_providers_reconcile_json_with_the_builtin(home: Path) -> None:
+    r = cli("providers", "--reconcile", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == {"reconciled": "builtin", "detail": None}
 
 
 RECONCILE_COUNTING_PLUGIN = '''

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cron.errors import ScheduleError
+from cron.errors import ScheduleError, ScheduleTooLongError
 from cron.schedule import (
+    MAX_SCHEDULE_CHARS,
     compute_next_run,
     describe,
     grace_seconds,
@@ -21,6 +22,8 @@ from cron.schedule import (
     parse_schedule,
     period_seconds,
     resolve_zone,
+    seconds_per_minute,
+    six_field_warning,
     to_iso,
 )
 from tests.conftest import write_config
@@ -290,6 +293,62 @@ def test_day_of_month_and_day_of_week_are_ored() -> None:
     sched = parse_schedule("0 0 13 * 5")
     fires = walk(sched, utc(2026, 4, 30, 23), utc(2026, 5, 31, 23, 59), tz="UTC")
     assert [f.day for f in fires] == [1, 8, 13, 15, 22, 29]
+
+
+def test_a_day_field_starting_with_star_is_unrestricted() -> None:
+    # Vixie cron (cron.c DOM_STAR/DOW_STAR): '*/1' starts with '*', so the day
+    # fields are ANDed - the 13th only, not "the 13th or any day".
+    after = utc(2024, 1, 1)
+    sched = parse_schedule("0 0 13 * */1", tz="UTC")
+    assert compute_next_run(sched, after=after) == utc(2024, 1, 13)
+    assert compute_next_run(sched, after=utc(2024, 1, 13)) == utc(2024, 2, 13)
+
+
+def test_star_step_day_of_month_and_a_weekday_are_anded() -> None:
+    # '*/2' starts with '*': odd days of the month that are Mondays (2024-01-15),
+    # not odd days or Mondays (2024-01-03).
+    sched = parse_schedule("0 0 */2 * 1", tz="UTC")
+    fires = walk(sched, utc(2024, 1, 1), utc(2024, 3, 31))
+    assert fires == [utc(2024, 1, 15), utc(2024, 1, 29), utc(2024, 2, 5), utc(2024, 2, 19),
+                     utc(2024, 3, 11), utc(2024, 3, 25)]
+    assert all(f.day % 2 == 1 and f.weekday() == 0 for f in fires)
+
+
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        # No leading '*' on either: either may match, even when one covers every day.
+        ("0 0 1-31 * 1", list(range(1, 15))),
+        ("0 0 1-7 * 0-7", list(range(1, 15))),
+        ("0 0 1-31 * 1,*/2", list(range(1, 15))),  # a '*' later in the field does not count
+        # A leading '*' on either, even inside a list: both must match.
+        ("0 0 *,13 * 5", [5, 12]),
+        ("0 0 13 * *,1", [13]),
+        ("0 0 ? * 1", [1, 8]),  # '?' means no specific day: read as '*'
+        # A side that can never match (the 31st of February) adds nothing to an OR.
+        ("0 0 31 2 1", []),
+        # croniter's extensions follow the same rule: the 13th or the third Friday.
+        ("0 0 13 * 5#3", [13]),
+        ("0 0 */2 * 5#3", []),  # ANDed: the third Friday of January 2024 is the 19th
+    ],
+)
+def test_day_rule_cases(expr: str, days: list[int]) -> None:
+    fires = walk(parse_schedule(expr, tz="UTC"), utc(2023, 12, 31), utc(2024, 1, 14, 23, 59))
+    assert [f.day for f in fires] == days
+
+
+def test_third_friday_on_an_odd_day() -> None:
+    sched = parse_schedule("0 0 */2 * 5#3", tz="UTC")
+    assert compute_next_run(sched, after=utc(2024, 1, 1)) == utc(2024, 1, 19)
+    assert compute_next_run(sched, after=utc(2024, 1, 19)) == utc(2024, 3, 15)  # Feb 16 is even
+
+
+def test_day_fields_that_can_never_meet_are_refused() -> None:
+    # The 1st, 9th, 17th or 25th is never a fifth Monday (29th-31st).
+    with pytest.raises(ScheduleError, match="never fires"):
+        parse_schedule("0 0 */8 * 1#5")
+    with pytest.raises(ScheduleError, match="never fires"):
+        parse_schedule("0 0 30 2 */1")
 
 
 def test_one_value_ranges_mean_that_value() -> None:
@@ -656,3 +715,121 @@ def test_full_year_walk_in_berlin(expr: str, count: int) -> None:
     if expr == "30 2 * * *":
         per_day = Counter(f.astimezone(BERLIN).date() for f in fires)
         assert set(per_day.values()) == {1}
+
+
+# --------------------------------------------------------------------------- length limit
+
+
+def test_text_of_exactly_the_limit_is_parsed() -> None:
+    text = "0 9 * * *".ljust(MAX_SCHEDULE_CHARS)
+    assert len(text) == 1000
+    assert parse_schedule(text)["expr"] == "0 9 * * *"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0 9 * * *".ljust(1001),
+        "1" * 5000 + " * * * *",
+        "every " + "1" * 2000 + "s",
+        ("0 9 * * *\n" * 110_000)[:1_000_000],  # a pasted megabyte, newlines and all
+    ],
+    ids=["1001", "5000", "2000-digit interval", "1 MB"],
+)
+def test_text_over_the_limit_is_refused_with_a_short_message(text: str) -> None:
+    with pytest.raises(ScheduleTooLongError) as info:
+        parse_schedule(text)
+    exc = info.value
+    assert isinstance(exc, ScheduleError) and isinstance(exc, ValueError)
+    assert exc.text is text  # the whole input stays available to the caller
+    message = str(exc)
+    assert "\n" not in message
+    assert len(message) < 500
+    assert repr(text[:40]) + "..." in message
+    assert f"{len(text)} characters, more than the 1000 allowed" in message
+    assert "accepted forms" in message
+
+
+@pytest.mark.parametrize("key", ["expr", "run_at", "tz"])
+def test_dict_fields_over_the_limit_are_refused(key: str) -> None:
+    base: dict[str, Any] = {
+        "expr": {"kind": "cron", "expr": "0 9 * * *"},
+        "run_at": {"kind": "once", "run_at": "2030-01-01T00:00"},
+        "tz": {"kind": "cron", "expr": "0 9 * * *", "tz": "UTC"},
+    }[key]
+    with pytest.raises(ScheduleTooLongError) as info:
+        parse_schedule({**base, key: "x" * 1_000_000})
+    assert len(str(info.value)) < 500
+
+
+# --------------------------------------------------------------------------- six-field footgun
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("0 */5 * * * *", 60),
+        ("* * * * * *", 60),
+        ("0 9 * * * 10-20", 11),
+        ("0 9 * * * */10", 6),
+        ("0 9 * * * 0,30", 2),
+        ("0 9 * * * 30", 1),
+        ("0 9 * * * 0", 1),
+        ("0 9 * * *", None),
+        ("@hourly", None),
+        ("every 5m", None),
+        ("in 5m", None),
+    ],
+)
+def test_seconds_per_minute(text: str, count: int | None) -> None:
+    assert seconds_per_minute(parse_schedule(text, now=NOW)) == count
+
+
+def test_seconds_per_minute_agrees_with_the_fires() -> None:
+    sched = parse_schedule("0 9 * * * 10-20")
+    fires = walk(sched, utc(2026, 5, 4), utc(2026, 5, 4, 23, 59, 59), tz="UTC")
+    assert len(fires) == seconds_per_minute(sched) == 11
+    assert {(f.hour, f.minute) for f in fires} == {(9, 0)}  # 09:00:10 to 09:00:20
+
+
+def test_six_field_warning_with_a_seconds_first_reading() -> None:
+    warning = six_field_warning(parse_schedule("0 */5 * * * *"))
+    assert warning == (
+        "'0 */5 * * * *' has six fields; the last is seconds, so it fires 60 times a minute "
+        "(every second) in each matching minute \u2014 if the first field was meant as seconds, "
+        "write '*/5 * * * *'"
+    )
+    # The suggestion means what the seconds-first reading meant: every 5 minutes, at :00.
+    hint = parse_schedule("*/5 * * * *")
+    assert walk(hint, utc(2026, 5, 4), utc(2026, 5, 4, 0, 15), tz="UTC") == [
+        utc(2026, 5, 4, 0, 5), utc(2026, 5, 4, 0, 10), utc(2026, 5, 4, 0, 15)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30 */5 * * * *", "write '*/5 * * * * 30'"),  # a non-zero second is kept, last
+        ("0 9 * * * 10-20", "fires 11 times a minute in each matching minute"),
+        ("* * * * * *", "fires 60 times a minute (every second) in each matching minute"),
+    ],
+)
+def test_six_field_warning_texts(text: str, expected: str) -> None:
+    warning = six_field_warning(parse_schedule(text), dash="-")
+    assert warning is not None and expected in warning
+    assert "\n" not in warning and "\u2014" not in warning
+
+
+def test_six_field_warning_has_no_hint_when_the_reading_is_unclear() -> None:
+    # Day-of-week numbers differ between the dialects: no guess.
+    warning = six_field_warning(parse_schedule("0 0 9 * * 1-5"))
+    assert warning is not None and "fires 5 times a minute" in warning
+    assert "meant as seconds" not in warning
+    assert "meant as seconds" not in (six_field_warning(parse_schedule("* * * * * *")) or "")
+
+
+@pytest.mark.parametrize(
+    "text", ["0 9 * * * 30", "0 9 * * * 0", "0 9 * * * 0,30", "0 9 * * *", "@daily", "every 5s"]
+)
+def test_no_six_field_warning_for_deliberate_seconds(text: str) -> None:
+    assert six_field_warning(parse_schedule(text)) is None

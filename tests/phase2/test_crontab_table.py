@@ -44,9 +44,12 @@ INV = table.Invocation(HOME, "/usr/bin/python3")
         ("@daily", "0 0 * * *"),
         ("@weekly", "0 0 * * 0"),
         ("0 0 * * * 0", "0 0 * * *"),  # 6 fields, seconds exactly 0
-        ("0 0 */2 * 1", "0 0 1-31/2 * 1"),  # no leading '*': Vixie ORs the day fields too
-        ("0 0 1-31 * *", "0 0 * * *"),  # a full range is '*' to croniter
-        ("0 0 1-31 * 1", "0 0 1-31 * 1"),  # ... unless the other day field is restricted
+        ("0 0 */2 * 1", "0 0 */2 * 1"),  # a leading '*': odd days that are Mondays, in both
+        ("0 0 13 * */1", "0 0 13 * *"),  # ANDed with every day: the 13th alone
+        ("0 0 13 * 5", "0 0 13 * 5"),  # no leading '*': the 13th or a Friday, in both
+        ("0 0 1 * */7", "0 0 1 * */7"),  # Vixie's '*' spans 0-7 in day-of-week: Sundays
+        ("0 0 1-31 * *", "0 0 * * *"),  # a full range is '*'
+        ("0 0 1-31 * 1", "0 0 * * *"),  # ORed with a field that matches every day: every day
         ("5-5 1-1 * * *", "5 1 * * *"),  # one-value ranges are that value, as in cron
         ("1,2,3,7 0 ? * *", "1-3,7 0 * * *"),
         ("30 4 1,15 * *", "30 4 1,15 * *"),
@@ -59,6 +62,7 @@ def test_cron_fields_renders_portable_equivalent(expr: str, fields: str) -> None
 @pytest.mark.parametrize(
     "expr",
     ["0 0 * * * 30", "0 0 * * * */10", "0 0 L * *", "0 0 15W * *", "0 0 * * 5#3",
+     "0 0 */10,15 * 1",  # two ANDed day sets, neither a '*/n': no single crontab line says it
      "not cron", "* * * *"],
 )
 def test_cron_fields_refuses_what_cron_cannot_express(expr: str) -> None:

@@ -106,11 +106,26 @@ class CronSpec:
             return False
         if wall.month not in self.months:
             return False
-        dom_ok = self.dom is None or wall.day in self.dom
-        dow_ok = self.dow is None or wall.isoweekday() % 7 in self.dow
-        if self.dom is not None and self.dow is not None:
-            return dom_ok or dow_ok  # classic cron: both restricted -> either
+        _, _, dom_text, _, dow_text = self.text.split()[:5]
+        return vixie_day_matches(dom_text, self.dom, dow_text, self.dow, wall)
+
+
+def vixie_day_matches(
+    dom_text: str,
+    dom: frozenset[int] | None,
+    dow_text: str,
+    dow: frozenset[int] | None,
+    wall: datetime,
+) -> bool:
+    """Vixie cron's day rule (cron.c): AND when either field's text starts with '*', else OR.
+
+    ``dom``/``dow`` are the sets the fields denote (None: every day).
+    """
+    dom_ok = dom is None or wall.day in dom
+    dow_ok = dow is None or wall.isoweekday() % 7 in dow
+    if dom_text.startswith("*") or dow_text.startswith("*"):
         return dom_ok and dow_ok
+    return dom_ok or dow_ok
 
 
 def field(lo: int, hi: int) -> st.SearchStrategy[tuple[str, frozenset[int]]]:
@@ -132,11 +147,7 @@ def field(lo: int, hi: int) -> st.SearchStrategy[tuple[str, frozenset[int]]]:
 
 
 def day_field(lo: int, hi: int, full: int) -> st.SearchStrategy[tuple[str, frozenset[int] | None]]:
-    """Day-of-month / day-of-week: '*' or a proper subset.
-
-    A non-'*' field that still covers every day is where cron dialects disagree
-    about the day-of-month/day-of-week OR rule, so it is not generated.
-    """
+    """Day-of-month / day-of-week: '*' (None) or the set of days the field denotes."""
 
     def norm(item: tuple[str, frozenset[int]]) -> tuple[str, frozenset[int] | None]:
         text, values = item
@@ -144,8 +155,7 @@ def day_field(lo: int, hi: int, full: int) -> st.SearchStrategy[tuple[str, froze
             return text, None
         return text, frozenset(v % 7 for v in values) if full == 7 else values
 
-    restricted = field(lo, hi).map(norm).filter(lambda t: t[1] is None or len(t[1]) < full)
-    return st.one_of(st.just(("*", None)), st.just(("*", None)), restricted)
+    return st.one_of(st.just(("*", None)), st.just(("*", None)), field(lo, hi).map(norm))
 
 
 @st.composite
@@ -273,6 +283,146 @@ def test_next_run_matches_brute_force_reference(
             return
         assert got == expected
         after = got
+
+
+# --------------------------------------------------------------------------- Vixie's day rule
+
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def vixie_field(lo: int, hi: int, *, names: bool = False) -> st.SearchStrategy[
+    tuple[str, frozenset[int]]
+]:
+    """A day field as Vixie cron reads it: (text, the set of values it denotes).
+
+    Covers '*', '*/n', numbers, (weekday) names, ranges with and without a
+    step, and lists mixing them - a list may start with '*' or hold one later.
+    Full sets that do not start with '*' ('1-31', '0-7', '*' inside a list)
+    are generated too: they are where a "does it expand to everything" rule
+    and Vixie's "does the text start with '*'" rule part ways.
+    """
+    value = st.integers(lo, hi)
+    number = value.map(lambda v: (str(v), frozenset({v})))
+    atoms = [number]
+    if names:
+        atoms.append(st.integers(0, 6).map(lambda v: (_DOW_NAMES[v], frozenset({v}))))
+    atom = st.one_of(*atoms)
+    span = st.tuples(atom, atom).filter(lambda ab: min(ab[0][1]) <= min(ab[1][1]))
+
+    def rng(ab: tuple[tuple[str, frozenset[int]], tuple[str, frozenset[int]]], step: int) -> tuple[
+        str, frozenset[int]
+    ]:
+        (ta, va), (tb, vb) = ab
+        text = f"{ta}-{tb}" + (f"/{step}" if step > 1 else "")
+        return text, frozenset(range(min(va), min(vb) + 1, step))
+
+    ranged = st.tuples(span, st.sampled_from([1, 1, 2, 3, 7])).map(lambda t: rng(*t))
+    full = st.just(("*", frozenset(range(lo, hi + 1))))
+    star_step = st.integers(1, hi - lo).map(
+        lambda n: (f"*/{n}", frozenset(range(lo, hi + 1, n)))
+    )
+    item = st.one_of(atom, ranged, full, star_step)
+    listed = st.lists(item, min_size=2, max_size=3).map(
+        lambda items: (",".join(t for t, _ in items), frozenset().union(*(v for _, v in items)))
+    )
+    whole = st.just((f"{lo}-{hi}", frozenset(range(lo, hi + 1))))
+    return st.one_of(full, star_step, atom, ranged, listed, whole)
+
+
+@dataclass(frozen=True)
+class VixieLine:
+    text: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    dom_text: str
+    dom: frozenset[int]
+    months: frozenset[int]
+    dow_text: str
+    dow: frozenset[int]  # Sunday = 0 (7 folded onto 0)
+
+    def day_matches(self, day: datetime) -> bool:
+        return (
+            day.month in self.months
+            and vixie_day_matches(self.dom_text, self.dom, self.dow_text, self.dow, day)
+        )
+
+
+@st.composite
+def vixie_lines(draw: st.DrawFn) -> VixieLine:
+    minute = draw(st.one_of(st.just(("0", frozenset({0}))), field(0, 59)))
+    hour = draw(st.one_of(st.just(("12", frozenset({12}))), field(0, 23)))
+    month = draw(st.one_of(st.just(("*", frozenset(range(1, 13)))), field(1, 12)))
+    dom_text, dom = draw(vixie_field(1, 31))
+    dow_text, dow = draw(vixie_field(0, 7, names=True))
+    text = " ".join((minute[0], hour[0], dom_text, month[0], dow_text))
+    return VixieLine(text, minute[1], hour[1], dom_text, dom, month[1], dow_text,
+                     frozenset(d % 7 for d in dow))
+
+
+VIXIE_HORIZON_DAYS = 30 * 366
+
+
+def _vixie_reference_next(line: VixieLine, after: datetime) -> datetime | None:
+    """The first UTC minute strictly after ``after`` at which Vixie cron runs ``line``.
+
+    Minute by minute through each day the day rule admits; a day it rejects is
+    passed over whole (no minute of it can match). None within the horizon.
+    """
+    u = after.replace(second=0, microsecond=0) + MINUTE
+    end = u + timedelta(days=VIXIE_HORIZON_DAYS)
+    while u < end:
+        if not line.day_matches(u):
+            u = u.replace(hour=0, minute=0) + timedelta(days=1)
+            continue
+        if u.hour in line.hours and u.minute in line.minutes:
+            return u
+        u += MINUTE
+    return None
+
+
+@given(
+    line=vixie_lines(),
+    start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31)),
+)
+@example(  # both day fields restricted, neither starts with '*': either matches
+    line=VixieLine("0 0 13 * 5", frozenset({0}), frozenset({0}), "13", frozenset({13}),
+                   frozenset(range(1, 13)), "5", frozenset({5})),
+    start=datetime(2024, 1, 1),
+)
+@example(  # '*/1' starts with '*': the 13th only (croniter alone: every day)
+    line=VixieLine("0 0 13 * */1", frozenset({0}), frozenset({0}), "13", frozenset({13}),
+                   frozenset(range(1, 13)), "*/1", frozenset(range(7))),
+    start=datetime(2024, 1, 1),
+)
+@example(  # '*/2' starts with '*': odd days that are Mondays (croniter alone: odd OR Monday)
+    line=VixieLine("0 0 */2 * 1", frozenset({0}), frozenset({0}), "*/2",
+                   frozenset(range(1, 32, 2)), frozenset(range(1, 13)), "1", frozenset({1})),
+    start=datetime(2024, 1, 1),
+)
+@example(  # every day of the month, no leading '*', and a '*' later in the other field: OR
+    line=VixieLine("0 0 1-31 * 1,*/2", frozenset({0}), frozenset({0}), "1-31",
+                   frozenset(range(1, 32)), frozenset(range(1, 13)), "1,*/2",
+                   frozenset({0, 1, 2, 4, 6})),
+    start=datetime(2024, 1, 1),
+)
+def test_day_fields_follow_vixie_cron(line: VixieLine, start: datetime) -> None:
+    after = start.replace(tzinfo=UTC)
+    expected = _vixie_reference_next(line, after)
+    try:
+        sched = parse_schedule(line.text, tz="UTC")
+    except ScheduleError as exc:
+        # Only an expression Vixie would never run either may be refused.
+        assert "never fires" in str(exc.reason), exc
+        assert expected is None, (line.text, expected)
+        return
+    for _ in range(6):
+        got = compute_next_run(sched, after=after)
+        if expected is None:
+            assert got is None or got > after + timedelta(days=VIXIE_HORIZON_DAYS), line.text
+            return
+        assert got == expected, (line.text, after)
+        after = got
+        expected = _vixie_reference_next(line, after)
 
 
 cron_texts = st.one_of(

@@ -112,6 +112,68 @@ def _has_extension(index: int, text: str) -> bool:
     return any(c.isalpha() for c in stripped)
 
 
+def _star_step(values: Sequence[int], index: int) -> str | None:
+    """``*/n`` when Vixie cron reads it as exactly ``values`` for field ``index``, else None.
+
+    Vixie's ``*`` spans its own field range, in which day-of-week runs 0-7
+    (7 = Sunday again), so ``*/7`` there is Sunday alone.
+    """
+    lo, hi = (1, 31) if index == 2 else (0, 7)
+    for step in range(2, hi - lo + 1):
+        if sorted({v % 7 if index == 4 else v for v in range(lo, hi + 1, step)}) == list(values):
+            return f"*/{step}"
+    return None
+
+
+def _day_fields(parts: Sequence[str]) -> tuple[str, str] | None:
+    """Day-of-month and day-of-week fields that Vixie cron combines as cronkit does.
+
+    cronkit applies Vixie's rule to the job's own text (AND when either day
+    field starts with ``*``, else OR), so the rendered pair must keep the
+    field sets *and* which rule applies. Each field is expanded on its own
+    (the other one ``*``), which is how :mod:`cron.schedule` matches them.
+    """
+    try:
+        by_dom = croniter(" ".join([*parts[:4], "*"]), datetime(2000, 1, 1))
+        by_dow = croniter(" ".join([*parts[:2], "*", *parts[3:5]]), datetime(2000, 1, 1))
+    except Exception:
+        return None
+    rendered: list[str | None] = []
+    ints: list[list[int]] = []
+    for it, index in ((by_dom, 2), (by_dow, 4)):
+        values: list[Any] = list(it.expanded[index])
+        if values == ["*"]:
+            rendered.append(None)
+            ints.append([])
+            continue
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+            return None
+        lo, hi = _FIELD_RANGES[index]
+        clean = sorted({0 if (index == 4 and v == 7) else v for v in values})
+        if clean[0] < lo or clean[-1] > hi:
+            return None
+        rendered.append(_compress(clean))
+        ints.append(clean)
+    dom, dow = rendered
+    from cron.schedule import _day_star
+
+    star = _day_star(parts[2]) or _day_star(parts[4])
+    if not star:
+        if dom is None or dow is None:
+            return "*", "*"  # one field matches every day, so either-matches does too
+        return dom, dow  # neither starts with '*': Vixie ORs them, as cronkit does
+    if dom is None or dow is None:
+        return dom or "*", dow or "*"  # AND with every day: just the other field
+    # Both restricted and ANDed: Vixie ANDs only if one rendered field starts with '*'.
+    dom_star = _star_step(ints[0], 2)
+    if dom_star is not None:
+        return dom_star, dow
+    dow_star = _star_step(ints[1], 4)
+    if dow_star is not None:
+        return dom, dow_star
+    return None
+
+
 def cron_fields(expr: str) -> str | None:
     """Five crontab fields that fire at exactly the instants cronkit's ``expr`` does, or None.
 
@@ -119,12 +181,10 @@ def cron_fields(expr: str) -> str | None:
     matches (``cron.schedule`` normalises some forms first), so the crontab
     means the same thing whatever syntax the job used: names become numbers,
     ``*/15`` becomes ``0-45/15``, a 6-field expression is accepted only when its
-    seconds field is exactly ``0``. A field is ``*`` exactly when croniter treats
-    it as unrestricted, which keeps the day-of-month / day-of-week OR rule the
-    same in both (Vixie cron ORs the two day fields when neither *starts with*
-    ``*``; croniter when neither expands to ``*``). None for what cron cannot
-    express: ``L``, ``W``, ``#``, non-zero seconds — and for anything cronkit
-    itself would not accept.
+    seconds field is exactly ``0``. The day fields keep Vixie's rule, which
+    cronkit applies too (see :func:`_day_fields`). None for what cron cannot
+    express: ``L``, ``W``, ``#``, non-zero seconds, two ANDed day sets neither of
+    which is a ``*/n`` — and for anything cronkit itself would not accept.
     """
     source = _cronkit_source(expr)
     if source is None:
@@ -141,8 +201,11 @@ def cron_fields(expr: str) -> str | None:
     expanded: list[list[Any]] = [list(f) for f in it.expanded]
     if len(parts) == 6 and expanded[5] != [0]:
         return None
+    days = _day_fields(parts)
+    if days is None:
+        return None
     out: list[str] = []
-    for index in range(5):
+    for index in (0, 1, 3):
         values = expanded[index]
         if values == ["*"]:
             out.append("*")
@@ -150,11 +213,12 @@ def cron_fields(expr: str) -> str | None:
         if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
             return None
         lo, hi = _FIELD_RANGES[index]
-        ints = sorted({0 if (index == 4 and v == 7) else v for v in values})
+        ints = sorted(set(values))
         if ints[0] < lo or ints[-1] > hi:
             return None
         out.append(_compress(ints))
-    return " ".join(out)
+    minute, hour, month = out
+    return " ".join((minute, hour, days[0], month, days[1]))
 
 
 # -- zones --------------------------------------------------------------------------
