@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cron.errors import ScheduleError
 from cron.schedule import GRACE_MIN, grace_seconds, iter_slots, next_slot, to_iso
 
 Job = dict[str, Any]
@@ -144,7 +145,16 @@ def _advance(job: Job, *, anchor: datetime, now: datetime) -> None:
     if is_spent(job):
         job["next_run_at"] = None
         return
-    nxt = next_slot(job["schedule"], slot=anchor, now=now, tz=_zone(job))
+    try:
+        nxt = next_slot(job["schedule"], slot=anchor, now=now, tz=_zone(job))
+    except ScheduleError as exc:
+        # A stored schedule that can no longer produce a slot (e.g. read under a newer
+        # day rule) stops this job, visibly — never the tick, which serves every job.
+        job["state"] = "error"
+        job["next_run_at"] = None
+        job["last_status"] = "error"
+        job["last_error"] = f"the schedule produces no further slot: {exc}"
+        return
     job["next_run_at"] = to_iso(nxt) if nxt is not None else None
 
 

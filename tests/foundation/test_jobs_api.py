@@ -639,3 +639,18 @@ def test_bad_input_on_an_empty_home_creates_no_store(home: Path) -> None:
     raises_unchanged(ActionError, lambda: jobs.create_job("every 1h", {"kind": "command",
                                                                      "command": 1}, now=T0))
     assert not paths.jobs_path().exists()
+
+
+def test_a_stored_schedule_that_never_fires_again_stops_its_job_not_the_tick(home: Path) -> None:
+    from cron import scheduler
+
+    bad = jobs.create_job("every 1m", "true", now=T0)
+    good = jobs.create_job("every 1m", "true", now=T0)
+    # As if written by an older build (either-day rule); under Vixie's star rule Feb 30 never comes.
+    edit_job(bad["id"], lambda j: j.update(schedule={"kind": "cron", "expr": "0 0 30 2 */1",
+                                                     "display": "0 0 30 2 */1"}))
+    assert scheduler.tick(now=T0 + M) == 2
+    assert jobs.get_job(bad["id"])["state"] == "error"
+    assert jobs.get_job(bad["id"])["next_run_at"] is None
+    assert jobs.get_job(good["id"])["state"] == "scheduled"
+    assert scheduler.tick(now=T0 + 2 * M) == 1  # the good job keeps firing
