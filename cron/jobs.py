@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -427,7 +428,7 @@ def get_due_jobs(now: datetime | None = None) -> list[Job]:
 def _event_rows(events: list[rules.LedgerEvent], source: str, at: str) -> list[LedgerRow]:
     owner = owner_id()
     return [
-        LedgerRow(uuid.uuid4().hex, ev.job_id, ev.status, ev.scheduled_at, at, source, owner,
+        LedgerRow(secrets.token_hex(16), ev.job_id, ev.status, ev.scheduled_at, at, source, owner,
                   ev.job_name, ev.error)
         for ev in events
     ]
@@ -530,16 +531,21 @@ def claim_job_for_fire_ex(
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
 
+# What sweep_due returns when it left the job as it was (see cron.claim.sweep_due).
+_SWEEP_UNCHANGED = frozenset(
+    {rules.ClaimReason.NOT_SCHEDULED, rules.ClaimReason.NO_NEXT_RUN, rules.ClaimReason.NOT_DUE}
+)
+
+
 def _sweep(
     stored: Stored, *, at: datetime, ttl: float, catch_default: str, owner: str, source: str,
 ) -> tuple[Swap | None, str | None, bool]:
     """The tick's rule for one job: ``(swap to make or None, token if fired, completed?)``."""
     job = stored.job
-    before = _encoded(job)
     was = job.get("state")
     outcome = rules.sweep_due(job, now=at, claim_ttl=ttl, catch_up_default=catch_default,
                               owner=owner)
-    if _encoded(job) == before:
+    if outcome.code in _SWEEP_UNCHANGED:
         return None, None, False
     stamp = to_iso(at)
     rows = _event_rows(outcome.events, source, stamp)
@@ -586,7 +592,7 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
                 continue
             completed = completed or done
             if token is not None:
-                won.append((json_copy(swap.new), token))
+                won.append((swap.new, token))  # ours: a store keeps no reference to it
         if not lost:
             break
         candidates = [s for s in (store.get(job_id) for job_id in lost) if s is not None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import tempfile
 import time
@@ -23,7 +24,19 @@ FILE_MODE = 0o600
 
 def home() -> Path:
     env = os.environ.get("CRONKIT_HOME")
+    return _home_for(env, None if env else os.environ.get("HOME"))
+
+
+# Paths are resolved on every call (CRONKIT_HOME may change), but building a Path
+# costs microseconds that a claim pays several times: memoised on the inputs.
+@functools.lru_cache(maxsize=64)
+def _home_for(env: str | None, user_home: str | None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cronkit"
+
+
+@functools.lru_cache(maxsize=512)
+def _under(base: Path, name: str) -> Path:
+    return base / name
 
 
 def ensure_dir(path: Path) -> Path:
@@ -45,7 +58,7 @@ def ensure_dir(path: Path) -> Path:
 
 
 def cron_dir(*, create: bool = False) -> Path:
-    d = home() / "cron"
+    d = _under(home(), "cron")
     if create:
         ensure_dir(home())
         ensure_dir(d)
@@ -53,57 +66,57 @@ def cron_dir(*, create: bool = False) -> Path:
 
 
 def config_path() -> Path:
-    return home() / "config.yaml"
+    return _under(home(), "config.yaml")
 
 
 def jobs_path() -> Path:
-    return cron_dir() / "jobs.json"
+    return _under(cron_dir(), "jobs.json")
 
 
 def executions_path() -> Path:
-    return cron_dir() / "executions.db"
+    return _under(cron_dir(), "executions.db")
 
 
 def output_dir(job_id: str | None = None) -> Path:
-    d = cron_dir() / "output"
+    d = _under(cron_dir(), "output")
     return d / job_id if job_id else d
 
 
 def plugins_dir() -> Path:
-    return home() / "plugins"
+    return _under(home(), "plugins")
 
 
 def webhook_secret_path() -> Path:
-    return home() / "webhook_secret"
+    return _under(home(), "webhook_secret")
 
 
 def heartbeat_path() -> Path:
-    return cron_dir() / "ticker_heartbeat"
+    return _under(cron_dir(), "ticker_heartbeat")
 
 
 def last_success_path() -> Path:
-    return cron_dir() / "ticker_last_success"
+    return _under(cron_dir(), "ticker_last_success")
 
 
 def last_error_path() -> Path:
-    return cron_dir() / "ticker_last_error"
+    return _under(cron_dir(), "ticker_last_error")
 
 
 def ticker_pid_path() -> Path:
-    return cron_dir() / "ticker.pid"
+    return _under(cron_dir(), "ticker.pid")
 
 
 def ticker_lock_path() -> Path:
     """Held (``flock``) by the one active ticker of this home for its whole life."""
-    return cron_dir() / "ticker.lock"
+    return _under(cron_dir(), "ticker.lock")
 
 
 def gateway_pid_path() -> Path:
-    return cron_dir() / "gateway.pid"
+    return _under(cron_dir(), "gateway.pid")
 
 
 def tick_lock_path() -> Path:
-    return cron_dir() / ".tick.lock"
+    return _under(cron_dir(), ".tick.lock")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -142,8 +142,11 @@ class WalFile:
         file deleted and recreated gets a new connection and its schema.
         """
         path = self._path()
-        self._ensure_file(path)
-        st = os.stat(path)
+        try:
+            st = os.stat(path)  # the common case: the file exists; one syscall
+        except FileNotFoundError:
+            self._ensure_file(path)
+            st = os.stat(path)
         key = (str(path), st.st_dev, st.st_ino, os.getpid())
         cache: dict[tuple[str, int, int, int], sqlite3.Connection] | None = getattr(
             self._local, "conns", None

@@ -142,7 +142,9 @@ class JobStore(ABC):
 
         Of N callers racing to swap one revision — threads, processes or
         machines — exactly one wins; the others get None and change nothing.
-        ``new["id"]`` must equal ``job_id``.
+        ``new["id"]`` must equal ``job_id``. The store keeps no reference to
+        ``new``: the caller may go on using it (the returned ``Stored.job`` may
+        be ``new`` itself).
         """
 
     @abstractmethod

@@ -399,7 +399,7 @@ class JsonJobStore(JobStore):
                 jobs[pos] = json.loads(text)
                 new_encoded[pos] = text
                 changed[req.job_id] = jobs[pos]
-                req.result = Stored(json.loads(text), text)
+                req.result = Stored(req.new, text)  # the caller's own dict; we keep a parse
             if not changed and not removed:
                 return
             due = None

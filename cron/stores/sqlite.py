@@ -237,7 +237,7 @@ class SqliteJobStore(JobStore):
             "WHERE id = ? AND rev = ? RETURNING rev",
             (doc, _wake_text(new, ttl), new.get("key"), job_id, rev),
         ).fetchone()
-        return Stored(json.loads(doc), row[0]) if row is not None else None
+        return Stored(new, row[0]) if row is not None else None
 
     def swap(self, job_id: str, rev: object, new: Job) -> Stored | None:
         with self._write() as conn:
