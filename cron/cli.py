@@ -101,7 +101,7 @@ def error_message(exc: BaseException) -> tuple[str, int]:
             hint = "; move the file aside (a new, empty ledger is created on the next run)"
         elif "locked" in text:
             hint = "; another process holds the ledger lock, try again"
-        return _one_line(f"run ledger {paths.executions_path()}: {text}{hint}"), EXIT_BAD_INPUT
+        return _one_line(f"run ledger {_ledger_name()}: {text}{hint}"), EXIT_BAD_INPUT
     if isinstance(exc, OSError):
         return _one_line(_os_error_line(exc)), EXIT_BAD_INPUT
     if isinstance(exc, KeyError):
@@ -505,7 +505,21 @@ def _command_text(command: Sequence[str]) -> str:
 
 
 def _ledger_exists() -> bool:
-    return paths.executions_path().exists()
+    from cron.store import get_store
+
+    # The store says where its ledger lives: executions.db beside jobs.json, or
+    # the database file of a SQLite store.
+    return get_store().ledger_path().exists()
+
+
+def _ledger_name() -> str:
+    """The ledger's file for an error line (the default one if the store cannot be opened)."""
+    from cron.store import get_store
+
+    try:
+        return str(get_store().ledger_path())
+    except Exception:
+        return str(paths.executions_path())
 
 
 # -- the group ------------------------------------------------------------------------------------
@@ -1062,7 +1076,7 @@ def error_hint(error: str | None) -> str | None:
     if "config error" in text or "configerror" in text:
         return f"fix {paths.config_path()}"
     if "database is locked" in text or "malformed" in text or "not a database" in text:
-        return f"the run ledger {paths.executions_path()} is locked or damaged"
+        return f"the run ledger {_ledger_name()} is locked or damaged"
     return None
 
 
