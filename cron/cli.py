@@ -1103,7 +1103,7 @@ def error_hint(error: str | None) -> str | None:
     if "config error" in text or "configerror" in text:
         return f"fix {paths.config_path()}"
     if "database is locked" in text or "malformed" in text or "not a database" in text:
-        return f"the run ledger {paths.executions_path()} is locked or damaged"
+        return f"the run ledger {_ledger_location()} is locked or damaged"
     return None
 
 

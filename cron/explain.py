@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from cron import paths
 from cron.config import cfg_get, load_config
 from cron.errors import JobNotFoundError
+from cron.store import get_store
 
 __all__ = ["ClaimInfo", "Explanation", "explain_job", "format_explanation"]
 
@@ -117,7 +117,7 @@ def _claim_info(job: dict[str, Any], now: datetime, ttl: float) -> ClaimInfo | N
 
 def _recent(job_id: str, limit: int) -> list[dict[str, Any]]:
     # Reading must not create the ledger (as `history` does not).
-    if limit <= 0 or not paths.executions_path().exists():
+    if limit <= 0 or not get_store().ledger_path().exists():
         return []
     from cron.executions import list_executions
 

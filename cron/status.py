@@ -147,10 +147,11 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     from cron import executions
     from cron.claim import parse_ts
     from cron.procinfo import owner_gone
+    from cron.store import get_store
 
-    if not paths.executions_path().exists():
-        return []
     try:
+        if not get_store().ledger_path().exists():
+            return []
         rows = executions.list_live_executions()
     except Exception:
         return []

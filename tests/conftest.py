@@ -56,3 +56,13 @@ def install_plugin(home: Path, name: str, source: str) -> None:
     d = home / "plugins" / name
     d.mkdir(parents=True, exist_ok=True)
     (d / "__init__.py").write_text(textwrap.dedent(source), encoding="utf-8")
+
+
+@pytest.fixture
+def json_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin the ``jobs.json`` store for a test that is about that file, whatever
+    ``CRONKIT_STORE`` the suite runs with (child processes inherit it)."""
+    from cron.store import set_store
+
+    monkeypatch.setenv("CRONKIT_STORE", "json")
+    set_store(None)

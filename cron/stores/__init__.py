@@ -10,6 +10,7 @@ Backends are chosen by URL (SPEC §10) with :func:`open_store`:
 
 =========================  ==============================================
 ``""`` / ``json``          ``<home>/cron/jobs.json`` (:mod:`cron.stores.json`)
+``json:<abs path>``        that JSON file
 ``sqlite``                 ``<home>/cron/cronkit.db`` (:mod:`cron.stores.sqlite`)
 ``sqlite:///<abs path>``   that SQLite file
 ``<scheme>:...``           a store registered under the entry-point group
@@ -249,7 +250,14 @@ def register_store(scheme: str, factory: Factory) -> None:
 def _json_factory(url: str) -> JobStore:
     from cron.stores.json import JsonJobStore
 
-    return JsonJobStore()
+    if url in ("", "json"):
+        return JsonJobStore()
+    # ``json:<absolute path>`` is what ``JsonJobStore(path).url`` reports: it must
+    # open that file, never the home's jobs.json.
+    path = url.partition(":")[2]
+    if not path.startswith("/"):
+        raise StoreConfigError(url, "expected 'json' or 'json:<absolute path>'")
+    return JsonJobStore(Path(path))
 
 
 def _sqlite_factory(url: str) -> JobStore:

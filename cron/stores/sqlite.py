@@ -142,6 +142,16 @@ class SqliteJobStore(JobStore):
             self._checked.add(key)
 
     @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection for a read, or None while the file does not exist: a read
+        never creates the database (bad input writes nothing, SPEC §8)."""
+        if not self._path().exists():
+            yield None
+            return
+        with self._conn() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._conn():  # the schema check and the error mapping
             pass
@@ -156,13 +166,17 @@ class SqliteJobStore(JobStore):
     # -- reads -----------------------------------------------------------------------
 
     def get(self, job_id: str) -> Stored | None:
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return None
             row = conn.execute("SELECT doc, rev FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Stored(json.loads(row[0]), row[1]) if row is not None else None
 
     def scan(self, *, due_by: datetime | None = None, limit: int | None = None) -> list[Stored]:
         lim = -1 if limit is None else max(int(limit), 0)
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return []
             if due_by is None:
                 rows = conn.execute(
                     "SELECT doc, rev FROM jobs ORDER BY seq LIMIT ?", (lim,)
@@ -176,7 +190,9 @@ class SqliteJobStore(JobStore):
         return [Stored(json.loads(doc), rev) for doc, rev in rows]
 
     def next_wake(self) -> datetime | None:
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return None
             row = conn.execute(
                 "SELECT wake_at FROM jobs WHERE wake_at IS NOT NULL ORDER BY wake_at LIMIT 1"
             ).fetchone()
@@ -185,17 +201,23 @@ class SqliteJobStore(JobStore):
     def version(self) -> object | None:
         # data_version changes when another connection commits; our own writes
         # are covered by total_changes() of this thread's connection.
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return (str(self._path()), None)
             (dv,) = conn.execute("PRAGMA data_version").fetchone()
             return (str(self._path()), dv, conn.total_changes)
 
     def count(self) -> int:
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return 0
             (n,) = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
         return int(n)
 
     def find_key(self, key: str) -> Stored | None:
-        with self._conn() as conn:
+        with self._read() as conn:
+            if conn is None:
+                return None
             row = conn.execute("SELECT doc, rev FROM jobs WHERE key = ?", (key,)).fetchone()
         return Stored(json.loads(row[0]), row[1]) if row is not None else None
 

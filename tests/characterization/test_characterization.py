@@ -2,9 +2,10 @@
 
 Every scenario of ``scenarios.SCENARIOS`` runs under frozen time (freezegun,
 plus an explicit ``now=`` on every call). After each step the normalised
-``jobs.json`` and ledger are recorded together with the step's return value;
-the scenario's SPEC checks run first, then the whole record is compared with
-``golden/<scenario>.json`` (see ``conftest.py`` for regenerating).
+``jobs.json`` (on another store: its jobs as ``scan()`` lists them) and ledger
+are recorded together with the step's return value; the scenario's SPEC checks
+run first, then the whole record is compared with ``golden/<scenario>.json``
+(see ``conftest.py`` for regenerating). Every store must match the same goldens.
 
 Normalisation makes the record independent of the run: job ids become
 ``job-1``, ``job-2``... (in creation order), claim tokens ``token-1``... (in
@@ -31,6 +32,7 @@ import pytest
 from freezegun import freeze_time
 
 from cron import executions, jobs, paths, procinfo, scheduler
+from cron.store import JsonJobStore, get_store
 from tests.characterization.actions import OK
 from tests.characterization.conftest import Golden
 from tests.characterization.scenarios import SCENARIOS, Record, Scenario, Step, utc
@@ -107,6 +109,10 @@ def _local(slot: str, zone: str | None) -> str:
 
 
 def read_store() -> list[dict[str, Any]]:
+    """The stored jobs, in creation order: ``jobs.json`` as written on the JSON store
+    (the goldens pin that file), the store's ``scan()`` on any other."""
+    if not isinstance(get_store(), JsonJobStore):
+        return [s.job for s in get_store().scan()]
     path = paths.jobs_path()
     if not path.exists():
         return []

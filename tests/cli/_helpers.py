@@ -11,8 +11,8 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from cron import paths
 from cron.cli import main
+from tests.support import stores
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,9 +85,9 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
     return out
 
 
-def jobs_bytes() -> bytes | None:
-    path = paths.jobs_path()
-    return path.read_bytes() if path.exists() else None
+def store_state() -> object:
+    """The configured store's state (``jobs.json`` bytes; a database's rows): equal = unwritten."""
+    return stores.snapshot()
 
 
 def subprocess_env() -> dict[str, str]:

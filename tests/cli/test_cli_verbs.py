@@ -20,14 +20,16 @@ import pytest
 
 from cron import executions, jobs, paths
 from cron.procinfo import hostname, process_start_time
+from cron.store import get_store
 from tests.cli._helpers import (
     FAKE_EXTERNAL_PLUGIN,
     cli,
-    jobs_bytes,
     snapshot,
     stderr_lines,
+    store_state,
 )
 from tests.conftest import install_plugin, write_config
+from tests.support.stores import builtin_store_files, store_exists
 
 ID_RE = re.compile(r"^[0-9a-f]{12}$")
 TIME_RE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d"
@@ -301,12 +303,12 @@ def test_run_paused_job_runs_once_and_stays_paused(home: Path) -> None:
 def test_run_while_a_run_holds_the_claim_exits_1(home: Path) -> None:
     job = _job("alpha")
     assert jobs.claim_job_for_fire(job["id"], force=True) is not None
-    before = jobs_bytes()
+    before = store_state()
     r = cli("run", job["id"])
     assert r.exit_code == 1
     assert stderr_lines(r) == ["cronkit: error: not run: a run of this job is still in progress "
                                "(live claim)"]
-    assert jobs_bytes() == before
+    assert store_state() == before
 
 
 def test_fire_due_job_runs_it(home: Path) -> None:
@@ -321,20 +323,20 @@ def test_fire_due_job_runs_it(home: Path) -> None:
 
 def test_fire_lost_claim_is_one_line_exit_0(home: Path) -> None:
     job = _job("alpha")
-    before = jobs_bytes()
+    before = store_state()
     r = cli("fire", "alpha")
     _assert_ok(r)
     assert len(r.stdout.splitlines()) == 1
     assert r.stdout.startswith(f"not fired: job {job['id']} (alpha): not due until ")
-    assert jobs_bytes() == before
+    assert store_state() == before
 
     due = _due_job()
-    before = jobs_bytes()
+    before = store_state()
     earlier = (datetime.fromisoformat(due["next_run_at"]) - timedelta(hours=1)).isoformat()
     r = cli("fire", due["id"], "--scheduled-at", earlier)
     _assert_ok(r)
     assert "already fired or superseded" in r.stdout and len(r.stdout.splitlines()) == 1
-    assert jobs_bytes() == before
+    assert store_state() == before
 
     jobs.pause_job(due["id"])
     r = cli("fire", due["id"])
@@ -413,7 +415,7 @@ def test_history_human_and_json(home: Path) -> None:
     r = cli("history")
     _assert_ok(r)
     assert r.stdout.strip() == "no runs recorded yet"
-    assert not paths.executions_path().exists()  # reading history creates nothing
+    assert not get_store().ledger_path().exists()  # reading history creates nothing
 
     a = _job("alpha", command="echo a")
     b = _job("beta", command="echo b; exit 1")
@@ -478,6 +480,8 @@ def test_status_running(home: Path) -> None:
     assert re.search(r"^  heartbeat: +3s ago \(stale after 200s\)$", r.stdout, re.M)
 
 
+# A corrupt jobs.json is how these tests make the store unreadable: JSON store only.
+@pytest.mark.usefixtures("json_store")
 def test_status_reports_a_corrupt_store(home: Path) -> None:
     paths.cron_dir(create=True)
     paths.jobs_path().write_bytes(b"{broken")
@@ -600,7 +604,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 ) -> None:
     if populated:
         _populate()
-    before_jobs = jobs_bytes()
+    before_jobs = store_state()
     before = snapshot(home)
     r = cli(*args)
     lines = stderr_lines(r)
@@ -613,9 +617,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     else:  # the job the args name may not exist: either problem is a fine answer
         assert expect in lines[0] or "no job with id or name" in lines[0], lines[0]
     assert r.stdout == ""
-    assert jobs_bytes() == before_jobs
+    assert store_state() == before_jobs
     if before_jobs is None:
-        assert not paths.jobs_path().exists()
+        assert not store_exists()
     assert snapshot(home) == before
 
 
@@ -624,6 +628,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     ["edit", "alpha", "--name", "b"], ["pause", "alpha"], ["resume", "alpha"],
     ["remove", "alpha"], ["run", "alpha"], ["fire", "alpha"], ["tick"], ["history", "alpha"],
 ])
+@pytest.mark.usefixtures("json_store")
 def test_corrupt_store_exits_2_naming_the_file(home: Path, args: list[str]) -> None:
     paths.cron_dir(create=True)
     paths.jobs_path().write_bytes(b'{"version": 1, "jobs": [')
@@ -674,9 +679,13 @@ def test_config_that_cannot_be_read(home: Path) -> None:
     assert r.exit_code == 2
     (line,) = stderr_lines(r)
     assert "cannot read" in line
-    assert not paths.jobs_path().exists()
+    # The config that would name the store is unreadable: no built-in store may appear.
+    assert not any(p.exists() for p in builtin_store_files())
 
 
+# executions.db is the JSON store's separate ledger; a SQLite store keeps its ledger
+# in its own database, where damage is the store's error (StoreConfigError), not this line.
+@pytest.mark.usefixtures("json_store")
 def test_corrupt_ledger_is_one_line(home: Path) -> None:
     paths.cron_dir(create=True)
     paths.executions_path().write_bytes(b"this is not sqlite" * 100)

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from cron import jobs, paths, store
+from cron import jobs, paths
 from cron.errors import JobNotFoundError
 from cron.explain import explain_job, format_explanation
 from cron.procinfo import hostname, process_start_time
 from tests.cli._helpers import cli, snapshot, stderr_lines
+from tests.support.stores import edit_job
 
 NOW = datetime(2026, 11, 25, 7, 56, tzinfo=UTC)  # a Wednesday
 
@@ -41,13 +42,7 @@ def _standup() -> dict[str, Any]:
 
 def _set_claim(job_id: str, claim: dict[str, Any]) -> None:
     """Give a job a fire_claim as a run elsewhere would have left it."""
-    path = paths.jobs_path()
-    data = json.loads(path.read_text())
-    for job in data["jobs"]:
-        if job["id"] == job_id:
-            job["fire_claim"] = claim
-    path.write_text(json.dumps(data))
-    store.set_store(None)  # drop any cached view of the file
+    edit_job(job_id, lambda job: job.update(fire_claim=claim))
 
 
 # -- the data -------------------------------------------------------------------------------------

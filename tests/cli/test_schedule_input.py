@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from cron import jobs, paths
-from tests.cli._helpers import cli, jobs_bytes, snapshot, stderr_lines
+from cron import jobs
+from tests.cli._helpers import cli, snapshot, stderr_lines, store_state
+from tests.support.stores import store_exists
 
 SIX_FIELD_WARNING = (
     "cronkit: warning: '0 */5 * * * *' has six fields; the last is seconds, so it fires 60 "
@@ -38,7 +39,7 @@ def test_a_megabyte_schedule_is_one_short_line_exit_2(home: Path, verb: list[str
     assert len(line) < 600
     assert r.stdout == ""
     assert snapshot(home) == before
-    assert not paths.jobs_path().exists()
+    assert not store_exists()
 
 
 def test_a_schedule_of_exactly_1000_characters_is_added(home: Path) -> None:
@@ -94,8 +95,8 @@ def test_no_warning_for_five_fields_or_fixed_seconds(home: Path, schedule: str) 
 
 
 def test_a_refused_schedule_writes_nothing(home: Path) -> None:
-    before = jobs_bytes()
+    before = store_state()
     r = cli("add", "0 */5 * * * * *", "--", "true")  # seven fields
     assert r.exit_code == 2
     assert _warnings(r) == []
-    assert jobs_bytes() == before
+    assert store_state() == before

@@ -41,7 +41,10 @@ def _fail(job_id: str, times: int, error: str) -> None:
         assert jobs.mark_job_run(job_id, token, success=False, error=error)
 
 
-def test_a_corrupt_store_under_a_healthy_ticker_is_failing_at_once(home: Path) -> None:
+def test_a_corrupt_store_under_a_healthy_ticker_is_failing_at_once(
+    home: Path, json_store: None
+) -> None:
+    # About a corrupt jobs.json: the JSON store is pinned.
     jobs.create_job("every 1h", "true", name="a")
     _fake_live_ticker(beat_age=1, success_age=1)
     assert cli("status").exit_code == 0
@@ -108,7 +111,8 @@ def test_a_run_past_its_timeout_is_listed_as_runaway(home: Path) -> None:
     assert ticker_status().runaway_runs == []
 
 
-def test_status_with_no_ledger_writes_nothing(home: Path) -> None:
+def test_status_with_no_ledger_writes_nothing(home: Path, json_store: None) -> None:
+    # About executions.db beside jobs.json (on SQLite the ledger is the store's own file).
     _fake_live_ticker()
     jobs.create_job("every 1h", "true", name="a")
     assert not paths.executions_path().exists()
@@ -117,7 +121,7 @@ def test_status_with_no_ledger_writes_nothing(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_issue_case_3_a_live_gateway_over_a_corrupt_store(home: Path) -> None:
+def test_issue_case_3_a_live_gateway_over_a_corrupt_store(home: Path, json_store: None) -> None:
     """Issue 12, case 3 as written: a running gateway, then ``jobs.json`` broken."""
     from tests.phase4._support import start_gateway
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cron.scheduler_provider import CronScheduler, InProcessCronScheduler
-from tests.contract.provider_contract import ProviderContract
+from cron.testing.provider import ProviderContract
 
 
 class TestBuiltinProvider(ProviderContract):

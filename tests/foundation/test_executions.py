@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 
 from cron import executions, paths, procinfo
+from cron.store import get_store
+
+
+def ledger_file() -> Path:
+    # executions.db beside jobs.json, or the SQLite store's own database.
+    return get_store().ledger_path()
+
 
 T0 = datetime(2026, 11, 25, 3, 10, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -186,7 +193,7 @@ def test_retention_keeps_newest_per_job(home: Path) -> None:
 
 def test_db_file_private_and_wal(home: Path) -> None:
     executions.record_claim(_tok(), "j", scheduled_at=T0, source="tick", now=T0)
-    db = paths.executions_path()
+    db = ledger_file()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     with sqlite3.connect(db) as conn:
@@ -261,14 +268,14 @@ def test_two_processes_insert_concurrently(home: Path) -> None:
     assert len(rows) == 400
     assert {r["status"] for r in rows} == {"ok"}
     assert len(executions.list_executions("job-a", limit=None)) == 200
-    with sqlite3.connect(paths.executions_path()) as conn:
+    with sqlite3.connect(ledger_file()) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
 
 
 def test_corrupt_ledger_raises_database_error(home: Path) -> None:
     paths.cron_dir(create=True)
-    paths.executions_path().write_bytes(b"this is not a sqlite database" * 200)
+    ledger_file().write_bytes(b"this is not a sqlite database" * 200)
     with pytest.raises(sqlite3.DatabaseError):
         executions.list_executions()
     with pytest.raises(sqlite3.DatabaseError):

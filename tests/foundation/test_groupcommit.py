@@ -18,7 +18,8 @@ import pytest
 
 from cron import executions, jobs
 from cron.groupcommit import GroupCommit, Pending
-from cron.store import JsonJobStore, get_store
+from cron.store import get_store
+from cron.stores import open_store
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 WAIT = 10.0  # generous bound for a thread to reach a point; never reached when correct
@@ -251,7 +252,11 @@ def test_concurrent_claims_of_different_jobs_all_win_and_all_are_durable(home: P
     outcomes = _together(10, lambda i: jobs.claim_job_for_fire_ex(ids[i], now=later))
     assert all(getattr(o, "won", False) for o in outcomes)
     # A fresh store object reads the file itself: every claim must be on disk.
-    on_disk = {j["id"]: j for j in JsonJobStore().load()}
+    fresh = open_store(get_store().url)
+    try:
+        on_disk = {s.job["id"]: s.job for s in fresh.scan()}
+    finally:
+        fresh.close()
     for job_id, outcome in zip(ids, outcomes, strict=True):
         assert on_disk[job_id]["fire_claim"]["token"] == getattr(outcome, "token", None)
 
@@ -284,6 +289,8 @@ def test_concurrent_replays_of_one_signature_are_recorded_once(home: Path) -> No
     assert distinct == [True] * 12
 
 
+# JsonJobStore.write_bytes is that store's crash seam (one file write per group commit).
+@pytest.mark.usefixtures("json_store")
 @pytest.mark.parametrize("bad", [OSError("read-only file system")])
 def test_a_failed_store_write_reaches_every_claimer(
     home: Path, monkeypatch: pytest.MonkeyPatch, bad: OSError

@@ -1,12 +1,12 @@
 """The SPEC §3 module API (``cron.jobs``): CRUD, the claim rules, marking, bad input.
 
 Every "returns None" / "raises" case also proves that nothing was written:
-``jobs.json`` keeps its bytes and mtime and the ledger gains no row.
+the store keeps its state (``jobs.json`` its bytes and mtime; a database its
+rows) and the ledger gains no row.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cron import executions, jobs, paths
+from cron import executions, jobs
 from cron.errors import (
     ActionError,
     CronkitError,
@@ -28,10 +28,10 @@ from cron.errors import (
     ScheduleError,
 )
 from cron.schedule import to_iso
-from cron.store import set_store
+from cron.store import get_store, set_store
 from tests.characterization.actions import OK
 from tests.conftest import write_config
-from tests.support.stores import edit_job
+from tests.support.stores import disk_jobs, edit_job, is_json, snapshot, store_exists, store_file
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -67,22 +67,24 @@ def changes() -> Iterator[list[int]]:
 
 
 class Frozen:
-    """The store file and the ledger, to prove a call changed neither."""
+    """The store and the ledger, to prove a call changed neither."""
 
     def __init__(self) -> None:
-        path = paths.jobs_path()
-        self.exists = path.exists()
-        self.data = path.read_bytes() if self.exists else b""
-        self.mtime = os.stat(path).st_mtime_ns if self.exists else None
-        self.rows = executions.list_executions(limit=None)
+        self.exists = store_exists()
+        self.state = snapshot()
+        # A rewrite of jobs.json with the same bytes is still a write.
+        self.mtime = os.stat(store_file()).st_mtime_ns if self.exists and is_json() else None
+        # Only read a ledger that exists: opening one creates it (on sqlite: the store file).
+        self.ledger = get_store().ledger_path()
+        self.rows = executions.list_executions(limit=None) if self.ledger.exists() else []
 
     def assert_unchanged(self) -> None:
-        path = paths.jobs_path()
-        assert path.exists() == self.exists
-        if self.exists:
-            assert path.read_bytes() == self.data
-            assert os.stat(path).st_mtime_ns == self.mtime
-        assert executions.list_executions(limit=None) == self.rows
+        assert store_exists() == self.exists
+        assert snapshot() == self.state
+        if self.mtime is not None:
+            assert os.stat(store_file()).st_mtime_ns == self.mtime
+        rows = executions.list_executions(limit=None) if self.ledger.exists() else []
+        assert rows == self.rows
 
 
 def unchanged(fn: Callable[[], Any]) -> Any:
@@ -103,8 +105,7 @@ def raises_unchanged(exc: type[BaseException], fn: Callable[[], Any]) -> BaseExc
 
 
 def on_disk(job_id: str) -> dict[str, Any]:
-    doc = json.loads(paths.jobs_path().read_text(encoding="utf-8"))
-    (found,) = [j for j in doc["jobs"] if j["id"] == job_id]
+    (found,) = [j for j in disk_jobs() or [] if j["id"] == job_id]
     return found
 
 
@@ -638,7 +639,7 @@ def test_bad_input_on_an_empty_home_creates_no_store(home: Path) -> None:
     raises_unchanged(ScheduleError, lambda: jobs.create_job("nonsense", "true", now=T0))
     raises_unchanged(ActionError, lambda: jobs.create_job("every 1h", {"kind": "command",
                                                                      "command": 1}, now=T0))
-    assert not paths.jobs_path().exists()
+    assert not store_exists()
 
 
 def test_a_stored_schedule_that_never_fires_again_stops_its_job_not_the_tick(home: Path) -> None:

@@ -9,6 +9,10 @@
 - Files are 0600 and directories 0700 (home included), whatever the umask.
 - Two processes doing 200 read-modify-writes each lose no update.
 - A lock held too long by another process is a ``StoreLockTimeout``.
+
+The unusable-file and failed-write tests are about ``jobs.json`` itself and pin
+the JSON store (fixture ``json_store``); modes and the two processes hold on
+whichever store the suite runs with.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cron import executions, jobs, paths, scheduler
 from cron.errors import StoreCorruptError, StoreLockTimeout
 from cron.store import JsonJobStore, get_store, set_store
 from tests.characterization.actions import OK
+from tests.support.stores import is_json, store_file
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -100,6 +105,7 @@ OPERATIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
+@pytest.mark.usefixtures("json_store")
 @pytest.mark.parametrize("op", sorted(OPERATIONS))
 @pytest.mark.parametrize("bad", sorted(BAD_FILES))
 def test_unusable_store_raises_and_is_never_written(home: Path, bad: str, op: str) -> None:
@@ -130,6 +136,7 @@ def test_unusable_store_raises_and_is_never_written(home: Path, bad: str, op: st
     assert _cron_files(cron) == files_before
 
 
+@pytest.mark.usefixtures("json_store")
 def test_corrupt_store_does_not_poison_a_later_fixed_file(home: Path) -> None:
     paths.cron_dir(create=True)
     path = paths.jobs_path()
@@ -142,6 +149,7 @@ def test_corrupt_store_does_not_poison_a_later_fixed_file(home: Path) -> None:
     assert [j["id"] for j in jobs.list_jobs()] == [job["id"]]
 
 
+@pytest.mark.usefixtures("json_store")
 def test_corruption_after_a_cached_read_is_still_detected(home: Path) -> None:
     """The lock-free read cache must notice the file changed underneath it."""
     job = jobs.create_job("every 1h", "true", now=T0)
@@ -212,6 +220,7 @@ def _raise_interrupt(*_a: Any, **_k: Any) -> None:
     ],
     ids=["rename-raises", "fsync-raises", "interrupted-before-rename"],
 )
+@pytest.mark.usefixtures("json_store")
 @pytest.mark.parametrize("op", ["update", "create", "claim", "tick"])
 def test_failed_write_leaves_previous_file_intact(
     home: Path, monkeypatch: pytest.MonkeyPatch, target: str, fault: Callable[..., None],
@@ -297,12 +306,18 @@ def test_files_are_0600_and_dirs_0700_whatever_the_umask(home: Path, umask: int)
     out_dir = paths.output_dir()
     (run_output,) = list((out_dir / job["id"]).iterdir())
     dirs = [home, cron, out_dir, out_dir / job["id"]]
+    if is_json():
+        store_files = [paths.jobs_path(), paths.jobs_path().with_name("jobs.json.lock"),
+                       paths.executions_path()]
+        side = "executions.db-"
+    else:  # jobs and the ledger in one database
+        store_files = [store_file()]
+        side = store_file().name + "-"
     files = [
-        paths.jobs_path(), paths.jobs_path().with_name("jobs.json.lock"), paths.tick_lock_path(),
-        paths.executions_path(), paths.heartbeat_path(), paths.last_success_path(),
+        *store_files, paths.tick_lock_path(), paths.heartbeat_path(), paths.last_success_path(),
         paths.last_error_path(), run_output,
     ]
-    files += [p for p in cron.iterdir() if p.name.startswith("executions.db-")]
+    files += [p for p in cron.iterdir() if p.name.startswith(side)]
     assert {str(d): oct(_mode(d)) for d in dirs} == {str(d): "0o700" for d in dirs}
     assert {str(f): oct(_mode(f)) for f in files} == {str(f): "0o600" for f in files}
     # Nothing else in the tree is more open than that.

@@ -104,7 +104,7 @@ def test_a_configured_store_that_cannot_open_is_an_error_not_json(home: Path) ->
 
 def test_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    SqliteJobStore(path).count()  # creates the schema, records version
+    SqliteJobStore(path).delete("nothing")  # the first write creates the schema and its version
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE cronkit_meta SET value = '99' WHERE name = 'schema_version'")
     with pytest.raises(SchemaVersionError) as info:
@@ -116,7 +116,9 @@ def test_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
 
 def test_the_schema_version_is_recorded_on_first_use(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    assert SqliteJobStore(path).info()["schema_version"] == SCHEMA_VERSION
+    store = SqliteJobStore(path)
+    assert not store.delete("nothing")  # first use: a write
+    assert store.info()["schema_version"] == SCHEMA_VERSION
     with sqlite3.connect(path) as conn:
         (value,) = conn.execute(
             "SELECT value FROM cronkit_meta WHERE name = 'schema_version'"

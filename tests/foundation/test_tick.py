@@ -23,6 +23,7 @@ from cron.schedule import to_iso
 from cron.store import set_store
 from tests.characterization.actions import BLOCK, INTERRUPT, OK, RELEASE_ENV
 from tests.conftest import write_config
+from tests.support.stores import snapshot
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 DUE = T0 + timedelta(minutes=1)
@@ -91,7 +92,7 @@ sys.stdin.read()
 def test_contention_returns_zero_and_leaves_the_job_due(home: Path) -> None:
     job = jobs.create_job("every 1m", PY_OK, now=T0)
     paths.cron_dir(create=True)
-    before = paths.jobs_path().read_bytes()
+    before = snapshot()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_TICK_LOCK, str(paths.tick_lock_path())],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -101,7 +102,7 @@ def test_contention_returns_zero_and_leaves_the_job_due(home: Path) -> None:
         started = time.monotonic()
         assert scheduler.tick(now=DUE, sync=True) == 0
         assert time.monotonic() - started < 2, "the tick lock is taken without blocking"
-        assert paths.jobs_path().read_bytes() == before
+        assert snapshot() == before
         assert [j["id"] for j in jobs.get_due_jobs(DUE)] == [job["id"]]
         assert _ledger(job["id"]) == []
     finally:
@@ -114,16 +115,16 @@ def test_contention_returns_zero_and_leaves_the_job_due(home: Path) -> None:
 def test_other_oserror_on_the_tick_lock_raises(home: Path) -> None:
     job = jobs.create_job("every 1m", PY_OK, now=T0)
     paths.tick_lock_path().mkdir(mode=0o700)
-    before = paths.jobs_path().read_bytes()
+    before = snapshot()
     with pytest.raises(OSError):
         scheduler.tick(now=DUE, sync=True)
-    assert paths.jobs_path().read_bytes() == before
+    assert snapshot() == before
     assert [j["id"] for j in jobs.get_due_jobs(DUE)] == [job["id"]]
 
 
 def test_can_dispatch_false_returns_zero_and_leaves_jobs_intact(home: Path) -> None:
     job = jobs.create_job("every 1m", PY_OK, now=T0)
-    before = paths.jobs_path().read_bytes()
+    before = snapshot()
     asked: list[int] = []
 
     def no() -> bool:
@@ -132,7 +133,7 @@ def test_can_dispatch_false_returns_zero_and_leaves_jobs_intact(home: Path) -> N
 
     assert scheduler.tick(now=DUE, sync=True, can_dispatch=no) == 0
     assert asked == [1]
-    assert paths.jobs_path().read_bytes() == before
+    assert snapshot() == before
     assert _ledger(job["id"]) == []
     assert scheduler.tick(now=DUE, sync=True, can_dispatch=lambda: True) == 1
     assert jobs.get_job(job["id"])["last_status"] == "ok"  # type: ignore[index]

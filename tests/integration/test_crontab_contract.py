@@ -9,7 +9,7 @@ import pytest
 from cron.plugins import load_cron_scheduler
 from cron.providers.crontab import CrontabScheduler
 from cron.scheduler_provider import CronScheduler
-from tests.contract.provider_contract import ProviderContract
+from cron.testing.provider import ProviderContract
 from tests.integration.conftest import CrontabTarget
 
 pytestmark = pytest.mark.integration

@@ -473,6 +473,8 @@ def test_provider_failures_are_clear_and_hooks_do_not_raise(
         missing.reconcile()
 
 
+# A corrupt jobs.json is how this test makes the store unreadable: JSON store only.
+@pytest.mark.usefixtures("json_store")
 def test_corrupt_store_never_touches_the_crontab(home: Path, tmp_path: Path) -> None:
     from cron import jobs
     from cron.errors import StoreCorruptError

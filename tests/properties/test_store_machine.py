@@ -5,24 +5,25 @@ Rules: create (interval / cron / one-shot, enabled or not, optional
 remove, claim (``claim_job_for_fire`` at the model clock, with no
 ``scheduled_at``, the due slot, a later slot, an earlier one or a future
 one), mark run (ok / error, with the current, a stale or a made-up token),
-advance the clock, reload from disk (a brand-new ``JsonJobStore``) and
-crash mid-write (``os.replace`` raises after the temp file is written, as a
-kill between write and rename would; a crashed process's partial temp file
-is left behind too).
+advance the clock, reload from disk (a brand-new store object) and, on the
+JSON store, crash mid-write (``os.replace`` raises after the temp file is
+written, as a kill between write and rename would; a crashed process's
+partial temp file is left behind too).
 
 The model is written from SPEC §2-§3 (``next_run_at`` arithmetic for
 intervals and ``*/M`` cron is done by hand here), not from ``cron.claim``.
-Invariants after every step: ``jobs.json`` parses and equals the model on
-every modelled field; at most one claim per job and it is the newest token
-issued for that job; ``next_run_at`` is null exactly for paused, completed or
-spent jobs, and otherwise strictly after the last fired slot; no (job, slot)
-is ever fired twice.
+It runs against the configured store (``CRONKIT_STORE``). Invariants after
+every step: what is on disk (``jobs.json``, which must parse; or the
+database's ``jobs`` rows) equals the model on every modelled field; at most
+one claim per job and it is the newest token issued for that job;
+``next_run_at`` is null exactly for paused, completed or spent jobs, and
+otherwise strictly after the last fired slot; no (job, slot) is ever fired
+twice; the store's wake index equals one rebuilt from what is on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,8 +42,11 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
 )
+
+from tests.support.stores import disk_jobs, is_json, snapshot
 
 BASE = datetime(2031, 1, 6, tzinfo=UTC)  # on an hour boundary (cron arithmetic below)
 CLAIM_TTL = 300.0
@@ -161,6 +165,7 @@ class StoreMachine(RuleBasedStateMachine):
         os.environ["CRONKIT_HOME"] = str(self.home)
         os.environ["TZ"] = "UTC"
         set_store(None)
+        self.on_json = is_json()
         self.now = BASE
         self.model: dict[str, MJob] = {}
         self.all_fired: set[tuple[str, datetime]] = set()
@@ -354,16 +359,16 @@ class StoreMachine(RuleBasedStateMachine):
 
         asked = self._asked(job_id, mode)
         expected = self._model_claim(job_id, asked)
-        before = self._file_bytes()
+        before = snapshot()
         token = jobs.claim_job_for_fire(job_id, scheduled_at=asked, now=self.now)
         if expected is None:
             assert token is None, f"claim won but the SPEC says nobody wins ({mode}, {asked})"
-            assert self._file_bytes() == before, "a lost claim changed jobs.json"
+            assert snapshot() == before, "a lost claim changed the store"
             return
         assert token, f"claim lost but the SPEC says slot {expected} is due"
         m = self.model[job_id]
-        stored = json.loads(self.jobs_file.read_bytes())
-        fired = _ts(next(j for j in stored["jobs"] if j["id"] == job_id)["last_scheduled_at"])
+        stored = disk_jobs() or []
+        fired = _ts(next(j for j in stored if j["id"] == job_id)["last_scheduled_at"])
         assert fired == expected
         assert (job_id, fired) not in self.all_fired, f"slot {fired} of {job_id} fired twice"
         self.all_fired.add((job_id, fired))
@@ -414,14 +419,24 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reload_from_disk(self) -> None:
         from cron.store import JsonJobStore, get_store, set_store
+        from cron.stores import open_store
 
-        before = get_store().load()
+        old = get_store()
+        before = [s.job for s in old.scan()]
         set_store(None)
         fresh = get_store()
-        assert isinstance(fresh, JsonJobStore)
-        assert fresh.load() == before
-        assert JsonJobStore(self.jobs_file).load() == before
+        assert fresh is not old and type(fresh) is type(old)
+        assert [s.job for s in fresh.scan()] == before
+        other = open_store(fresh.url)
+        try:
+            assert [s.job for s in other.scan()] == before
+        finally:
+            other.close()
+        if self.on_json:
+            assert JsonJobStore(self.jobs_file).load() == before
 
+    # Temp file + rename is how jobs.json is written; a database store commits instead.
+    @precondition(lambda self: self.on_json)
     @rule(op=st.sampled_from(["create", "rename", "claim"]), data=st.data())
     def crash_mid_write(self, op: str, data: st.DataObject) -> None:
         from cron import jobs
@@ -463,13 +478,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def file_matches_model(self) -> None:
-        raw = self._file_bytes()
-        if raw is None:
+        on_disk = disk_jobs()  # jobs.json parsed (envelope and version checked), or the rows
+        if on_disk is None:
             assert not self.model
             return
-        doc = json.loads(raw)
-        assert doc["version"] == 1
-        stored = {j["id"]: j for j in doc["jobs"]}
+        stored = {j["id"]: j for j in on_disk}
         assert set(stored) == set(self.model), "jobs in file != jobs in model"
         tokens = [j["fire_claim"]["token"] for j in stored.values() if j.get("fire_claim")]
         assert len(tokens) == len(set(tokens)), "one claim token on two jobs"
@@ -507,12 +520,12 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def due_index_matches_a_rebuild(self) -> None:
-        # The store carries its due index from write to write (DueIndex.with_changes);
-        # what the ticker reads must equal an index built fresh from the file.
+        # The store keeps its wake index write by write (JSON: DueIndex.with_changes;
+        # SQLite: the wake_at column); what the ticker reads must equal an index built
+        # fresh from what is on disk.
         from cron.store import due_index, get_store
 
-        raw = self._file_bytes()
-        fresh = due_index(json.loads(raw)["jobs"] if raw else [], claim_ttl=CLAIM_TTL)
+        fresh = due_index(disk_jobs() or [], claim_ttl=CLAIM_TTL)
         store = get_store()
         assert store.next_wake() == fresh.wake_at()
         horizon = BASE + timedelta(days=3650)
@@ -581,6 +594,7 @@ def test_replay_resume_of_spent_running_job() -> None:
     ])
 
 
+@pytest.mark.usefixtures("json_store")  # crash_mid_write is a jobs.json rule
 def test_replay_crash_then_reload() -> None:
     """Crash a create and a claim mid-write, then reload: nothing half-written shows."""
     _replay([

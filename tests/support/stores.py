@@ -7,10 +7,17 @@ store seam, so the same seeding works on every backend.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from cron import paths
 from cron.store import get_store
+from cron.stores.json import JsonJobStore
+from cron.stores.sqlite import SqliteJobStore
 
 Job = dict[str, Any]
 
@@ -34,3 +41,77 @@ def all_jobs() -> list[Job]:
 
 def by_id() -> dict[str, Job]:
     return {j["id"]: j for j in all_jobs()}
+
+
+# -- the store's own state, read without the store (what is on disk) -----------------------------
+
+
+def backend() -> str:
+    """``json`` or ``sqlite``: the kind of the configured store."""
+    store = get_store()
+    if isinstance(store, JsonJobStore):
+        return "json"
+    if isinstance(store, SqliteJobStore):
+        return "sqlite"
+    raise AssertionError(f"no test helper reads a {type(store).__name__}")
+
+
+def is_json() -> bool:
+    return backend() == "json"
+
+
+def store_file() -> Path:
+    """The file the configured store keeps its jobs in."""
+    store = get_store()
+    assert isinstance(store, JsonJobStore | SqliteJobStore), type(store)
+    return store.path
+
+
+def store_exists() -> bool:
+    """Has the configured store been created on disk (``jobs.json`` / ``cronkit.db``)?"""
+    return store_file().exists()
+
+
+def builtin_store_files() -> list[Path]:
+    """Where the built-in stores keep jobs under this home, whichever one is configured
+    (for a test whose config cannot be read)."""
+    return [paths.jobs_path(), paths.cron_dir() / "cronkit.db"]
+
+
+def _sqlite_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    # Plain sqlite3, read-only: never through the store, never creating the file.
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def disk_jobs() -> list[Job] | None:
+    """Every job as stored on disk, in creation order; None if the store does not exist.
+
+    json: the parsed ``jobs.json`` (its envelope checked); sqlite: the ``doc`` column.
+    """
+    path = store_file()
+    if not path.exists():
+        return None
+    if is_json():
+        doc = json.loads(path.read_bytes())
+        assert set(doc) == {"version", "jobs", "updated_at"} and doc["version"] == 1, doc.keys()
+        return list(doc["jobs"])
+    return [json.loads(doc) for (doc,) in _sqlite_rows(path, "SELECT doc FROM jobs ORDER BY seq")]
+
+
+def snapshot() -> object:
+    """A comparable value that changes iff the store wrote anything.
+
+    json: the bytes of ``jobs.json`` (None if absent). sqlite: every ``jobs`` row
+    (id, rev, doc) and every ``executions`` row — the ledger lives in the same
+    database, and a write that touches neither changed nothing.
+    """
+    path = store_file()
+    if is_json():
+        return path.read_bytes() if path.exists() else None
+    if not path.exists():
+        return None
+    return (
+        _sqlite_rows(path, "SELECT id, rev, doc FROM jobs ORDER BY id"),
+        _sqlite_rows(path, "SELECT * FROM executions ORDER BY id"),
+    )

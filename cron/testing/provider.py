@@ -8,8 +8,9 @@ Subclass it in a test module and supply a ``provider`` fixture (zarr's
         def provider(self, home):
             return MyProvider()
 
-The fixture may depend on ``home`` (tests/conftest.py): every test here runs
-against a private ``CRONKIT_HOME``. Nothing is mocked except the network, which
+The fixture may depend on ``home``, defined here: every test runs against a
+private ``CRONKIT_HOME`` (and ``TZ=UTC``), so a plugin's own test suite needs
+nothing from cronkit's. Nothing is mocked except the network, which
 ``is_available`` must not touch.
 """
 
@@ -45,6 +46,14 @@ def _runs(marker: Path) -> list[str]:
 
 class ProviderContract:
     """Tests any trigger provider must pass. Provide a ``provider`` fixture."""
+
+    @pytest.fixture
+    def home(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        """A fresh, private ``CRONKIT_HOME`` (created by the first write into it)."""
+        h = tmp_path / "cronkit-home"
+        monkeypatch.setenv("CRONKIT_HOME", str(h))
+        monkeypatch.setenv("TZ", "UTC")
+        return h
 
     @pytest.fixture
     def provider(self) -> CronScheduler:
@@ -132,8 +141,9 @@ class ProviderContract:
     def test_hooks_are_callable_and_idempotent(self, provider: CronScheduler, home: Path) -> None:
         jobs.create_job("0 9 * * *", "true", name="contract-hooks")
         for _ in range(2):
-            assert provider.on_jobs_changed() is None
-            assert provider.reconcile() is None
+            # The ABC says None; an override may not honour its annotation at run time.
+            assert provider.on_jobs_changed() is None  # type: ignore[func-returns-value]
+            assert provider.reconcile() is None  # type: ignore[func-returns-value]
         provider.stop()
         provider.stop()
 
