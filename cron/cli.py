@@ -192,7 +192,11 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            click.echo(self.format(record), err=True)
+            # Straight to the stream: the gateway logs two lines per run, and
+            # click.echo's terminal checks on each were a measurable cost.
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
         except Exception:
             self.handleError(record)
 

@@ -9,6 +9,8 @@ resolver degrades to the built-in ticker, so it is only type-coerced here.
 from __future__ import annotations
 
 import copy
+import os
+import time
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -104,14 +106,53 @@ def _validate(cfg: dict[str, Any]) -> None:
         c["provider"] = "" if c["provider"] is None else str(c["provider"])
 
 
-_cache: dict[str, tuple[str, dict[str, Any]]] = {}
+class _ConfigCache:
+    """The parsed config per file, trusted on a ``stat`` alone once it is old enough.
+
+    A claim reads the config several times; re-reading the file each time was a
+    visible share of a webhook fire. A cached parse is reused without reading
+    when the file's (inode, mtime, size) is unchanged *and* it was read at least
+    ``SETTLED`` seconds after that mtime: any later write then has a later mtime,
+    whatever the file system's timestamp granularity. Otherwise the text is read
+    and compared, as before.
+    """
+
+    SETTLED = 0.05
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[tuple[int, int, int], float, str, dict[str, Any]]] = {}
+
+    def lookup(self, path: Path) -> dict[str, Any] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        hit = self.entries.get(str(path))
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if hit is not None and hit[0] == key and hit[1] - st.st_mtime_ns / 1e9 > self.SETTLED:
+            return hit[3]
+        return None
+
+    def get_parsed(self, path: Path, text: str) -> dict[str, Any] | None:
+        hit = self.entries.get(str(path))
+        return hit[3] if hit is not None and hit[2] == text else None
+
+    def store(self, path: Path, read_at: float, text: str, cfg: dict[str, Any]) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self.entries[str(path)] = ((st.st_ino, st.st_mtime_ns, st.st_size), read_at, text, cfg)
+
+
+_cache = _ConfigCache()
 
 
 def load_config() -> dict[str, Any]:
     """Return the merged, validated configuration (a fresh dict every call).
 
     The parsed result is cached per file content, so the hot paths (every
-    claim reads ``claim_ttl``) pay a small read, not a YAML parse.
+    claim reads ``claim_ttl``) pay a ``stat``, not a YAML parse.
     """
     return copy.deepcopy(read_config())
 
@@ -123,6 +164,10 @@ def read_config() -> dict[str, Any]:
     Same errors and the same freshness (an edited file is seen at once).
     """
     path = paths.config_path()
+    cached = _cache.lookup(path)
+    if cached is not None:
+        return cached
+    read_at = time.time()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -131,11 +176,10 @@ def read_config() -> dict[str, Any]:
         raise ConfigError(str(path), f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    hit = _cache.get(str(path))
-    if hit is not None and hit[0] == text:
-        return hit[1]
-    cfg = _parse(path, text)
-    _cache[str(path)] = (text, cfg)
+    cfg = _cache.get_parsed(path, text)
+    if cfg is None:
+        cfg = _parse(path, text)
+    _cache.store(path, read_at, text, cfg)
     return cfg
 
 

@@ -59,14 +59,20 @@ class _WriterLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, threading.Lock] = {}
+        self._by_name: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def for_path(self, path: Path) -> threading.Lock:
-        key = os.path.realpath(path)
+        name = str(path)
+        lock = self._by_name.get(name)
+        if lock is not None:
+            return lock
+        key = os.path.realpath(path)  # two names of one file share its lock
         with self._guard:
             lock = self._locks.get(key)
             if lock is None:
                 lock = self._locks[key] = threading.Lock()
+            self._by_name[name] = lock
             return lock
 
 
