@@ -841,13 +841,12 @@ def remove_cmd(job_ref: str) -> None:
 # -- run / fire / tick ----------------------------------------------------------------------------
 
 
-def _run_claimed(job_id: str, token: str, label: str, started: float) -> int:
+def _run_fired(job_id: str, fired: Any, label: str, started: float) -> int:
     """Run a job this process claimed; print the outcome; 0 on success, 1 on failure."""
-    from cron import executions, jobs, scheduler
+    from cron import executions, scheduler
 
-    job = jobs.get_job(job_id)
-    if job is None or (job.get("fire_claim") or {}).get("token") != token:
-        executions.finish(token, status="skipped", error="job removed before it could run")
+    job, token = fired.job, fired.token
+    if job is None or token is None:
         click.echo(f"not run: job {job_id} was removed or re-claimed before it could run")
         return EXIT_OK
     ok = scheduler.run_one_job(job)
@@ -877,18 +876,20 @@ def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
     job = resolve_job(job_ref)
     if via_webhook:
         ctx.exit(_post_webhook(job))
-    from cron import jobs
+    from cron.claim import ClaimReason
+    from cron.scheduler import fire_job
 
     started = time.monotonic()
-    outcome = jobs.claim_job_for_fire_ex(job["id"], force=True, source="manual")
+    fired = fire_job(job["id"], force=True, source="manual")
+    outcome = fired.outcome
     if outcome.token is None:
-        if outcome.reason == "job is completed":
+        if outcome.code is ClaimReason.COMPLETED:
             _fail(f"job {_job_label(job)} is completed; give it a new schedule with "
                   f"'cronkit edit {job['id']} --schedule ...' to run it again")
-        if outcome.reason == "no such job":
+        if outcome.code is ClaimReason.NO_SUCH_JOB:
             raise JobNotFoundError(job["id"])
         _fail(f"not run: {outcome.reason}", EXIT_FAILED)
-    code = _run_claimed(job["id"], outcome.token, "ran job", started)
+    code = _run_fired(job["id"], fired, "ran job", started)
     if job.get("state") == "paused":
         click.echo("(the job stays paused)")
     ctx.exit(code)
@@ -935,18 +936,20 @@ def fire_cmd(ctx: click.Context, job_ref: str, scheduled_at: str | None) -> None
     """Fire a due job as an external scheduler would: a lost claim is a no-op (exit 0)."""
     cfg = _config(store=True)
     job = resolve_job(job_ref)
-    from cron import jobs
+    from cron.claim import ClaimReason
     from cron.schedule import parse_instant
+    from cron.scheduler import fire_job
 
     slot = parse_instant(scheduled_at) if scheduled_at is not None else None
     started = time.monotonic()
-    outcome = jobs.claim_job_for_fire_ex(job["id"], scheduled_at=slot, source=_fire_source(cfg))
+    fired = fire_job(job["id"], scheduled_at=slot, source=_fire_source(cfg))
+    outcome = fired.outcome
     if outcome.token is None:
-        if outcome.reason == "no such job":
+        if outcome.code is ClaimReason.NO_SUCH_JOB:
             raise JobNotFoundError(job["id"])
         click.echo(f"not fired: job {_job_label(job)}: {outcome.reason}")
         ctx.exit(EXIT_OK)
-    ctx.exit(_run_claimed(job["id"], outcome.token, "fired job", started))
+    ctx.exit(_run_fired(job["id"], fired, "fired job", started))
 
 
 @main.command("tick")

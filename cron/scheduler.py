@@ -808,3 +808,67 @@ def _pipelined(
         return
     _settle_straggler(ran, 0)
     _completer.submit(ran, adapters, loop, done)
+
+
+# -- the one fire path -------------------------------------------------------------
+
+
+@dataclass
+class Fired:
+    """What :func:`fire_job` did: the claim's outcome and, if this caller won it, the job.
+
+    ``job`` is None when the claim was lost (``outcome.code`` says why) or when
+    the job vanished or was re-claimed between the claim and the run
+    (``removed``: the claim was released and its ledger row closed ``skipped``).
+    """
+
+    outcome: Any  # cron.claim.ClaimOutcome
+    job: Job | None = None
+    removed: bool = False
+
+    @property
+    def token(self) -> str | None:
+        return self.outcome.token if self.job is not None else None
+
+
+REMOVED_BEFORE_RUN = "job removed before it could run"
+
+
+def release_claim(job_id: str, token: str, reason: str) -> None:
+    """A claim won but not run: clear it (fenced by the token) and close its ledger row."""
+    try:
+        jobs.mark_job_run(job_id, token, success=False, error=reason, status="skipped")
+    except Exception:
+        log.exception("could not release the claim %s of job %s", token, job_id)
+    try:
+        executions.finish(token, status="skipped", error=reason)
+    except Exception:
+        log.exception("could not close the ledger row %s of job %s", token, job_id)
+
+
+def fire_job(
+    job_id: str,
+    *,
+    source: str,
+    scheduled_at: datetime | str | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+) -> Fired:
+    """Claim ``job_id`` and re-read it: the first half of every fire from outside a tick.
+
+    ``CronScheduler.fire_due``, ``cronkit run`` / ``fire`` and the webhook all
+    start here, then run ``fired.job`` (inline with :func:`run_one_job`, or on
+    the pool with :func:`dispatch`). A lost claim changes nothing; a won claim
+    whose job is gone by the re-read is released, never run.
+    """
+    outcome = jobs.claim_job_for_fire_ex(
+        job_id, scheduled_at=scheduled_at, now=now, force=force, source=source
+    )
+    token = outcome.token
+    if token is None:
+        return Fired(outcome)
+    job = jobs.get_job(job_id)
+    if job is None or (job.get("fire_claim") or {}).get("token") != token:
+        release_claim(job_id, token, REMOVED_BEFORE_RUN)
+        return Fired(outcome, removed=True)
+    return Fired(outcome, job)

@@ -99,20 +99,14 @@ class CronScheduler(ABC):
         run) → re-read the job (removed meanwhile → False) → ``run_one_job``.
         The ledger row's ``source`` is this provider's ``name``.
         """
-        from cron import jobs, scheduler
+        from cron import scheduler
 
-        token = jobs.claim_job_for_fire(
+        fired = scheduler.fire_job(
             job_id, scheduled_at=scheduled_at, now=now, force=force, source=self.name
         )
-        if token is None:
+        if fired.job is None:
             return False
-        job = jobs.get_job(job_id)
-        if job is None or (job.get("fire_claim") or {}).get("token") != token:
-            # Removed (or re-claimed after expiry) between claim and run.
-            from cron import executions
-
-            executions.finish(token, status="skipped", error="job removed before it could run")
-            return False
+        job = fired.job
         # True means 'this caller claimed and ran it', whatever the run's outcome.
         scheduler.run_one_job(job, adapters=adapters, loop=loop)
         return True

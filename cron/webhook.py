@@ -337,41 +337,30 @@ def _parse_fire(body: bytes) -> tuple[str, datetime | None] | str:
         return f"'scheduled_at' is not an ISO-8601 timestamp: {raw_slot[:64]!r}"
 
 
-def _release(job_id: str, token: str, reason: str) -> None:
-    """A claim won but not run: clear it and close its ledger row."""
-    from cron import executions, jobs
-
-    with contextlib.suppress(Exception):
-        jobs.mark_job_run(job_id, token, success=False, error=reason, status="skipped")
-    try:
-        executions.finish(token, status="skipped", error=reason)
-    except Exception:
-        log.exception("could not close the ledger row %s of job %s", token, job_id)
-
-
 def _claim_and_dispatch(
     job_id: str, slot: datetime | None, digest: str, ttl: float, runner: Runner
 ) -> JSONResponse:
     """Steps 6–9 of the module docstring (blocking: runs in the thread pool)."""
-    from cron import jobs
 
     if not remember_signature(digest, ttl=ttl):
         return _reply(409, status="not_claimed", reason="replayed request")
-    # The claim reads the job under the store lock: it is also the lookup for 404.
-    outcome = jobs.claim_job_for_fire_ex(job_id, scheduled_at=slot, source="webhook")
-    token = outcome.token
-    if token is None:
-        if outcome.reason == "no such job":
+    # The claim reads the job: it is also the lookup for 404.
+    from cron.claim import ClaimReason
+    from cron.scheduler import REMOVED_BEFORE_RUN, fire_job, release_claim
+
+    fired = fire_job(job_id, scheduled_at=slot, source="webhook")
+    outcome = fired.outcome
+    if fired.removed:
+        return _reply(409, status="not_claimed", reason=REMOVED_BEFORE_RUN)
+    job, token = fired.job, outcome.token
+    if job is None or token is None:
+        if outcome.code is ClaimReason.NO_SUCH_JOB:
             return _reply(404, status="not_found", reason=f"no job with id {job_id!r}")
         return _reply(409, status="not_claimed", reason=outcome.reason)
-    job = jobs.get_job(job_id)
-    if job is None or (job.get("fire_claim") or {}).get("token") != token:
-        _release(job_id, token, "job removed before it could run")
-        return _reply(409, status="not_claimed", reason="job removed before it could run")
     try:
         runner(job)
     except Exception as exc:
-        _release(job_id, token, f"could not start the run: {type(exc).__name__}: {exc}")
+        release_claim(job_id, token, f"could not start the run: {type(exc).__name__}: {exc}")
         raise
     log.info("webhook fired job %s for slot %s", job_id, outcome.scheduled_at)
     return _reply(202, status="accepted", job_id=job_id, scheduled_at=outcome.scheduled_at)

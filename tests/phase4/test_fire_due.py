@@ -117,16 +117,17 @@ def test_job_removed_between_claim_and_run(
 ) -> None:
     """The real claim wins, then the job is really removed before fire_due re-reads it."""
     job, count = counted
-    real_claim = jobs.claim_job_for_fire
+    # The seam every outside fire claims through (cron.scheduler.fire_job).
+    real_claim = jobs.claim_job_for_fire_ex
     tokens: list[str | None] = []
 
-    def claim_then_remove(job_id: str, **kwargs: Any) -> str | None:
-        token = real_claim(job_id, **kwargs)
-        tokens.append(token)
+    def claim_then_remove(job_id: str, **kwargs: Any) -> Any:
+        outcome = real_claim(job_id, **kwargs)
+        tokens.append(outcome.token)
         assert jobs.remove_job(job_id) is True
-        return token
+        return outcome
 
-    monkeypatch.setattr(jobs, "claim_job_for_fire", claim_then_remove)
+    monkeypatch.setattr(jobs, "claim_job_for_fire_ex", claim_then_remove)
 
     assert InProcessCronScheduler().fire_due(job["id"]) is False
 
