@@ -553,6 +553,13 @@ def main(ctx: click.Context, verbose: int) -> None:
     _setup_logging(verbose)
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    # A verb that changes jobs tells a configured external provider (e.g. the crontab)
+    # for as long as it runs; a host using cron.jobs directly never resolves plugins.
+    from cron.changes import bus
+    from cron.scheduler_provider import notify_jobs_changed
+
+    bus.subscribe(notify_jobs_changed)
+    ctx.call_on_close(lambda: bus.unsubscribe(notify_jobs_changed))
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 

@@ -10,7 +10,6 @@ store itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
@@ -20,8 +19,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cron import changes, paths
 from cron import claim as rules
-from cron import paths
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
 from cron.ledger_sql import LedgerRow
@@ -38,9 +37,6 @@ EDITABLE = frozenset(
     {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"}
 )
 
-_change_listeners: list[Callable[[], None]] = []
-
-
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -50,30 +46,17 @@ def _now(now: datetime | None) -> datetime:
 
 
 def add_change_listener(fn: Callable[[], None]) -> None:
-    """Call ``fn()`` after every successful mutation in this process."""
-    if fn not in _change_listeners:
-        _change_listeners.append(fn)
+    """Call ``fn()`` after every successful mutation in this process (``cron.changes.bus``)."""
+    changes.bus.subscribe(fn)
 
 
 def remove_change_listener(fn: Callable[[], None]) -> None:
-    with contextlib.suppress(ValueError):
-        _change_listeners.remove(fn)
+    changes.bus.unsubscribe(fn)
 
 
 def _notify_changed() -> None:
-    # The mutation is already durable: a failing hook is logged, never raised.
-    listeners = list(_change_listeners)
-    if not listeners:
-        try:
-            from cron.scheduler_provider import notify_jobs_changed
-        except ImportError:
-            return
-        listeners = [notify_jobs_changed]
-    for fn in listeners:
-        try:
-            fn()
-        except Exception:
-            log.exception("on_jobs_changed hook %r failed", fn)
+    # The mutation is already durable: the bus logs a failing listener, never raises.
+    changes.bus.publish()
 
 
 # -- validation -------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from cron import paths
+from cron import changes, paths
 from cron.config import cfg_get, load_config
 
 log = logging.getLogger(__name__)
@@ -417,9 +417,14 @@ _active_lock = threading.Lock()
 
 
 def set_active_provider(provider: CronScheduler | None) -> None:
+    """Make ``provider`` the one this process's job changes are told about (``on_jobs_changed``)."""
     global _active
     with _active_lock:
+        if _active is not None:
+            changes.bus.unsubscribe(_active.on_jobs_changed)
         _active = provider
+        if provider is not None:
+            changes.bus.subscribe(provider.on_jobs_changed)
 
 
 def active_provider() -> CronScheduler | None:
@@ -427,13 +432,16 @@ def active_provider() -> CronScheduler | None:
 
 
 def notify_jobs_changed() -> None:
-    """Tell this process's provider that the store changed.
+    """Tell the configured external provider that the store changed (the CLI's listener).
 
-    With a running provider (a gateway or an embedding host) that one is told.
-    Otherwise (the CLI) a configured external provider is resolved and told,
-    so e.g. a crontab stays converged after ``cronkit add``.
+    A running provider (a gateway, an embedding host) hears changes through the
+    bus already. The CLI has none, so it subscribes this: a configured external
+    provider is resolved and told, so e.g. a crontab stays converged after
+    ``cronkit add``. A host calling ``cron.jobs`` never resolves plugins.
     """
     provider = active_provider()
+    if provider is not None:
+        return  # subscribed to the bus itself
     if provider is None:
         try:
             name = str(cfg_get(load_config(), "cron", "provider", default="") or "")
