@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import shlex
 import sqlite3
 import sys
@@ -522,6 +523,32 @@ def _parse_timeout(value: str | None, *, allow_default: bool) -> tuple[bool, flo
     return True, seconds
 
 
+def _parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    """``--env K=V`` (repeatable) into a map; the library validates the names."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="'--env'")
+        out[key] = value
+    return out
+
+
+def _cwd_option(value: str | None) -> str | None:
+    """``--cwd DIR`` made absolute (relative to where cronkit runs); None: not given."""
+    if value is None or value == "":
+        return value
+    return str(Path(value).expanduser().absolute())
+
+
+def _here() -> str:
+    """The directory cronkit was run from: ``add`` records it as the job's ``cwd``, as at(1)."""
+    try:
+        return str(Path.cwd())
+    except FileNotFoundError:
+        _fail("the current directory no longer exists; cd elsewhere or give --cwd DIR")
+
+
 def _command_text(command: Sequence[str]) -> str:
     # One argument is a shell command line as written ("a && b"); several are argv words.
     return command[0] if len(command) == 1 else shlex.join(command)
@@ -581,6 +608,10 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.option("--catch-up", type=click.Choice(["once", "skip"]), help="Missed-run policy.")
 @click.option("--timeout", metavar="S", help="Seconds before a run is killed (0 = none).")
 @click.option("--disabled", is_flag=True, help="Create the job paused.")
+@click.option("--cwd", "cwd", metavar="DIR",
+              help="Directory the job runs in (default: the current directory).")
+@click.option("--env", "env_pairs", metavar="NAME=VALUE", multiple=True,
+              help="Set an environment variable for the command (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the created job as JSON.")
 def add_cmd(
     schedule: str,
@@ -592,6 +623,8 @@ def add_cmd(
     catch_up: str | None,
     timeout: str | None,
     disabled: bool,
+    cwd: str | None,
+    env_pairs: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add a job firing on SCHEDULE.
@@ -600,6 +633,7 @@ def add_cmd(
     SCHEDULE: '0 9 * * 1-5', '@daily', 'every 30m', '30m', 'in 2h', '2026-12-01T09:00'.
     The action is the COMMAND after '--' (one argument is run as a shell
     command line as written; several are quoted and joined) or --python.
+    It runs in the directory 'add' was run from, unless --cwd says otherwise.
     """
     cfg = _config(store=True)
     if command and target:
@@ -608,6 +642,8 @@ def add_cmd(
         raise click.UsageError("missing the action: add '-- COMMAND...' or '--python pkg.mod:func'")
     _, times = _parse_repeat(repeat)
     _, seconds = _parse_timeout(timeout, allow_default=False)
+    env = _parse_env(env_pairs) or None
+    work_dir = _cwd_option(cwd) if cwd is not None else _here()
     action: dict[str, Any] = (
         {"kind": "python", "target": target}
         if target
@@ -617,7 +653,7 @@ def add_cmd(
 
     job = jobs.create_job(
         schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
-        catch_up=catch_up, timeout=seconds,
+        catch_up=catch_up, timeout=seconds, cwd=work_dir, env=env,
     )
     _warn_six_fields(job["schedule"])
     if as_json:
@@ -688,6 +724,9 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
         ("name", str(job.get("name"))),
         ("schedule", _schedule_text(job)),
         ("action", _action_text(job.get("action") or {})),
+        ("cwd", str(job.get("cwd") or f"{paths.home()} (the cronkit home)")),
+        *([("env", " ".join(f"{k}={shlex.quote(v)}" for k, v in job["env"].items()))]
+          if job.get("env") else []),
         ("state", str(job.get("state")) + ("" if job.get("enabled", True) else " (disabled)")),
         ("next run", fmt_next_run(job.get("next_run_at"), now=now, zone=zone, empty="none")),
         ("last run", fmt_time(job.get("last_run_at"), now=now, zone=zone, empty="never")
@@ -746,6 +785,11 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
 @click.option("--catch-up", type=click.Choice(["once", "skip", "default"]),
               help="Missed-run policy ('default' = config).")
 @click.option("--timeout", metavar="S|default", help="Run timeout in seconds (0 = none).")
+@click.option("--cwd", "cwd", metavar="DIR",
+              help="Directory the job runs in ('' = the cronkit home).")
+@click.option("--env", "env_pairs", metavar="NAME=VALUE", multiple=True,
+              help="Set (or replace) one environment variable (repeatable).")
+@click.option("--clear-env", is_flag=True, help="Remove the job's environment variables first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the updated job as JSON.")
 def edit_cmd(
     job_ref: str,
@@ -757,6 +801,9 @@ def edit_cmd(
     tz: str | None,
     catch_up: str | None,
     timeout: str | None,
+    cwd: str | None,
+    env_pairs: tuple[str, ...],
+    clear_env: bool,
     as_json: bool,
 ) -> None:
     """Change a job's fields; the rest stay as they are."""
@@ -782,12 +829,17 @@ def edit_cmd(
     given, seconds = _parse_timeout(timeout, allow_default=True)
     if given:
         changes["timeout"] = seconds
-    if not changes:
+    if cwd is not None:
+        changes["cwd"] = _cwd_option(cwd) or None
+    env_set = _parse_env(env_pairs)
+    if not changes and not env_set and not clear_env:
         raise click.UsageError(
             "nothing to change: give at least one of --schedule, --name, --command, --python, "
-            "--repeat, --tz, --catch-up, --timeout"
+            "--repeat, --tz, --catch-up, --timeout, --cwd, --env, --clear-env"
         )
     job = resolve_job(job_ref)
+    if env_set or clear_env:
+        changes["env"] = {**({} if clear_env else dict(job.get("env") or {})), **env_set}
     from cron import jobs
 
     updated = jobs.update_job(job["id"], **changes)
@@ -1031,15 +1083,8 @@ def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
 def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
     """Recent runs from the ledger, newest first (all jobs, or one)."""
     _config()
-    job_id: str | None = None
-    if job_ref is not None:
-        try:
-            job_id = resolve_job(job_ref)["id"]
-        except CliError:
-            # A removed job's history is still in the ledger under its id.
-            if not (_ledger_exists() and _ledger_has(job_ref)):
-                raise
-            job_id = job_ref
+    # A removed job's history is still in the ledger under its id.
+    job_id = _job_id_for_ledger(job_ref) if job_ref is not None else None
     rows: list[dict[str, Any]] = []
     if _ledger_exists():
         from cron import executions
@@ -1058,14 +1103,144 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
         when = row.get("started_at") or row.get("claimed_at") or row.get("finished_at")
         start, end = _to_dt(row.get("started_at")), _to_dt(row.get("finished_at"))
         took = f"{(end - start).total_seconds():.2f}s" if start and end else "-"
-        detail = (_one_line(str(row["error"])) if row.get("error")
-                  else str(row.get("output_path") or ""))
         table.append([
             fmt_time(when, now=now, zone=zone), str(row.get("job_name") or row.get("job_id")),
             str(row.get("status")), str(row.get("source") or "-"), took,
-            fmt_time(row.get("scheduled_at"), zone=zone, relative=False), detail,
+            fmt_time(row.get("scheduled_at"), zone=zone, relative=False),
+            str(row.get("output_path") or "-"),
+            _one_line(str(row["error"])) if row.get("error") else "-",
         ])
-    _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ERROR / OUTPUT"], table)
+    # OUTPUT before ERROR: the path has no spaces, so the free-text error can end the line.
+    _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "OUTPUT", "ERROR"], table)
+
+
+FOLLOW_POLL = 0.2
+"""Seconds between looks at a followed run's output file and ledger row."""
+
+
+def _job_id_for_ledger(job_ref: str) -> str:
+    """The id of job ``job_ref``, or of a removed job whose rows are still in the ledger."""
+    try:
+        return str(resolve_job(job_ref)["id"])
+    except CliError:
+        if not (_ledger_exists() and _ledger_has(job_ref)):
+            raise
+        return job_ref
+
+
+def _pick_run(job_id: str, run_ref: str | None) -> dict[str, Any]:
+    """The row ``logs`` shows: ``run_ref`` (an id or a unique prefix), else the newest run."""
+    from cron import executions
+
+    rows = executions.list_executions(job_id, limit=None) if _ledger_exists() else []
+    if run_ref is not None:
+        ref = run_ref.strip().lower()
+        if not ref:
+            _fail("--run needs a run id (see 'cronkit history')")
+        exact = [r for r in rows if r["id"] == ref]
+        found = exact or [r for r in rows if str(r["id"]).startswith(ref)]
+        if len(found) > 1:
+            _fail(f"run {run_ref!r} matches {len(found)} runs of job {job_id}; give more of its id")
+        if not found:
+            _fail(f"job {job_id} has no run {run_ref!r} (see 'cronkit history {job_id}')")
+        return found[0]
+    for row in rows:
+        # Rows of slots that never ran (missed, skipped) have no output to show.
+        if row.get("output_path") or row.get("status") in executions.LIVE_STATUSES:
+            return row
+    raise CliError(f"job {job_id} has no run with output yet", EXIT_FAILED)
+
+
+class _Follower:
+    """Copies new bytes of one output file to stdout; reopens it if it is replaced."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fh: Any = None
+        self.inode: int | None = None
+
+    def pump(self) -> bool:
+        """Print what is new; False while the file does not exist."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if self.fh is not None and inode is not None and inode != self.inode:
+            # Replaced at the end of the run (its output outgrew the streaming cap):
+            # what follows is the kept tail, which says so in its first line.
+            self.fh.close()
+            self.fh = None
+        if self.fh is None:
+            if inode is None:
+                return False
+            try:
+                self.fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls
+            except FileNotFoundError:
+                return False
+            self.inode = os.fstat(self.fh.fileno()).st_ino
+        # Bytes as written: a job's output need not be valid UTF-8.
+        sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)
+        while chunk := self.fh.read(65536):
+            if out is not None:
+                out.write(chunk)
+            else:
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+        (out or sys.stdout).flush()
+        return True
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+@main.command("logs", short_help="Print (or follow) the output of a job's run.")
+@click.argument("job_ref", metavar="ID")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing a run in progress until it ends.")
+@click.option("--run", "run_ref", metavar="RUN",
+              help="The run's ledger id or a unique prefix (default: the newest run).")
+@click.pass_context
+def logs_cmd(ctx: click.Context, job_ref: str, follow: bool, run_ref: str | None) -> None:
+    """Print the output of the job's newest run (or of --run RUN); -f follows it while it runs.
+
+    Exit 0 once the output is printed (with -f: once the run has ended), 1 when
+    the job has no run with output yet or its file is gone, 2 on bad input.
+    """
+    _config()
+    job_id = _job_id_for_ledger(job_ref)
+    row = _pick_run(job_id, run_ref)
+    from cron import executions
+
+    tail: _Follower | None = None
+    try:
+        while True:
+            # The row is read before the file: a row already final means the file is complete.
+            final = row.get("status") not in executions.LIVE_STATUSES
+            path = row.get("output_path")
+            if path and tail is None:
+                tail = _Follower(str(path))
+            present = tail.pump() if tail is not None else False
+            if final or not follow:
+                if not present:
+                    if path:
+                        raise CliError(
+                            f"the output file of run {row['id']} is gone: {path} (only the newest "
+                            "cron.output_retention files are kept, on the machine that ran it)",
+                            EXIT_FAILED,
+                        )
+                    raise CliError(f"run {row['id']} of job {job_id} has no output yet"
+                                   + ("" if follow else "; -f follows it"), EXIT_FAILED)
+                return
+            time.sleep(FOLLOW_POLL)
+            row = executions.get_execution(row["id"]) or {**row, "status": "unknown"}
+    except KeyboardInterrupt:
+        # Ctrl-C is how one stops following: one line, no traceback, the run goes on.
+        _stderr("cronkit: interrupted")
+        ctx.exit(EXIT_INTERRUPTED)
+    finally:
+        if tail is not None:
+            tail.close()
 
 
 @main.command("explain", short_help="Why a job did (not) fire, and whether it will.")

@@ -269,18 +269,20 @@ def mark_running(
     job_name: str | None = None,
     keep_per_job: int = KEEP_PER_JOB,
     now: datetime | None = None,
+    output_path: str | Path | None = None,
 ) -> bool:
     """Move the ``token`` row to ``running`` (inserting it if the claim was never recorded).
 
     The running process becomes the row's owner (``owner`` defaults to this
     process), so recovery judges the process that actually runs the action.
-    A row that already reached a final status is not touched (a late or
-    repeated call cannot resurrect a finished run). Returns True when the row
-    is now ``running``.
+    ``output_path`` is the run's output file, known from the start so a
+    running or failed run's output can be found. A row that already reached a
+    final status is not touched (a late or repeated call cannot resurrect a
+    finished run). Returns True when the row is now ``running``.
     """
     return start_run(
         token, job_id=job_id, scheduled_at=scheduled_at, source=source, owner=owner,
-        job_name=job_name, keep_per_job=keep_per_job, now=now,
+        job_name=job_name, keep_per_job=keep_per_job, now=now, output_path=output_path,
     ) is not None
 
 
@@ -294,11 +296,13 @@ def start_run(
     job_name: str | None = None,
     keep_per_job: int = KEEP_PER_JOB,
     now: datetime | None = None,
+    output_path: str | Path | None = None,
 ) -> str | None:
     """:func:`mark_running`, returning the row's ``source`` (who fired it), or None
     when the row was already final and is left alone."""
     running_owner = owner if owner is not None else procinfo.owner_id()
     started = _now_iso(now)
+    out = str(output_path) if output_path is not None else None
     return _transact(
         lambda conn: _mark_running_in(
             conn,
@@ -310,6 +314,7 @@ def start_run(
             job_name=job_name,
             keep_per_job=keep_per_job,
             started=started,
+            output_path=out,
         )
     )
 
@@ -325,6 +330,7 @@ def _mark_running_in(
     job_name: str | None,
     keep_per_job: int,
     started: str,
+    output_path: str | None = None,
 ) -> str | None:
     """The body of :func:`start_run`, inside the caller's transaction."""
     cur = conn.execute(
@@ -332,10 +338,11 @@ def _mark_running_in(
         UPDATE executions
         SET status = 'running', started_at = ?, owner = ?,
             scheduled_at = COALESCE(scheduled_at, ?),
-            job_name = COALESCE(job_name, ?)
+            job_name = COALESCE(job_name, ?),
+            output_path = COALESCE(?, output_path)
         WHERE id = ? AND status IN ('claimed', 'running')
         """,
-        (started, owner, _opt_iso(scheduled_at), job_name, token),
+        (started, owner, _opt_iso(scheduled_at), job_name, output_path, token),
     )
     if cur.rowcount == 1:
         row = conn.execute("SELECT source FROM executions WHERE id = ?", (token,)).fetchone()
@@ -343,10 +350,10 @@ def _mark_running_in(
     cur = conn.execute(
         """
         INSERT OR IGNORE INTO executions
-            (id, job_id, job_name, scheduled_at, started_at, status, source, owner)
-        VALUES (?, ?, ?, ?, ?, 'running', ?, ?)
+            (id, job_id, job_name, scheduled_at, started_at, status, source, owner, output_path)
+        VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)
         """,
-        (token, job_id, job_name, _opt_iso(scheduled_at), started, source, owner),
+        (token, job_id, job_name, _opt_iso(scheduled_at), started, source, owner, output_path),
     )
     if cur.rowcount != 1:
         log.warning(
@@ -373,6 +380,7 @@ def finish(
     ``status`` is ok|error|timeout|interrupted|unknown, or skipped|missed for a
     claim that ended without running (e.g. the job was removed in between).
 
+    ``output_path`` None keeps the path recorded when the run started.
     Also prunes that job's rows beyond ``keep_per_job``. Returns False (and
     logs a warning) when no row has this id, e.g. the ledger was reset.
     """
@@ -387,7 +395,8 @@ def finish(
             return False
         conn.execute(
             """
-            UPDATE executions SET status = ?, finished_at = ?, error = ?, output_path = ?
+            UPDATE executions SET status = ?, finished_at = ?, error = ?,
+                output_path = COALESCE(?, output_path)
             WHERE id = ?
             """,
             (status, finished, error, out, token),
@@ -421,8 +430,8 @@ def finish_many(
                 log.warning("no ledger row %s to finish with status %s", token, status)
                 continue
             conn.execute(
-                "UPDATE executions SET status = ?, finished_at = ?, error = ?, output_path = ? "
-                "WHERE id = ?",
+                "UPDATE executions SET status = ?, finished_at = ?, error = ?, "
+                "output_path = COALESCE(?, output_path) WHERE id = ?",
                 (status, finished, error, output_path, token),
             )
             jobs_touched.add(row["job_id"])

@@ -25,7 +25,7 @@ from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
 from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
-from cron.runners import validate_action
+from cron.runners import target_import_problem, validate_action, validate_cwd, validate_env
 from cron.schedule import compute_next_run, parse_schedule, resolve_zone, to_iso
 from cron.store import Job, Stored, Swap, get_store
 
@@ -58,6 +58,10 @@ def _notify_changed() -> None:
     # The mutation is already durable: the bus logs a failing listener, never raises.
     changes.bus.publish()
 
+
+# Where a command runs (SPEC §14): optional, absent from jobs that do not set them.
+WHERE_FIELDS = frozenset({"cwd", "env"})
+EDITABLE = EDITABLE | WHERE_FIELDS
 
 # -- validation -------------------------------------------------------------
 
@@ -104,6 +108,31 @@ def _default_name(action: dict[str, Any]) -> str:
     text = str(action.get("command") or action.get("target") or action.get("kind"))
     text = " ".join(text.split())
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_where(action: dict[str, Any], env: dict[str, str] | None) -> None:
+    if env and action.get("kind") == "python":
+        # Threads share one process environment: it could not be applied per run.
+        raise JobValueError(
+            "env", env, "applies to command jobs only; a python target runs inside the "
+            "gateway's process and shares its environment"
+        )
+
+
+def _warn_unimportable(job: Job) -> None:
+    """Log (WARNING) a python target that does not import here; the job stays.
+
+    The gateway may import it from its own ``sys.path``, so this is not a
+    reason to refuse the job; a malformed target is (``validate_action``).
+    """
+    action = job.get("action") or {}
+    if action.get("kind") != "python":
+        return
+    problem = target_import_problem(str(action.get("target")), cwd=job.get("cwd"))
+    if problem is not None:
+        log.warning(
+            "job %s: %s; added anyway: it runs if the gateway can import it", job["id"], problem
+        )
 
 
 def _first_run(schedule: dict[str, Any], now: datetime) -> datetime | None:
@@ -165,11 +194,17 @@ def create_job(
     catch_up: str | None = None,
     timeout: float | None = None,
     now: datetime | None = None,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Job:
     """Validate everything first, then add the job in one store write.
 
     A one-shot whose time has passed is rejected with :class:`ScheduleError`:
     accepting it would either fire a stale action or silently never fire.
+    ``cwd`` (an existing absolute directory) and ``env`` (names to strings,
+    command jobs only) say where a command runs; unset, they are not stored.
+    A python target must be well formed (else :class:`ActionError`); one that
+    does not import here is logged at WARNING and the job is still added.
     """
     now = _now(now)
     tz = _validate_tz(
@@ -178,7 +213,9 @@ def create_job(
     sched = parse_schedule(schedule, tz=tz, now=now)
     if tz:
         sched["tz"] = tz
-    act = validate_action(action, check_import=True)
+    act = validate_action(action)
+    work_dir, job_env = validate_cwd(cwd), validate_env(env)
+    _check_where(act, job_env)
     rep = _validate_repeat(repeat, sched["kind"])
     catch = _validate_catch_up(catch_up)
     tmo = _validate_timeout(timeout)
@@ -211,6 +248,10 @@ def create_job(
         job["catch_up"] = catch
     if tmo is not None:
         job["timeout"] = tmo
+    if work_dir is not None:
+        job["cwd"] = work_dir
+    if job_env is not None:
+        job["env"] = job_env
     store = get_store()
     while True:
         job["id"] = _new_id()
@@ -221,6 +262,7 @@ def create_job(
             if exc.field != "id":
                 raise
     _notify_changed()
+    _warn_unimportable(job)
     return job
 
 
@@ -251,7 +293,8 @@ def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
 def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> Job:
     """Change editable fields; a schedule or zone change recomputes ``next_run_at``.
 
-    Editable: ``name schedule action repeat enabled catch_up timeout tz``.
+    Editable: ``name schedule action repeat enabled catch_up timeout tz cwd env``
+    (``cwd``/``env`` None or empty removes them).
     Anything else (``id``, ``fire_claim``, ``state`` ...) is a
     :class:`JobValueError`: those are owned by the claim protocol.
     """
@@ -265,13 +308,18 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
     if "name" in changes:
         new["name"] = _validate_name(changes["name"])
     if "action" in changes:
-        new["action"] = validate_action(changes["action"], check_import=True)
+        new["action"] = validate_action(changes["action"])
     if "catch_up" in changes:
         new["catch_up"] = _validate_catch_up(changes["catch_up"])
     if "timeout" in changes:
         new["timeout"] = _validate_timeout(changes["timeout"])
     if "enabled" in changes and not isinstance(changes["enabled"], bool):
         raise JobValueError("enabled", changes["enabled"], "expected true or false")
+    where: dict[str, Any] = {}
+    if "cwd" in changes:
+        where["cwd"] = validate_cwd(changes["cwd"])
+    if "env" in changes:
+        where["env"] = validate_env(changes["env"])
     tz_given = "tz" in changes
     tz = _validate_tz(changes.get("tz")) if tz_given else None
     sched: dict[str, Any] | None = None
@@ -286,6 +334,12 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
         for key in ("catch_up", "timeout"):
             if key in new and new[key] is None:
                 job.pop(key, None)
+        for key, value in where.items():
+            if value is None:
+                job.pop(key, None)
+            else:
+                job[key] = value
+        _check_where(job["action"], job.get("env"))
         recompute = False
         if sched is not None or tz_given:
             s = dict(sched) if sched is not None else dict(job["schedule"])
@@ -318,7 +372,10 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
             job["next_run_at"] = to_iso(nxt)
         _settle_spent(job)
 
-    return _mutate(job_id, apply)
+    updated = _mutate(job_id, apply)
+    if "action" in changes or "cwd" in changes:
+        _warn_unimportable(updated)
+    return updated
 
 
 def remove_job(job_id: str) -> bool:

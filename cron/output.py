@@ -112,6 +112,101 @@ def write_output(
     return path
 
 
+class LiveOutput:
+    """One run's output file, written while the run produces it.
+
+    Created empty at the start of the run (its path goes on the ledger row
+    then), appended to by the runner (:meth:`write`), completed by
+    :meth:`finish`. At most ``limit`` bytes are streamed; past that the file
+    stops growing, and :meth:`finish` replaces it atomically with the run's
+    captured output (the runner keeps its tail), so a chatty job's file stays
+    as bounded as before. Writes never raise: a full disk must not fail the
+    run, it only loses log lines (logged once).
+    """
+
+    def __init__(self, path: Path, *, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.written = 0
+        self.streamed = False
+        self.overflowed = False
+        self._failed = False
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (the runner's thread; not shared between threads)."""
+        if not data:
+            return
+        self.streamed = True
+        if self._fd is None or self.overflowed:
+            return
+        if self.written + len(data) > self.limit:
+            self.overflowed = True
+            return
+        try:
+            os.write(self._fd, data)
+            self.written += len(data)
+        except OSError as exc:
+            if not self._failed:
+                log.warning("could not write run output to %s: %s", self.path, exc)
+            self._failed = True
+
+    def finish(self, output: str, note: str | None = None) -> Path:
+        """Complete the file: the run's ``output`` unless it was streamed, then ``note``.
+
+        ``note`` (e.g. ``[cronkit] error: exit status 1``) goes on its own line
+        after the output. Returns the path.
+        """
+        self.close()
+        if self.overflowed or not self.streamed:
+            # Nothing streamed (a python target, a runner that returns its output)
+            # or too much: the file becomes exactly the captured output.
+            text = output
+            if note:
+                text = f"{text}\n{note}" if text else note
+            paths.atomic_write_text(self.path, text, durable=False)
+        elif note:
+            with open(self.path, "ab") as fh:
+                fh.write((f"\n{note}" if self.written else note).encode("utf-8", "replace"))
+        return self.path
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def open_output(
+    job_id: str,
+    *,
+    now: datetime | None = None,
+    retention: int | None = None,
+    limit: int = 1024 * 1024,
+) -> LiveOutput:
+    """Create the (empty) output file of a run starting now and return it open for appending.
+
+    Named and pruned like :func:`write_output`: the new file counts toward
+    ``retention`` and is never the one pruned.
+    """
+    keep = _configured_retention() if retention is None else retention
+    if keep < 1:
+        raise ValueError(f"output retention must be >= 1, got {keep!r}")
+    directory = _job_dir(job_id)
+    paths.cron_dir(create=True)
+    paths.ensure_dir(paths.output_dir())
+    paths.ensure_dir(directory)
+    path = _reserve(directory, _stamp(now))
+    try:
+        live = LiveOutput(path, limit=limit)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    _prune(job_id, keep, protect=path)
+    return live
+
+
 def _prune(job_id: str, keep: int, *, protect: Path) -> None:
     files = [p for p in list_outputs(job_id) if p != protect]
     excess = len(files) + 1 - keep

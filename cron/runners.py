@@ -19,21 +19,23 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
 import re
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cron import paths
-from cron.errors import ActionError
+from cron.errors import ActionError, JobValueError
 from cron.procgroup import ProcessGroup
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,16 @@ _TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_
 SpawnHook = Callable[[ProcessGroup], bool]
 
 
+class OutputSink(Protocol):
+    """Where a runner streams a run's output as it is produced (the run's output file).
+
+    ``write`` takes raw bytes and never raises for an ordinary I/O failure (the
+    run must not fail because its log could not be written).
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunContext:
     """How to run one fire: ``timeout`` in seconds (None or <= 0: none), the fired slot.
@@ -75,12 +87,19 @@ class RunContext:
     returns False to cancel the run before the command starts (its caller is
     shutting down). The scheduler records the group on the ledger row there,
     so no command ever runs unrecorded.
+
+    ``output``, when given, receives the action's output as it is produced
+    (the scheduler passes the run's output file, so ``cronkit logs -f`` can
+    follow it). A runner that writes anything there has streamed its output:
+    the returned ``RunResult.output`` is then not written to the file again.
+    A runner that ignores it gets its returned output written at the end.
     """
 
     timeout: float | None
     scheduled_at: str | None
     env: Mapping[str, str] | None = None
     on_spawn: SpawnHook | None = None
+    output: OutputSink | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +234,46 @@ def _resolve_target(target: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+_sys_path_lock = threading.Lock()
+
+
+def _add_to_sys_path(directory: str | None) -> None:
+    """Append a python job's ``cwd`` to ``sys.path`` (once) so its modules import.
+
+    Appended, not prepended: a job's directory must never shadow the host's
+    own modules (or another job's). It stays: modules imported from it stay
+    cached anyway, and another thread may be importing from it right now.
+    """
+    if not directory:
+        return
+    with _sys_path_lock:
+        if directory not in sys.path:
+            sys.path.append(directory)
+
+
+def target_import_problem(target: str, *, cwd: str | None = None) -> str | None:
+    """Why ``target`` cannot be imported and called here, or None if it can.
+
+    ``cwd`` is searched last, as the python runner does at run time. The
+    gateway may have another ``sys.path``, so a problem here is a warning for
+    the caller to pass on, not a reason to refuse the job.
+    """
+    added: str | None = None
+    with _sys_path_lock:
+        if cwd and cwd not in sys.path:
+            sys.path.append(cwd)
+            added = cwd
+    try:
+        _resolve_target(target)
+    except Exception as exc:
+        return f"cannot import python target {target!r} here: {_one_line(exc)}"
+    finally:
+        if added is not None:
+            with _sys_path_lock, contextlib.suppress(ValueError):
+                sys.path.remove(added)
+    return None
+
+
 def validate_action(action: str | dict[str, Any], *, check_import: bool = False) -> dict[str, Any]:
     """Return the normalised action dict, or raise :class:`ActionError`.
 
@@ -264,6 +323,54 @@ def validate_action(action: str | dict[str, Any], *, check_import: bool = False)
     else:
         get_runner(kind)
     return out
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = ("CRONKIT_JOB_ID", "CRONKIT_SCHEDULED_AT")
+"""Set by cronkit on every command run; a job cannot override them."""
+
+
+def validate_cwd(value: object) -> str | None:
+    """A job's ``cwd``: an absolute path to a directory that exists now; None/'' = unset.
+
+    Returns the normalised path. Raises :class:`JobValueError` naming ``cwd``.
+    Existence is checked when the value is set; a directory that vanishes
+    later fails that run (see :func:`run_command`), it does not break the job.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "\x00" in value:
+        raise JobValueError("cwd", value, "expected an absolute directory path")
+    if not os.path.isabs(value):
+        raise JobValueError("cwd", value, "expected an absolute directory path, e.g. '/srv/app'")
+    path = os.path.normpath(value)
+    if not os.path.isdir(path):
+        raise JobValueError("cwd", value, "no such directory")
+    return path
+
+
+def validate_env(value: object) -> dict[str, str] | None:
+    """A job's ``env``: names (``[A-Za-z_][A-Za-z0-9_]*``) to string values; None/{} = unset.
+
+    Raises :class:`JobValueError` naming ``env`` and the offending key or value.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise JobValueError("env", value, "expected a map of NAME to string value")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
+            raise JobValueError(
+                "env", key, "not a valid environment variable name (letters, digits, _; "
+                "not starting with a digit)"
+            )
+        if key in RESERVED_ENV:
+            raise JobValueError("env", key, "set by cronkit on every run; it cannot be overridden")
+        if not isinstance(val, str) or "\x00" in val:
+            raise JobValueError(f"env {key}", val, "expected a string without NUL bytes")
+        out[key] = val
+    return out or None
 
 
 def run_action(job: dict[str, Any], ctx: RunContext) -> RunResult:
@@ -401,9 +508,10 @@ def _describe_exit(code: int) -> str:
 class _Pipe:
     """Non-blocking reader over the child's merged stdout/stderr."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], sink: OutputSink | None = None) -> None:
         assert proc.stdout is not None
         self.proc = proc
+        self.sink = sink
         self.stream = proc.stdout
         self.fd = proc.stdout.fileno()
         self.tail = _Tail()
@@ -424,6 +532,8 @@ class _Pipe:
         chunk = os.read(self.fd, 65536)
         if chunk:
             self.tail.add(chunk)
+            if self.sink is not None:
+                self.sink.write(chunk)
             return True
         self.eof = True
         return False
@@ -482,13 +592,25 @@ def _open_gate(proc: subprocess.Popen[bytes], ctx: RunContext) -> bool:
     return go
 
 
+def _cwd_gone(job: dict[str, Any], cwd: str, why: str) -> RunResult:
+    return RunResult(
+        status="error",
+        output="",
+        error=f"cannot run in working directory {cwd!r}: {why}; fix the job with "
+        f"'cronkit edit {job.get('id')} --cwd DIR'",
+    )
+
+
 def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
     """Run ``action["command"]`` with ``/bin/sh -c`` in its own process group.
 
     stdin is ``/dev/null``; stdout and stderr are captured merged, capped at
-    :data:`MAX_OUTPUT_BYTES` (the tail is kept); the working directory is the
-    cronkit home; the environment is ours plus ``CRONKIT_JOB_ID``,
-    ``CRONKIT_SCHEDULED_AT`` and ``ctx.env``.
+    :data:`MAX_OUTPUT_BYTES` (the tail is kept), and streamed to
+    ``ctx.output`` as they arrive. The working directory is the job's ``cwd``,
+    else the cronkit home; a ``cwd`` that no longer exists fails the run
+    (``error`` naming the directory) without starting anything. The
+    environment is ours, then the job's ``env`` over it, then
+    ``CRONKIT_JOB_ID``, ``CRONKIT_SCHEDULED_AT`` and ``ctx.env``.
 
     On timeout the whole group gets SIGTERM, then SIGKILL after
     :data:`TERM_GRACE` seconds if anything is still alive; the status is
@@ -506,23 +628,39 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
     """
     command = job["action"]["command"]
     env = dict(os.environ)
+    job_env = job.get("env")
+    if isinstance(job_env, dict):
+        env.update({str(k): str(v) for k, v in job_env.items()})
     env["CRONKIT_JOB_ID"] = str(job.get("id") or "")
     env["CRONKIT_SCHEDULED_AT"] = ctx.scheduled_at or ""
     if ctx.env:
         env.update(ctx.env)
-    cwd = paths.ensure_dir(paths.home())
+    job_cwd = job.get("cwd")
+    if job_cwd:
+        cwd = str(job_cwd)
+        if not os.path.isdir(cwd):
+            return _cwd_gone(job, cwd, "no such directory")
+    else:
+        cwd = str(paths.ensure_dir(paths.home()))
     timeout = ctx.timeout if ctx.timeout and ctx.timeout > 0 else None
 
     gated = ctx.on_spawn is not None
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", _GATE_SCRIPT, "sh", command] if gated else ["/bin/sh", "-c", command],
-        stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=cwd,
-        env=env,
-    )
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", _GATE_SCRIPT, "sh", command] if gated else ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+            env=env,
+        )
+    except OSError as exc:
+        # The child could not chdir (removed, not a directory, no permission)
+        # or /bin/sh could not start: the run fails, the scheduler goes on.
+        if exc.filename == cwd or not os.path.isdir(cwd):
+            return _cwd_gone(job, cwd, exc.strerror or str(exc))
+        raise
     if gated and not _open_gate(proc, ctx):
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
@@ -532,7 +670,7 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
             status="interrupted", output="",
             error="cancelled before the command started (the scheduler is stopping)",
         )
-    pipe = _Pipe(proc)
+    pipe = _Pipe(proc, ctx.output)
     timed_out = False
     detached_output = False
     try:
@@ -575,10 +713,13 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
 
     output = pipe.tail.text()
     if detached_output:
-        output += (
+        note = (
             "\n[cronkit: a background process kept the output open after the command "
             "exited; its later output was not captured]\n"
         )
+        output += note
+        if ctx.output is not None:
+            ctx.output.write(note.encode())
     code = proc.returncode
     if timed_out:
         return RunResult(
@@ -601,10 +742,32 @@ def _coerce_output(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
-    """Import ``action["target"]`` (``pkg.mod:func``, ``pkg.mod:obj.method``); call it with the job.
+def _takes_no_argument(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` has no positional parameter at all: it is called without the job.
 
-    A returned string is the output (other values are ``str()``-ed, ``None``
+    Anything that accepts a positional argument (``def f(job)``, ``def
+    f(job=None)``, ``*args``) gets the job, as does a callable whose signature
+    cannot be read (some builtins).
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    )
+    return not any(p.kind in positional for p in params)
+
+
+def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
+    """Import ``action["target"]`` (``pkg.mod:func``, ``pkg.mod:obj.method``) and call it.
+
+    A callable with no positional parameter is called without arguments; any
+    other gets the job dict. The job's ``cwd``, if set, is appended to
+    ``sys.path`` first (where ``cronkit add --python`` was run, so a module
+    beside it imports). A returned string is the output (other values are ``str()``-ed, ``None``
     is empty). An ``Exception`` — including one raised while importing — is
     ``status="error"`` with ``"Type: message"`` and the traceback as output. A
     ``BaseException`` propagates to the caller. ``ctx.env`` is not applied:
@@ -620,9 +783,12 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
     """
     target = job["action"]["target"]
     timeout = ctx.timeout if ctx.timeout and ctx.timeout > 0 else None
+    cwd = job.get("cwd")
+    _add_to_sys_path(cwd if isinstance(cwd, str) else None)
 
     def call() -> object:
-        return _resolve_target(target)(job)
+        fn = _resolve_target(target)
+        return fn() if _takes_no_argument(fn) else fn(job)
 
     if timeout is None:
         try:

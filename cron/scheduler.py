@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cron import executions, jobs, paths, procgroup
+from cron import executions, jobs, paths, procgroup, runners
 from cron.config import cfg_get, read_config
-from cron.output import write_output
+from cron.output import LiveOutput, open_output, write_output
 from cron.procgroup import ProcessGroup
 from cron.runners import RunContext, RunResult, run_action
 from cron.store import Job
@@ -485,6 +485,18 @@ class _Ran:
     result: RunResult
     cfg: dict[str, Any]
     live: LiveRun | None = None
+    output: LiveOutput | None = None
+
+
+def _open_output(job: Job, cfg: dict[str, Any]) -> LiveOutput | None:
+    """The run's output file, created before it starts (None if it cannot be: run anyway)."""
+    try:
+        retention = int(cfg_get(cfg, "cron", "output_retention", default=50))
+        # Streamed up to the runner's own cap; past it the file ends as the kept tail.
+        return open_output(job["id"], retention=retention, limit=runners.MAX_OUTPUT_BYTES)
+    except Exception:
+        log.exception("job %s: could not create its output file", job["id"])
+        return None
 
 
 def _lateness_ms(scheduled_at: str | None, started: float) -> str:
@@ -512,7 +524,16 @@ def _start_and_run(job: Job) -> _Ran:
     scheduled_at = claim.get("scheduled_at")
     cfg = read_config()
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    source = executions.start_run(token, job_id=job_id, scheduled_at=scheduled_at) or "tick"
+    out = _open_output(job, cfg)
+    try:
+        source = executions.start_run(
+            token, job_id=job_id, scheduled_at=scheduled_at,
+            output_path=out.path if out is not None else None,
+        ) or "tick"
+    except BaseException:
+        if out is not None:
+            out.close()
+        raise
     timeout = _timeout_for(job, cfg)
     live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
     _live.add(live)
@@ -523,7 +544,7 @@ def _start_and_run(job: Job) -> _Ran:
     )
     ctx = RunContext(
         timeout=timeout, scheduled_at=scheduled_at,
-        on_spawn=lambda group: _live.spawned(token, group),
+        on_spawn=lambda group: _live.spawned(token, group), output=out,
     )
     try:
         with _keeper.hold(job_id, token, ttl):
@@ -537,6 +558,9 @@ def _start_and_run(job: Job) -> _Ran:
     except BaseException as exc:
         status = "error" if isinstance(exc, Exception) else "interrupted"
         message = f"{type(exc).__name__}: {exc}"
+        if out is not None:
+            with contextlib.suppress(Exception):
+                out.finish("", f"[cronkit] {status}: {message}\n")
         with contextlib.suppress(Exception):
             jobs.mark_job_run(job_id, token, success=False, error=message, status=status)
         with contextlib.suppress(Exception):
@@ -557,7 +581,7 @@ def _start_and_run(job: Job) -> _Ran:
             "job %s (%s): %s; its claim is kept until it ends", job_id, job.get("name"),
             result.error,
         )
-    return _Ran(job, token, result, cfg, live)
+    return _Ran(job, token, result, cfg, live, out)
 
 
 def _log_end(job: Job, status: str, live: LiveRun | None) -> None:
@@ -642,9 +666,13 @@ _stragglers = _Stragglers()
 def _write_output(ran: _Ran) -> str | None:
     result = ran.result
     try:
-        text = result.output
+        note = None
         if result.error and result.status != "ok":
             note = f"[cronkit] {result.status}: {result.error}\n"
+        if ran.output is not None:
+            return str(ran.output.finish(result.output, note))
+        text = result.output
+        if note:
             text = f"{text}\n{note}" if text else note
         retention = int(cfg_get(ran.cfg, "cron", "output_retention", default=50))
         return str(write_output(ran.job["id"], text, retention=retention))
