@@ -25,6 +25,7 @@ from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
 from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
+from cron.retry import validate_retry
 from cron.runners import validate_action
 from cron.schedule import compute_next_run, parse_schedule, resolve_zone, to_iso
 from cron.store import Job, Stored, Swap, get_store
@@ -34,7 +35,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 EDITABLE = frozenset(
-    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"}
+    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
 )
 
 _change_listeners: list[Callable[[], None]] = []
@@ -180,9 +181,14 @@ def create_job(
     tz: str | None = None,
     catch_up: str | None = None,
     timeout: float | None = None,
+    retry: int | dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Job:
     """Validate everything first, then add the job in one store write.
+
+    ``retry`` (``{"max": N, "backoff": s, "max_backoff": s}``, any subset; a
+    bare int is ``max``) runs a failed slot again (SPEC §13); keys left out
+    come from ``cron.retry``.
 
     A one-shot whose time has passed is rejected with :class:`ScheduleError`:
     accepting it would either fire a stale action or silently never fire.
@@ -198,6 +204,7 @@ def create_job(
     rep = _validate_repeat(repeat, sched["kind"])
     catch = _validate_catch_up(catch_up)
     tmo = _validate_timeout(timeout)
+    rty = validate_retry(retry)
     job_name = _validate_name(name) if name is not None else _default_name(act)
     if not isinstance(enabled, bool):
         raise JobValueError("enabled", enabled, "expected true or false")
@@ -227,6 +234,8 @@ def create_job(
         job["catch_up"] = catch
     if tmo is not None:
         job["timeout"] = tmo
+    if rty is not None:
+        job["retry"] = rty
     store = get_store()
     while True:
         job["id"] = _new_id()
@@ -267,7 +276,8 @@ def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
 def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> Job:
     """Change editable fields; a schedule or zone change recomputes ``next_run_at``.
 
-    Editable: ``name schedule action repeat enabled catch_up timeout tz``.
+    Editable: ``name schedule action repeat enabled catch_up timeout tz retry``
+    (``retry`` replaces the whole field; None removes it).
     Anything else (``id``, ``fire_claim``, ``state`` ...) is a
     :class:`JobValueError`: those are owned by the claim protocol.
     """
@@ -286,6 +296,8 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
         new["catch_up"] = _validate_catch_up(changes["catch_up"])
     if "timeout" in changes:
         new["timeout"] = _validate_timeout(changes["timeout"])
+    if "retry" in changes:
+        new["retry"] = validate_retry(changes["retry"])
     if "enabled" in changes and not isinstance(changes["enabled"], bool):
         raise JobValueError("enabled", changes["enabled"], "expected true or false")
     tz_given = "tz" in changes
@@ -299,7 +311,7 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
 
     def apply(job: Job) -> None:
         job.update({k: v for k, v in new.items() if v is not None})
-        for key in ("catch_up", "timeout"):
+        for key in ("catch_up", "timeout", "retry"):
             if key in new and new[key] is None:
                 job.pop(key, None)
         recompute = False
@@ -678,6 +690,46 @@ def mark_job_runs(
     if any(done for _, done in out):
         _notify_changed()
     return [applied for applied, _ in out]
+
+
+def claim_retry(
+    job_id: str,
+    token: str,
+    *,
+    attempt: int,
+    start_at: datetime,
+    now: datetime | None = None,
+    source: str = "tick",
+) -> tuple[rules.RetryClaim, str | None, Job | None]:
+    """Pass the claim ``token`` holds to attempt ``attempt`` of its slot (``rules.retry_claim``).
+
+    One compare-and-set; the attempt's ``claimed`` ledger row (id = the new
+    token, ``attempt`` set) rides on the same swap. Returns the verdict, the
+    new token and the job as written (None unless granted).
+    """
+    at = _now(now)
+    stamp = to_iso(at)
+    store = get_store()
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(job_id)
+        job = stored.job if stored is not None else None
+        verdict, new = rules.retry_claim(job, token, now=at, start_at=start_at, attempt=attempt)
+        if new is None or stored is None or job is None:
+            return verdict, None, None
+        claim = job["fire_claim"]
+        row = LedgerRow(new, job_id, "claimed", claim["scheduled_at"], stamp, source,
+                        owner_id(), job.get("name"), attempt=attempt)
+        if store.swap_many([Swap(job_id, stored.rev, job, (row,))])[0] is not None:
+            return verdict, new, json_copy(job)
+    raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
+
+
+def retry_may_start(
+    job_id: str, token: str, *, now: datetime | None = None
+) -> tuple[rules.RetryClaim, Job | None]:
+    """Whether the attempt waiting with ``token`` may start now, and the job as it is."""
+    job = get_job(job_id)
+    return rules.may_start_retry(job, token, now=_now(now)), job
 
 
 def refresh_claims(held: Sequence[tuple[str, str]], *, now: datetime | None = None) -> list[bool]:
