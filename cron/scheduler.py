@@ -812,19 +812,30 @@ def _wait_for_retry(r: _Retry) -> Job | None:
     ttl = float(cfg_get(read_config(), "cron", "claim_ttl", default=300))
     step = max(ttl / 3, 0.05)
     clock = _timing.clock
-    while not _live.stopping():
-        remaining = (r.start_at - clock.now()).total_seconds()
-        if remaining <= 0:
-            break
-        clock.sleep(min(remaining, step), _live.wake)
-        if _live.stopping():
-            break
-        try:
-            if not jobs.refresh_claim(job_id, r.token, now=clock.now()):
-                break  # the claim is gone: may_start says so below
-        except Exception:
-            log.warning("job %s: could not refresh its claim during a backoff", job_id,
-                        exc_info=True)
+    try:
+        while not _live.stopping():
+            remaining = (r.start_at - clock.now()).total_seconds()
+            if remaining <= 0:
+                break
+            clock.sleep(min(remaining, step), _live.wake)
+            if _live.stopping():
+                break
+            try:
+                if not jobs.refresh_claim(job_id, r.token, now=clock.now()):
+                    break  # the claim is gone: may_start says so below
+            except Exception:
+                log.warning("job %s: could not refresh its claim during a backoff", job_id,
+                            exc_info=True)
+    except BaseException as exc:
+        # Ctrl-C in a synchronous `cronkit run`: the slot ends here, its claim released.
+        note = f"retry {r.attempt - 1} not run: {type(exc).__name__} during its backoff"
+        with contextlib.suppress(Exception):
+            jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
+                              error=f"{r.error or r.status}; {note}")
+        with contextlib.suppress(Exception):
+            executions.finish(r.token, status="interrupted", error=note)
+        _live.remove(r.token)
+        raise
     now = clock.now()
     if _live.stopping():
         verdict, current = None, None

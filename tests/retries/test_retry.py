@@ -328,3 +328,28 @@ def test_job_paused_during_backoff_does_not_retry(home: Path, tmp_path: Path) ->
     assert after is not None
     assert after["state"] == "paused" and after["fire_claim"] is None
     assert (tmp_path / "count").read_text().strip() == "1"
+
+
+def test_an_older_ledger_gains_the_attempt_column(home: Path) -> None:
+    """A ledger written before retries (no ``attempt``, no ``pgid``) is migrated in place;
+    its rows read as first attempts."""
+    import sqlite3
+
+    from cron.store import get_store
+
+    db = get_store().ledger_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE executions (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, job_name TEXT, "
+        "scheduled_at TEXT, claimed_at TEXT, started_at TEXT, finished_at TEXT, "
+        "status TEXT NOT NULL, source TEXT, owner TEXT, error TEXT, output_path TEXT)"
+    )
+    conn.execute("INSERT INTO executions (id, job_id, status, finished_at) "
+                 "VALUES ('old', 'j1', 'ok', '2026-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    [row] = executions.list_executions("j1", attempts=True)
+    assert row["id"] == "old" and row["attempt"] == 1
+    have = {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(executions)")}
+    assert {"attempt", "pgid", "pgid_start"} <= have
