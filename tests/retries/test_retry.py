@@ -353,3 +353,29 @@ def test_an_older_ledger_gains_the_attempt_column(home: Path) -> None:
     assert row["id"] == "old" and row["attempt"] == 1
     have = {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(executions)")}
     assert {"attempt", "pgid", "pgid_start"} <= have
+
+
+def test_a_tick_finding_the_job_due_during_a_backoff_records_skipped(
+    home: Path, tmp_path: Path
+) -> None:
+    # every 2m: the next slot is 120 s on, within the claim's 300 s TTL as seen from there.
+    job = jobs.create_job("every 2m", _flaky(tmp_path, failures=1),
+                          retry={"max": 1, "backoff": 30}, now=T0 - timedelta(minutes=2))
+    due = parse_ts(job["next_run_at"])
+    assert due is not None
+    nxt = due + timedelta(minutes=2)
+    ticked: list[int] = []
+
+    def overlapping_tick(clock: FakeClock, seconds: float) -> None:
+        # Another node whose clock is ahead ticks at the next slot: the held claim wins.
+        ticked.append(scheduler.tick(now=nxt))
+
+    clock = _clock(on_sleep=overlapping_tick)
+    clock.set(due)
+    assert scheduler.tick(now=due) == 1
+    assert ticked == [0]
+    rows = _rows(job["id"])
+    assert [(r["scheduled_at"], r["attempt"], r["status"]) for r in rows] == [
+        (due.isoformat(), 1, "error"), (due.isoformat(), 2, "ok"),
+        (nxt.isoformat(), 1, "skipped")]
+    assert "overlap" in rows[2]["error"]
