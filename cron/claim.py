@@ -369,3 +369,61 @@ def refresh(job: Job, token: str, *, now: datetime) -> bool:
         return False
     claim["at"] = to_iso(now)
     return True
+
+
+class RetryClaim(enum.Enum):
+    """Whether a held claim may pass to the next attempt at its slot (SPEC §13)."""
+
+    GRANTED = "granted"
+    LOST = "claim lost"
+    PAUSED = "job paused"
+    PAST_NEXT_SLOT = "past the next slot"
+
+
+def retry_claim(
+    job: Job | None, token: str, *, now: datetime, start_at: datetime, attempt: int
+) -> tuple[RetryClaim, str | None]:
+    """Hand the claim ``token`` holds to attempt ``attempt`` of the same slot, in place.
+
+    The claim is never released in between, so no other run of the job can
+    start during the backoff (a tick meanwhile records the slot it finds due
+    ``skipped``). The attempt gets a fresh token — its ledger row's id, as for
+    every fired run — so a result or a refresh from the attempt before it is
+    fenced out. Refused (the job unchanged) when ``token`` no longer holds the
+    live claim, the job was paused or stopped, or ``start_at`` is not before
+    the job's next slot: that slot must fire normally.
+    """
+    if job is None:
+        return RetryClaim.LOST, None
+    claim = job.get("fire_claim")
+    if not claim or claim.get("token") != token:
+        return RetryClaim.LOST, None
+    if job.get("state") == "paused" or not job.get("enabled", True):
+        return RetryClaim.PAUSED, None
+    nxt = parse_ts(job.get("next_run_at"))
+    if nxt is not None and start_at >= nxt:
+        return RetryClaim.PAST_NEXT_SLOT, None
+    new = secrets.token_hex(16)
+    job["fire_claim"] = {
+        **claim,
+        "token": new,
+        "at": to_iso(now),
+        "attempt": attempt,
+        "retry_at": to_iso(start_at),
+    }
+    return RetryClaim.GRANTED, new
+
+
+def may_start_retry(job: Job | None, token: str, *, now: datetime) -> RetryClaim:
+    """At the end of a backoff: may the waiting attempt holding ``token`` start ``now``?"""
+    if job is None:
+        return RetryClaim.LOST
+    claim = job.get("fire_claim")
+    if not claim or claim.get("token") != token:
+        return RetryClaim.LOST
+    if job.get("state") == "paused" or not job.get("enabled", True):
+        return RetryClaim.PAUSED
+    nxt = parse_ts(job.get("next_run_at"))
+    if nxt is not None and now >= nxt:
+        return RetryClaim.PAST_NEXT_SLOT
+    return RetryClaim.GRANTED

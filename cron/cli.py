@@ -448,6 +448,19 @@ def resolve_job(ref: str) -> dict[str, Any]:
     _fail(f"no job with id or name {ref!r} (see 'cronkit list --all')")
 
 
+def _refuse_duplicate_name(name: str, *, except_id: str | None = None) -> None:
+    """Exit 2 if an active job (not ``except_id``) already has ``name``: it would make the
+    name ambiguous wherever a job is referred to by name."""
+    from cron import jobs
+    from cron.claim import is_active
+
+    wanted = name.strip()
+    for job in jobs.list_jobs():
+        if job.get("name") == wanted and is_active(job) and job.get("id") != except_id:
+            _fail(f"an active job already has the name {wanted!r} ({job['id']}); choose "
+                  "another name or pass --allow-duplicate-name")
+
+
 def _ticker_warning(cfg: dict[str, Any]) -> None:
     """Warn on stderr when nothing will fire the jobs; never fails the verb."""
     from cron.status import ticker_status
@@ -549,6 +562,44 @@ def _here() -> str:
         _fail("the current directory no longer exists; cd elsewhere or give --cwd DIR")
 
 
+def _parse_retry(
+    retries: str | None, backoff: str | None, *, allow_default: bool
+) -> tuple[bool, dict[str, Any]]:
+    """``--retries N`` / ``--retry-backoff DURATION`` as retry keys; ``default`` (edit) = None.
+
+    Returns ``(given, keys)``; a key mapped to None is removed from the job's field.
+    """
+    from cron.retry import MAX_RETRIES, parse_duration
+
+    keys: dict[str, Any] = {}
+    if retries is not None:
+        text = retries.strip().lower()
+        if allow_default and text == "default":
+            keys["max"] = None
+        else:
+            try:
+                count = int(text)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{retries!r} is not a whole number of retries"
+                    + (" (or 'default')" if allow_default else ""), param_hint="'--retries'",
+                ) from None
+            if not 0 <= count <= MAX_RETRIES:
+                raise click.BadParameter(f"{retries!r} must be 0 to {MAX_RETRIES}",
+                                         param_hint="'--retries'")
+            keys["max"] = count
+    if backoff is not None:
+        if allow_default and backoff.strip().lower() == "default":
+            keys["backoff"] = None
+        else:
+            try:
+                seconds = parse_duration(backoff, what="--retry-backoff")
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="'--retry-backoff'") from None
+            keys["backoff"] = int(seconds) if seconds == int(seconds) else seconds
+    return bool(keys), keys
+
+
 def _command_text(command: Sequence[str]) -> str:
     # One argument is a shell command line as written ("a && b"); several are argv words.
     return command[0] if len(command) == 1 else shlex.join(command)
@@ -607,6 +658,13 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.option("--tz", metavar="ZONE", help="IANA zone to read a cron expression in.")
 @click.option("--catch-up", type=click.Choice(["once", "skip"]), help="Missed-run policy.")
 @click.option("--timeout", metavar="S", help="Seconds before a run is killed (0 = none).")
+@click.option("--retries", metavar="N",
+              help="Run a failed slot again up to N times (default: cron.retry.max).")
+@click.option("--retry-backoff", metavar="DURATION",
+              help="Wait before the first retry, doubling after (30s, 2m; default: "
+                   "cron.retry.backoff).")
+@click.option("--allow-duplicate-name", is_flag=True,
+              help="Allow a name an active job already has.")
 @click.option("--disabled", is_flag=True, help="Create the job paused.")
 @click.option("--cwd", "cwd", metavar="DIR",
               help="Directory the job runs in (default: the current directory).")
@@ -622,6 +680,9 @@ def add_cmd(
     tz: str | None,
     catch_up: str | None,
     timeout: str | None,
+    retries: str | None,
+    retry_backoff: str | None,
+    allow_duplicate_name: bool,
     disabled: bool,
     cwd: str | None,
     env_pairs: tuple[str, ...],
@@ -644,6 +705,9 @@ def add_cmd(
     _, seconds = _parse_timeout(timeout, allow_default=False)
     env = _parse_env(env_pairs) or None
     work_dir = _cwd_option(cwd) if cwd is not None else _here()
+    _, retry = _parse_retry(retries, retry_backoff, allow_default=False)
+    if name is not None and not allow_duplicate_name:
+        _refuse_duplicate_name(name)
     action: dict[str, Any] = (
         {"kind": "python", "target": target}
         if target
@@ -653,7 +717,7 @@ def add_cmd(
 
     job = jobs.create_job(
         schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
-        catch_up=catch_up, timeout=seconds, cwd=work_dir, env=env,
+        catch_up=catch_up, timeout=seconds, cwd=work_dir, env=env, retry=retry or None,
     )
     _warn_six_fields(job["schedule"])
     if as_json:
@@ -745,6 +809,15 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
     else:
         tmo = float(cfg_get(cfg, "cron", "job_timeout", default=600))
         pairs.append(("timeout", ("none" if tmo == 0 else f"{tmo:g}s") + " (config default)"))
+    from cron.retry import policy_for
+
+    policy = policy_for(job, cfg)
+    origin = "" if job.get("retry") else " (config default)"
+    pairs.append(("retries", f"none{origin}" if policy.max <= 0 else
+                  f"up to {policy.max}, backoff {policy.backoff:g}s doubling, at most "
+                  f"{policy.max_backoff:g}s{origin}"))
+    if job.get("key"):
+        pairs.append(("key", str(job["key"])))
     if job.get("state") == "paused":
         reason = job.get("paused_reason") or "no reason given"
         pairs.append(("paused", f"{fmt_time(job.get('paused_at'), now=now, zone=zone)}: {reason}"))
@@ -753,6 +826,9 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
         pairs.append(("running", f"claimed {fmt_time(claim.get('at'), now=now, zone=zone)} "
                       f"by {claim.get('by')} for slot "
                       f"{fmt_time(claim.get('scheduled_at'), zone=zone, relative=False)}"))
+        if claim.get("attempt"):
+            pairs.append(("attempt", f"{claim['attempt']} (retry; starts "
+                          f"{fmt_time(claim.get('retry_at'), now=now, zone=zone)})"))
     pairs.append(("created", fmt_time(job.get("created_at"), now=now, zone=zone)))
     from cron.output import list_outputs, read_output
 
@@ -790,6 +866,10 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
 @click.option("--env", "env_pairs", metavar="NAME=VALUE", multiple=True,
               help="Set (or replace) one environment variable (repeatable).")
 @click.option("--clear-env", is_flag=True, help="Remove the job's environment variables first.")
+@click.option("--retries", metavar="N|default",
+              help="Retries of a failed slot ('default' = cron.retry.max).")
+@click.option("--retry-backoff", metavar="DURATION|default",
+              help="Wait before the first retry, doubling after ('default' = config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the updated job as JSON.")
 def edit_cmd(
     job_ref: str,
@@ -804,6 +884,8 @@ def edit_cmd(
     cwd: str | None,
     env_pairs: tuple[str, ...],
     clear_env: bool,
+    retries: str | None,
+    retry_backoff: str | None,
     as_json: bool,
 ) -> None:
     """Change a job's fields; the rest stay as they are."""
@@ -832,15 +914,22 @@ def edit_cmd(
     if cwd is not None:
         changes["cwd"] = _cwd_option(cwd) or None
     env_set = _parse_env(env_pairs)
-    if not changes and not env_set and not clear_env:
+    retry_given, retry_keys = _parse_retry(retries, retry_backoff, allow_default=True)
+    if not changes and not env_set and not clear_env and not retry_given:
         raise click.UsageError(
             "nothing to change: give at least one of --schedule, --name, --command, --python, "
-            "--repeat, --tz, --catch-up, --timeout, --cwd, --env, --clear-env"
+            "--repeat, --tz, --catch-up, --timeout, --cwd, --env, --clear-env, --retries, "
+            "--retry-backoff"
         )
     job = resolve_job(job_ref)
     if env_set or clear_env:
         changes["env"] = {**({} if clear_env else dict(job.get("env") or {})), **env_set}
     from cron import jobs
+
+    if retry_given:
+        merged = {**(job.get("retry") or {}), **retry_keys}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        changes["retry"] = merged or None
 
     updated = jobs.update_job(job["id"], **changes)
     if as_json:
@@ -910,9 +999,17 @@ def _run_fired(job_id: str, fired: Any, label: str, started: float) -> int:
         return EXIT_OK
     ok = scheduler.run_one_job(job)
     took = time.monotonic() - started
-    row = executions.get_execution(token) or {}
+    row = executions.get_execution(token, attempts=True) or {}
+    # A retried slot ends on its last attempt: report that row, not the first.
+    for later in executions.list_executions(job_id, limit=20, attempts=True):
+        if later.get("scheduled_at") == row.get("scheduled_at"):
+            if int(later.get("attempt") or 1) > int(row.get("attempt") or 1):
+                row = later
+            break
     status = row.get("status") or ("ok" if ok else "error")
     line = f"{label} {_job_label(job)}: {status} in {took:.2f}s"
+    if int(row.get("attempt") or 1) > 1:
+        line += f" (attempt {row['attempt']})"
     if row.get("error") and not ok:
         line += f" - {_one_line(str(row['error']))}"
     click.echo(line)
@@ -1089,7 +1186,7 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
     if _ledger_exists():
         from cron import executions
 
-        rows = executions.list_executions(job_id, limit=limit)
+        rows = executions.list_executions(job_id, limit=limit, attempts=True)
     if as_json:
         _emit_json({"executions": rows})
         return
@@ -1107,11 +1204,13 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
             fmt_time(when, now=now, zone=zone), str(row.get("job_name") or row.get("job_id")),
             str(row.get("status")), str(row.get("source") or "-"), took,
             fmt_time(row.get("scheduled_at"), zone=zone, relative=False),
+            str(row.get("attempt") or 1),
             str(row.get("output_path") or "-"),
             _one_line(str(row["error"])) if row.get("error") else "-",
         ])
     # OUTPUT before ERROR: the path has no spaces, so the free-text error can end the line.
-    _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "OUTPUT", "ERROR"], table)
+    _table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ATTEMPT", "OUTPUT", "ERROR"],
+           table)
 
 
 FOLLOW_POLL = 0.2
@@ -1454,6 +1553,146 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
             "not available here" if not names[configured] else "failed to load")
         click.echo(f"selected: builtin - cron.provider = {configured!r} is {why}, "
                    "so the built-in ticker runs")
+
+
+# -- apply (declared jobs) --------------------------------------------------------------------
+
+_APPLY_FIELDS = ("key", "schedule", "command", "python", "name", "tz", "catch_up", "timeout",
+                 "retry", "cwd", "env", "enabled")
+_WOULD = {"created": "would create", "updated": "would update", "removed": "would remove"}
+
+
+def _read_declarations(path: Path) -> list[dict[str, Any]]:
+    """The ``jobs:`` entries of an apply file, shape-checked (one clear error, exit 2)."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(f"{path}: no such file")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path}: not UTF-8 text ({exc.reason})")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        _fail(f"{where}: YAML syntax error: {problem}")
+    if not isinstance(doc, dict) or set(doc) != {"jobs"} or not isinstance(doc["jobs"], list):
+        _fail(f"{path}: expected a mapping with one key, 'jobs', holding a list of jobs")
+    entries: list[dict[str, Any]] = doc["jobs"]
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        def bad(field: str, detail: str, *, _i: int = index, _e: object = entry) -> NoReturn:
+            key = _e.get("key") if isinstance(_e, dict) else None
+            label = f"entry {_i}" + (f" (key {key!r})" if key is not None else "")
+            _fail(f"{path}: {label}: {field}: {detail}")
+
+        if not isinstance(entry, dict):
+            bad("entry", f"expected a mapping, got {entry!r}")
+        for field in entry:
+            if field not in _APPLY_FIELDS:
+                bad(str(field), f"unknown field (known: {', '.join(_APPLY_FIELDS)})")
+        if "key" not in entry:
+            bad("key", "missing: every applied job needs a key")
+        if "schedule" not in entry:
+            bad("schedule", "missing")
+        if ("command" in entry) == ("python" in entry):
+            bad("command", "give exactly one of 'command' or 'python'")
+        key = entry["key"]
+        if isinstance(key, str) and key in seen:
+            bad("key", f"also used by entry {seen[key]}")
+        if isinstance(key, str):
+            seen[key] = index
+    return entries
+
+
+def _entry_where(entry: dict[str, Any], base: Path) -> tuple[str | None, Any]:
+    """``cwd`` (relative = to the file's directory, as compose files read paths) and ``env``
+    (YAML numbers and booleans as the text they were written as, e.g. ``PORT: 8080``)."""
+    cwd = entry.get("cwd")
+    if isinstance(cwd, str) and cwd and not Path(cwd).expanduser().is_absolute():
+        cwd = str((base / cwd).absolute())
+    env = entry.get("env")
+    if isinstance(env, dict):
+        env = {k: (("true" if v else "false") if isinstance(v, bool)
+                   else str(v) if isinstance(v, int | float) else v) for k, v in env.items()}
+    return cwd, env
+
+
+def _declare_entry(entry: dict[str, Any], now: datetime, *, dry_run: bool,
+                   base: Path = Path()) -> Any:
+    from cron import jobs
+
+    action: dict[str, Any] = (
+        {"kind": "python", "target": entry["python"]} if "python" in entry
+        else {"kind": "command", "command": entry["command"]}
+    )
+    return jobs.declare_job(
+        entry["schedule"], action, key=entry["key"], name=entry.get("name"),
+        enabled=entry.get("enabled"), tz=entry.get("tz"), catch_up=entry.get("catch_up"),
+        timeout=entry.get("timeout"), retry=entry.get("retry"), now=now, dry_run=dry_run,
+        cwd=_entry_where(entry, base)[0], env=_entry_where(entry, base)[1],
+    )
+
+
+def _entry_error_field(entry: dict[str, Any], exc: Exception) -> str:
+    from cron.errors import ActionError, JobValueError, ScheduleError
+
+    if isinstance(exc, JobValueError):
+        return exc.field
+    if isinstance(exc, ActionError):
+        return "python" if "python" in entry else "command"
+    if isinstance(exc, ScheduleError):
+        tz = entry.get("tz")
+        if tz is not None and exc.text == tz:
+            return "tz"
+        return "schedule"
+    return "entry"
+
+
+@main.command("apply", short_help="Create, update (and --prune) keyed jobs from a YAML file.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--prune", is_flag=True, help="Remove keyed jobs the file no longer lists.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+def apply_cmd(file: Path, prune: bool, dry_run: bool) -> None:
+    """Make the jobs declared in FILE (``jobs: [{key, schedule, command | python, ...}]``) so.
+
+    Each entry is created or updated by its key; jobs without a key are never
+    touched. One line per job: created / updated / unchanged / removed, key, id.
+    Every entry is checked before anything is written: a bad file changes nothing.
+    """
+    _config(store=True)
+    from cron import jobs
+
+    entries = _read_declarations(file)
+    now = datetime.now(UTC)
+    # Pass 1: every entry against the store, writing nothing; the first bad one stops it all.
+    for index, entry in enumerate(entries):
+        try:
+            _declare_entry(entry, now, dry_run=True, base=file.parent)
+        except (CronkitError, ValueError) as exc:
+            field = _entry_error_field(entry, exc)
+            _fail(f"{file}: entry {index} (key {entry.get('key')!r}): {field}: "
+                  f"{_one_line(str(exc))}")
+    lines: list[str] = []
+    for entry in entries:
+        done = _declare_entry(entry, now, dry_run=dry_run, base=file.parent)
+        job_id = done.job.get("id") or "(new)"
+        changed = f" ({', '.join(done.changed)})" if done.changed else ""
+        verb = _WOULD.get(done.verdict, done.verdict) if dry_run else done.verdict
+        lines.append(f"{verb} {entry['key']} {job_id}{changed}")
+    if prune:
+        listed = {entry["key"] for entry in entries}
+        for job in jobs.list_jobs():
+            key = job.get("key")
+            if key is None or key in listed:
+                continue
+            if dry_run or jobs.remove_job(job["id"]):
+                lines.append(f"{_WOULD['removed'] if dry_run else 'removed'} {key} {job['id']}")
+    for line in lines:
+        click.echo(line)
 
 
 @main.group("store", short_help="Which job store is in use; copy jobs to another.")

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "stale_after": 200,
         "output_retention": 50,
         "webhook": {"host": "127.0.0.1", "port": 8787, "max_skew": 300},
+        "retry": {"max": 0, "backoff": 30, "max_backoff": 3600},
     }
 }
 
@@ -46,6 +47,9 @@ _NUMERIC: dict[str, tuple[type, float | None]] = {
     "output_retention": (int, 1),
     "webhook.port": (int, 0),
     "webhook.max_skew": (float, 1),
+    "retry.max": (int, 0),
+    "retry.backoff": (float, 0),
+    "retry.max_backoff": (float, 0),
 }
 CATCH_UP_POLICIES = ("once", "skip")
 
@@ -86,6 +90,8 @@ def _validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"cron.{dotted}", f"expected a number, got {value!r}")
         if minimum is not None and float(value) < minimum:  # type: ignore[arg-type]
             raise ConfigError(f"cron.{dotted}", f"must be >= {minimum}, got {value!r}")
+    if c["retry"]["max"] > 100:
+        raise ConfigError("cron.retry.max", f"at most 100 retries, got {c['retry']['max']!r}")
     if c["catch_up"] not in CATCH_UP_POLICIES:
         raise ConfigError("cron.catch_up", f"expected 'once' or 'skip', got {c['catch_up']!r}")
     tz = c["timezone"]

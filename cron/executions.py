@@ -56,6 +56,7 @@ EVENT_STATUSES = frozenset({"missed", "skipped"})
 FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | EVENT_STATUSES
 
 COLUMNS = ledger_sql.COLUMNS
+ATTEMPT_COLUMNS = ledger_sql.ATTEMPT_COLUMNS
 _SCHEMA = ledger_sql.SCHEMA
 _ORDER = ledger_sql.ORDER
 
@@ -86,7 +87,9 @@ def _check_status(status: str, allowed: frozenset[str]) -> None:
         )
 
 
-_ADDED_COLUMNS = (("pgid", "INTEGER"), ("pgid_start", "TEXT"))
+_ADDED_COLUMNS = (
+    ("pgid", "INTEGER"), ("pgid_start", "TEXT"), ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -622,12 +625,15 @@ def recover_interrupted_execution_rows(
     return marked
 
 
-def list_executions(job_id: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+def list_executions(
+    job_id: str | None = None, limit: int | None = 50, *, attempts: bool = False
+) -> list[dict[str, Any]]:
     """Ledger rows, newest first (by claim/start/record time, then insertion order).
 
     ``job_id`` filters to one job; ``limit=None`` returns every row.
+    ``attempts`` adds each row's ``attempt`` (1 = a slot's first run, 2, 3 ... retries).
     """
-    sql = f"SELECT {', '.join(COLUMNS)} FROM executions"
+    sql = f"SELECT {', '.join(ATTEMPT_COLUMNS if attempts else COLUMNS)} FROM executions"
     params: list[Any] = []
     if job_id is not None:
         sql += " WHERE job_id = ?"
@@ -640,10 +646,11 @@ def list_executions(job_id: str | None = None, limit: int | None = 50) -> list[d
         return [dict(row) for row in conn.execute(sql, params).fetchall()]
 
 
-def get_execution(exec_id: str) -> dict[str, Any] | None:
-    """The row with this id as a dict, or None."""
+def get_execution(exec_id: str, *, attempts: bool = False) -> dict[str, Any] | None:
+    """The row with this id as a dict (with ``attempt`` if ``attempts``), or None."""
+    cols = ATTEMPT_COLUMNS if attempts else COLUMNS
     with _connect() as conn:
         row = conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM executions WHERE id = ?", (exec_id,)
+            f"SELECT {', '.join(cols)} FROM executions WHERE id = ?", (exec_id,)
         ).fetchone()
     return dict(row) if row is not None else None

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
 from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
+from cron.retry import validate_retry
 from cron.runners import target_import_problem, validate_action, validate_cwd, validate_env
 from cron.schedule import compute_next_run, parse_schedule, resolve_zone, to_iso
 from cron.store import Job, Stored, Swap, get_store
@@ -34,7 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 EDITABLE = frozenset(
-    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz"}
+    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
 )
 
 def _now(now: datetime | None) -> datetime:
@@ -193,11 +195,22 @@ def create_job(
     tz: str | None = None,
     catch_up: str | None = None,
     timeout: float | None = None,
+    retry: int | dict[str, Any] | None = None,
+    key: str | None = None,
     now: datetime | None = None,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Job:
     """Validate everything first, then add the job in one store write.
+
+    ``key`` makes the job *declared* (SPEC §14): unique in the store, and a
+    second ``create_job`` with the same key updates that job (same id; its next
+    run is recomputed only if the schedule changed) instead of adding one —
+    unchanged input writes nothing. See :func:`declare_job`.
+
+    ``retry`` (``{"max": N, "backoff": s, "max_backoff": s}``, any subset; a
+    bare int is ``max``) runs a failed slot again (SPEC §13); keys left out
+    come from ``cron.retry``.
 
     A one-shot whose time has passed is rejected with :class:`ScheduleError`:
     accepting it would either fire a stale action or silently never fire.
@@ -206,6 +219,11 @@ def create_job(
     A python target must be well formed (else :class:`ActionError`); one that
     does not import here is logged at WARNING and the job is still added.
     """
+    if key is not None:
+        return declare_job(
+            schedule, action, key=key, name=name, repeat=repeat, enabled=enabled, tz=tz,
+            catch_up=catch_up, timeout=timeout, retry=retry, now=now, cwd=cwd, env=env,
+        ).job
     now = _now(now)
     tz = _validate_tz(
         tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None)
@@ -219,6 +237,7 @@ def create_job(
     rep = _validate_repeat(repeat, sched["kind"])
     catch = _validate_catch_up(catch_up)
     tmo = _validate_timeout(timeout)
+    rty = validate_retry(retry)
     job_name = _validate_name(name) if name is not None else _default_name(act)
     if not isinstance(enabled, bool):
         raise JobValueError("enabled", enabled, "expected true or false")
@@ -252,6 +271,8 @@ def create_job(
         job["cwd"] = work_dir
     if job_env is not None:
         job["env"] = job_env
+    if rty is not None:
+        job["retry"] = rty
     store = get_store()
     while True:
         job["id"] = _new_id()
@@ -264,6 +285,211 @@ def create_job(
     _notify_changed()
     _warn_unimportable(job)
     return job
+
+
+# -- declared jobs (SPEC §14) ------------------------------------------------------
+
+KEY_MAX_CHARS = 200
+
+
+def validate_key(key: object) -> str:
+    """A job key: a non-empty line of at most 200 characters, no surrounding spaces."""
+    if (not isinstance(key, str) or not key or key != key.strip() or len(key) > KEY_MAX_CHARS
+            or any(ord(c) < 32 for c in key)):
+        raise JobValueError(
+            "key", key, f"expected a non-empty single line of at most {KEY_MAX_CHARS} "
+            "characters, without surrounding spaces")
+    return key
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What :func:`declare_job` did (or, with ``dry_run``, would do) to the job with a key."""
+
+    verdict: str
+    """``created`` | ``updated`` | ``unchanged``."""
+    job: Job
+    """The job as stored afterwards (``dry_run``: as it would be; a new one has id ``""``)."""
+    changed: tuple[str, ...] = ()
+    """The fields an update changed."""
+
+
+def _declared_changes(
+    existing: Job,
+    *,
+    sched: dict[str, Any],
+    schedule: str | dict[str, Any],
+    tz: str | None,
+    act: dict[str, Any],
+    name: str,
+    repeat_times: int | None,
+    enabled: bool | None,
+    catch_up: str | None,
+    timeout: float | None,
+    retry: dict[str, Any] | None,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``update_job`` changes that make ``existing`` what the declaration says."""
+    changes: dict[str, Any] = {}
+    if sched != existing.get("schedule"):
+        changes["schedule"] = schedule
+        changes["tz"] = tz or ""
+    if act != existing.get("action"):
+        changes["action"] = act
+    if name != existing.get("name"):
+        changes["name"] = name
+    if repeat_times != (existing.get("repeat") or {}).get("times"):
+        changes["repeat"] = repeat_times
+    if enabled is not None and enabled != bool(existing.get("enabled", True)):
+        changes["enabled"] = enabled
+    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("retry", retry),
+                              ("cwd", cwd), ("env", env)):
+        if value != existing.get(field_name):
+            changes[field_name] = value
+    return changes
+
+
+def declare_job(
+    schedule: str | dict[str, Any],
+    action: str | dict[str, Any],
+    *,
+    key: str,
+    name: str | None = None,
+    repeat: int | dict[str, Any] | None = None,
+    enabled: bool | None = True,
+    tz: str | None = None,
+    catch_up: str | None = None,
+    timeout: float | None = None,
+    retry: int | dict[str, Any] | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Declared:
+    """Make the job with ``key`` be what these arguments say: create it, update it, or nothing.
+
+    The declaration is the whole job: a field not given (``catch_up``,
+    ``timeout``, ``retry``) is removed, a name not given is the default one —
+    except ``enabled=None``, which leaves a stored job's paused/active state as
+    it is (new jobs start enabled). An update keeps the id, the run history
+    and ``next_run_at`` unless the schedule (or its zone) changed. Everything
+    is validated before anything is written; ``dry_run`` writes nothing.
+    """
+    key = validate_key(key)
+    now = _now(now)
+    tz = _validate_tz(
+        tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None)
+    )
+    sched = parse_schedule(schedule, tz=tz, now=now)
+    if tz:
+        sched["tz"] = tz
+    act = validate_action(action)
+    work_dir, job_env = validate_cwd(cwd), validate_env(env)
+    _check_where(act, job_env)
+    times = _validate_repeat(repeat, sched["kind"])["times"]
+    catch = _validate_catch_up(catch_up)
+    tmo = _validate_timeout(timeout)
+    rty = validate_retry(retry)
+    job_name = _validate_name(name) if name is not None else _default_name(act)
+    if enabled is not None and not isinstance(enabled, bool):
+        raise JobValueError("enabled", enabled, "expected true or false")
+    store = get_store()
+    for _ in range(CAS_ATTEMPTS):
+        found = store.find_key(key)
+        if found is None:
+            if dry_run:
+                if _first_run(sched, now) is None:
+                    raise ScheduleError(schedule, "that time is in the past")
+                return Declared("created", {"id": "", "key": key, "name": job_name,
+                                            "schedule": sched, "action": act})
+            try:
+                job = _create_keyed(
+                    sched, act, key=key, name=job_name, repeat=times,
+                    enabled=True if enabled is None else enabled, tz=tz, catch_up=catch,
+                    timeout=tmo, retry=rty, now=now, cwd=work_dir, env=job_env,
+                )
+            except DuplicateJobError as exc:
+                if exc.field != "key":
+                    raise
+                continue  # another writer declared it first: update theirs instead
+            return Declared("created", job)
+        changes = _declared_changes(
+            found.job, sched=sched, schedule=schedule, tz=tz, act=act, name=job_name,
+            repeat_times=times, enabled=enabled, catch_up=catch, timeout=tmo, retry=rty,
+            cwd=work_dir, env=job_env,
+        )
+        if not changes:
+            return Declared("unchanged", found.job)
+        fields = tuple(sorted(k for k in changes if k != "tz" or "schedule" not in changes))
+        if dry_run:
+            return Declared("updated", found.job, fields)
+        return Declared("updated", update_job(found.job["id"], now=now, **changes), fields)
+    raise TimeoutError(f"key {key!r}: {CAS_ATTEMPTS} writers in a row changed it first")
+
+
+def _create_keyed(
+    sched: dict[str, Any],
+    act: dict[str, Any],
+    *,
+    key: str,
+    name: str,
+    repeat: int | None,
+    enabled: bool,
+    tz: str | None,
+    catch_up: str | None,
+    timeout: float | None,
+    retry: dict[str, Any] | None,
+    now: datetime,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Job:
+    """:func:`create_job` of an already validated declaration, with its key (a duplicate key
+    raises :class:`DuplicateJobError` from the store: an insert never overwrites)."""
+    next_run = _first_run(sched, now)
+    if next_run is None:
+        raise ScheduleError(sched.get("display"), "that time is in the past")
+    job: Job = {
+        "id": "",
+        "key": key,
+        "name": name,
+        "schedule": sched,
+        "action": act,
+        "repeat": {"times": repeat, "completed": 0},
+        "enabled": enabled,
+        "state": "scheduled" if enabled else "paused",
+        "paused_at": None if enabled else to_iso(now),
+        "paused_reason": None if enabled else "created disabled",
+        "created_at": to_iso(now),
+        "next_run_at": to_iso(next_run) if enabled else None,
+        "last_run_at": None,
+        "last_scheduled_at": None,
+        "last_status": None,
+        "last_error": None,
+        "failure_streak": 0,
+        "fire_claim": None,
+    }
+    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("retry", retry),
+                              ("cwd", cwd), ("env", env)):
+        if value is not None:
+            job[field_name] = value
+    store = get_store()
+    while True:
+        job["id"] = _new_id()
+        try:
+            store.insert(job)
+            break
+        except DuplicateJobError as exc:
+            if exc.field != "id":
+                raise
+    _notify_changed()
+    return job
+
+
+def find_job_by_key(key: str) -> Job | None:
+    """The job declared with ``key``, or None."""
+    found = get_store().find_key(key)
+    return found.job if found is not None else None
 
 
 def get_job(job_id: str) -> Job | None:
@@ -293,8 +519,9 @@ def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
 def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> Job:
     """Change editable fields; a schedule or zone change recomputes ``next_run_at``.
 
-    Editable: ``name schedule action repeat enabled catch_up timeout tz cwd env``
-    (``cwd``/``env`` None or empty removes them).
+    Editable: ``name schedule action repeat enabled catch_up timeout tz cwd env retry``
+    (``cwd``/``env`` None or empty removes them; ``retry`` replaces the whole field,
+    None removes it).
     Anything else (``id``, ``fire_claim``, ``state`` ...) is a
     :class:`JobValueError`: those are owned by the claim protocol.
     """
@@ -313,6 +540,8 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
         new["catch_up"] = _validate_catch_up(changes["catch_up"])
     if "timeout" in changes:
         new["timeout"] = _validate_timeout(changes["timeout"])
+    if "retry" in changes:
+        new["retry"] = validate_retry(changes["retry"])
     if "enabled" in changes and not isinstance(changes["enabled"], bool):
         raise JobValueError("enabled", changes["enabled"], "expected true or false")
     where: dict[str, Any] = {}
@@ -331,7 +560,7 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
 
     def apply(job: Job) -> None:
         job.update({k: v for k, v in new.items() if v is not None})
-        for key in ("catch_up", "timeout"):
+        for key in ("catch_up", "timeout", "retry"):
             if key in new and new[key] is None:
                 job.pop(key, None)
         for key, value in where.items():
@@ -726,6 +955,46 @@ def mark_job_runs(
     return [applied for applied, _ in out]
 
 
+def claim_retry(
+    job_id: str,
+    token: str,
+    *,
+    attempt: int,
+    start_at: datetime,
+    now: datetime | None = None,
+    source: str = "tick",
+) -> tuple[rules.RetryClaim, str | None, Job | None]:
+    """Pass the claim ``token`` holds to attempt ``attempt`` of its slot (``rules.retry_claim``).
+
+    One compare-and-set; the attempt's ``claimed`` ledger row (id = the new
+    token, ``attempt`` set) rides on the same swap. Returns the verdict, the
+    new token and the job as written (None unless granted).
+    """
+    at = _now(now)
+    stamp = to_iso(at)
+    store = get_store()
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(job_id)
+        job = stored.job if stored is not None else None
+        verdict, new = rules.retry_claim(job, token, now=at, start_at=start_at, attempt=attempt)
+        if new is None or stored is None or job is None:
+            return verdict, None, None
+        claim = job["fire_claim"]
+        row = LedgerRow(new, job_id, "claimed", claim["scheduled_at"], stamp, source,
+                        owner_id(), job.get("name"), attempt=attempt)
+        if store.swap_many([Swap(job_id, stored.rev, job, (row,))])[0] is not None:
+            return verdict, new, json_copy(job)
+    raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
+
+
+def retry_may_start(
+    job_id: str, token: str, *, now: datetime | None = None
+) -> tuple[rules.RetryClaim, Job | None]:
+    """Whether the attempt waiting with ``token`` may start now, and the job as it is."""
+    job = get_job(job_id)
+    return rules.may_start_retry(job, token, now=_now(now)), job
+
+
 def refresh_claims(held: Sequence[tuple[str, str]], *, now: datetime | None = None) -> list[bool]:
     """Re-date the live claims held by these ``(job_id, token)`` pairs in one ``swap_many``.
 
@@ -837,6 +1106,8 @@ __all__ = [
     "claim_job_for_fire",
     "clear_ticker_error",
     "create_job",
+    "declare_job",
+    "find_job_by_key",
     "get_due_jobs",
     "get_job",
     "list_jobs",

@@ -29,6 +29,8 @@ class LedgerRow:
     owner: str | None
     job_name: str | None = None
     error: str | None = None
+    attempt: int = 1
+    """Which attempt at its slot this row is (SPEC §13: retries get 2, 3, ...)."""
 
 
 KEEP_PER_JOB = 1000
@@ -36,7 +38,8 @@ KEEP_PER_JOB = 1000
 
 # ``pgid`` / ``pgid_start``: a command run's process group and its leader's
 # start time (cron.procgroup), so recovery can end a group its dead owner left
-# running. Not in COLUMNS: the rows callers list keep their shape.
+# running. ``attempt``: 1 for a slot's first run, 2, 3 ... for its retries.
+# Neither is in COLUMNS: the rows callers list keep their shape (ATTEMPT_COLUMNS adds it).
 COLUMNS = (
     "id",
     "job_id",
@@ -51,6 +54,8 @@ COLUMNS = (
     "error",
     "output_path",
 )
+
+ATTEMPT_COLUMNS = (*COLUMNS, "attempt")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -67,7 +72,8 @@ CREATE TABLE IF NOT EXISTS executions (
     error TEXT,
     output_path TEXT,
     pgid INTEGER,
-    pgid_start TEXT
+    pgid_start TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
 CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
@@ -112,7 +118,22 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[LedgerRow], keep_per_jo
     inserted = 0
     touched: set[str] = set()
     for r in rows:
-        if r.status == "claimed":
+        if r.attempt != 1:
+            # Only retries name the column: a first attempt must also insert into a
+            # ledger an older build created, before cron.executions has migrated it.
+            cur = conn.execute(
+                """
+                INSERT OR IGNORE INTO executions
+                    (id, job_id, job_name, scheduled_at, claimed_at, finished_at, status,
+                     source, owner, error, attempt)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (r.id, r.job_id, r.job_name, r.scheduled_at,
+                 r.at if r.status == "claimed" else None,
+                 None if r.status == "claimed" else r.at,
+                 r.status, r.source, r.owner, r.error, r.attempt),
+            )
+        elif r.status == "claimed":
             cur = conn.execute(
                 """
                 INSERT OR IGNORE INTO executions

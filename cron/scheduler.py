@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from cron import executions, jobs, paths, procgroup, runners
+from cron import retry as retries
+from cron.claim import RetryClaim, parse_ts
 from cron.config import cfg_get, read_config
 from cron.output import LiveOutput, open_output, write_output
 from cron.procgroup import ProcessGroup
@@ -363,6 +365,8 @@ class _LiveRuns:
         self._lock = threading.Lock()
         self._runs: dict[str, LiveRun] = {}
         self.closing = False
+        self.wake = threading.Event()
+        """Set by :meth:`close`: retries waiting through their backoff stop waiting."""
 
     def add(self, run: LiveRun) -> None:
         with self._lock:
@@ -401,6 +405,7 @@ class _LiveRuns:
         """Stop letting commands start; mark the runs still in their action interrupted."""
         with self._lock:
             self.closing = True
+            self.wake.set()
             runs = list(self._runs.values())
             for run in runs:
                 if not run.acted:
@@ -413,9 +418,14 @@ class _LiveRuns:
             run.acted = True
             return run.interrupted
 
+    def stopping(self) -> bool:
+        """:attr:`closing`, read afresh (a call, so a loop re-reads it every time)."""
+        return self.closing
+
     def reopen(self) -> None:
         with self._lock:
             self.closing = False
+            self.wake.clear()
 
 
 _live = _LiveRuns()
@@ -500,8 +510,6 @@ def _open_output(job: Job, cfg: dict[str, Any]) -> LiveOutput | None:
 
 
 def _lateness_ms(scheduled_at: str | None, started: float) -> str:
-    from cron.claim import parse_ts
-
     slot = parse_ts(scheduled_at)
     if slot is None:
         return "-"
@@ -681,19 +689,115 @@ def _write_output(ran: _Ran) -> str | None:
         return None
 
 
+@dataclass
+class _Retry:
+    """A failed attempt whose slot runs again: the job carries the claim, handed on."""
+
+    job: Job
+    token: str
+    attempt: int
+    start_at: datetime
+    status: str
+    """The failed attempt's outcome: what the slot records if the retry never starts."""
+    error: str | None
+
+
+_timing = retries.RetryTiming()
+
+
+def retry_timing() -> retries.RetryTiming:
+    """The clock and random source retries wait on (see :func:`set_retry_timing`)."""
+    return _timing
+
+
+def set_retry_timing(timing: retries.RetryTiming | None) -> retries.RetryTiming:
+    """Make retries wait on ``timing`` (None: the wall clock); returns the one replaced.
+
+    The seam for tests and simulations: with a :class:`cron.retry.FakeClock` a
+    backoff passes at once, in the clock's time, and claims are refreshed in it.
+    """
+    global _timing
+    previous = _timing
+    _timing = timing if timing is not None else retries.RetryTiming()
+    return previous
+
+
+def _with_note(result: RunResult, note: str) -> RunResult:
+    return replace(result, error=f"{result.error or result.status}; {note}")
+
+
+def _plan_retry(ran: _Ran) -> _Retry | None:
+    """After an attempt: hand its claim to the next attempt, or let the slot end here.
+
+    A job with no retries configured costs nothing here (no store read). When
+    the slot ends although a policy is set, the attempt's error says why.
+    """
+    result = ran.result
+    policy = retries.policy_for(ran.job, ran.cfg)
+    if policy.max <= 0 or result.status not in retries.RETRY_STATUSES:
+        return None
+    job_id = ran.job["id"]
+    attempt = int((ran.job.get("fire_claim") or {}).get("attempt") or 1)
+    timing = _timing
+    now = timing.clock.now()
+    try:
+        current = jobs.get_job(job_id)
+    except Exception:
+        log.exception("job %s: could not read it to plan a retry; the slot ends here", job_id)
+        return None
+    next_slot = parse_ts((current or {}).get("next_run_at"))
+    plan = retries.plan_retry(status=result.status, attempt=attempt, policy=policy, now=now,
+                              next_slot=next_slot, rng=timing.rng)
+    if plan.verdict is retries.RetryVerdict.RETRY and plan.at is not None:
+        source = ran.live.source if ran.live is not None else "tick"
+        try:
+            verdict, token, job = jobs.claim_retry(
+                job_id, ran.token, attempt=plan.attempt, start_at=plan.at, now=now, source=source
+            )
+        except Exception:
+            log.exception("job %s: could not hand its claim to retry %d", job_id, attempt)
+            verdict, token, job = RetryClaim.LOST, None, None
+        if verdict is RetryClaim.GRANTED and token is not None and job is not None:
+            log.info("job %s (%s): attempt %d %s; retry %d of %d in %.1fs", job_id,
+                     ran.job.get("name"), attempt, result.status, attempt, policy.max, plan.delay)
+            ran.result = _with_note(result, plan.note)
+            return _Retry(job, token, plan.attempt, plan.at, result.status, result.error)
+        notes = {
+            RetryClaim.PAST_NEXT_SLOT: f"retry {attempt} of {policy.max} not run: it would "
+                                       f"start at {plan.at.isoformat()}, not before the next slot",
+            RetryClaim.PAUSED: f"retry {attempt} of {policy.max} not run: the job is paused",
+            RetryClaim.LOST: f"retry {attempt} of {policy.max} not run: the claim is gone",
+        }
+        ran.result = _with_note(result, notes.get(verdict, "not retried"))
+        return None
+    if plan.note:
+        ran.result = _with_note(result, plan.note)
+    return None
+
+
 def _finish_runs(
     runs: list[_Ran], adapters: Adapters | None, loop: asyncio.AbstractEventLoop | None
-) -> list[bool]:
-    """Stage 2 for a batch: output files, delivery, one store write, one ledger write."""
+) -> list[bool | _Retry]:
+    """Stage 2 for a batch: output files, delivery, one store write, one ledger write.
+
+    A failed attempt whose slot is retried (:func:`_plan_retry`) is not
+    delivered and leaves the job as it is: its claim has passed to the next
+    attempt, which is returned in its place.
+    """
     outputs = []
+    outcomes: list[bool | _Retry] = []
     for ran in runs:
         outputs.append(_write_output(ran))
-        _deliver(ran.job, ran.result, adapters, loop)
+        again = _plan_retry(ran)
+        outcomes.append(again if again is not None else ran.result.status == "ok")
+        if again is None:
+            _deliver(ran.job, ran.result, adapters, loop)
+    final = [r for r, out in zip(runs, outcomes, strict=True) if not isinstance(out, _Retry)]
     try:
         applied = jobs.mark_job_runs(
-            [(r.job["id"], r.token, r.result.status, r.result.error) for r in runs]
+            [(r.job["id"], r.token, r.result.status, r.result.error) for r in final]
         )
-        for ran, ok in zip(runs, applied, strict=True):
+        for ran, ok in zip(final, applied, strict=True):
             if not ok:
                 log.warning(
                     "job %s: result not recorded on the job; its claim %s is no longer live",
@@ -711,10 +815,131 @@ def _finish_runs(
                 ]
             )
         finally:
-            for ran in runs:
+            for ran, out in zip(runs, outcomes, strict=True):
                 _live.remove(ran.token)
                 _log_end(ran.job, ran.result.status, ran.live)
-    return [r.result.status == "ok" for r in runs]
+                if isinstance(out, _Retry):
+                    # Waiting counts as live: a stopping scheduler ends the wait.
+                    _live.add(LiveRun(out.token, out.job["id"], out.job.get("name"),
+                                      ran.live.source if ran.live else "tick",
+                                      (out.job.get("fire_claim") or {}).get("scheduled_at"),
+                                      time.time(), None))
+    return outcomes
+
+
+def _wait_for_retry(r: _Retry) -> Job | None:
+    """Hold the claim through the backoff, then return the job to run — or settle the slot.
+
+    The claim is re-dated every ``claim_ttl / 3`` of the retry clock's time,
+    so it stays live however long the backoff. The attempt does not start if
+    the scheduler is stopping, the job was paused or its claim lost, or its
+    next slot has come meanwhile (a late wake): then its ``claimed`` row is
+    closed saying why, and the slot ends with the failed attempt's outcome.
+    """
+    job_id = r.job["id"]
+    ttl = float(cfg_get(read_config(), "cron", "claim_ttl", default=300))
+    step = max(ttl / 3, 0.05)
+    clock = _timing.clock
+    try:
+        while not _live.stopping():
+            remaining = (r.start_at - clock.now()).total_seconds()
+            if remaining <= 0:
+                break
+            clock.sleep(min(remaining, step), _live.wake)
+            if _live.stopping():
+                break
+            try:
+                if not jobs.refresh_claim(job_id, r.token, now=clock.now()):
+                    break  # the claim is gone: may_start says so below
+            except Exception:
+                log.warning("job %s: could not refresh its claim during a backoff", job_id,
+                            exc_info=True)
+    except BaseException as exc:
+        # Ctrl-C in a synchronous `cronkit run`: the slot ends here, its claim released.
+        note = f"retry {r.attempt - 1} not run: {type(exc).__name__} during its backoff"
+        with contextlib.suppress(Exception):
+            jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
+                              error=f"{r.error or r.status}; {note}")
+        with contextlib.suppress(Exception):
+            executions.finish(r.token, status="interrupted", error=note)
+        _live.remove(r.token)
+        raise
+    now = clock.now()
+    if _live.stopping():
+        verdict, current = None, None
+    else:
+        verdict, current = jobs.retry_may_start(job_id, r.token, now=now)
+        if verdict is RetryClaim.GRANTED and current is not None:
+            return current
+    why = {
+        None: "the scheduler stopped before it could start",
+        RetryClaim.PAUSED: "the job was paused during the backoff",
+        RetryClaim.LOST: "the job's claim was lost during the backoff (job removed?)",
+        RetryClaim.PAST_NEXT_SLOT: "the job's next slot came before it could start",
+    }[verdict]
+    note = f"retry {r.attempt - 1} not run: {why}"
+    status = "interrupted" if verdict is None else "skipped"
+    try:
+        jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
+                          error=f"{r.error or r.status}; {note}", now=now)
+    finally:
+        with contextlib.suppress(Exception):
+            executions.finish(r.token, status=status, error=note)
+        _live.remove(r.token)
+    log.info("job %s: %s", job_id, note)
+    return None
+
+
+class _Retries:
+    """Retries waiting through their backoff, one thread each, off the worker pool.
+
+    A backoff may last an hour; it must not hold one of ``max_parallel_jobs``
+    workers. When it ends, the attempt is queued on the pool like any run.
+    """
+
+    def schedule(
+        self,
+        r: _Retry,
+        adapters: Adapters | None,
+        loop: asyncio.AbstractEventLoop | None,
+        fut: Future[bool],
+    ) -> None:
+        threading.Thread(
+            target=self._wait_then_queue, args=(r, adapters, loop, fut),
+            name=f"cronkit-retry-{r.job['id']}", daemon=True,
+        ).start()
+
+    @staticmethod
+    def _wait_then_queue(
+        r: _Retry,
+        adapters: Adapters | None,
+        loop: asyncio.AbstractEventLoop | None,
+        fut: Future[bool],
+    ) -> None:
+        try:
+            job = _wait_for_retry(r)
+        except BaseException as exc:  # noqa: B036 - handed to the waiters
+            fut.set_exception(exc)
+            return
+        if job is None:
+            fut.set_result(False)
+            return
+        cfg = read_config()
+        token = job["fire_claim"]["token"]
+        _keeper.add_many([(job["id"], token)],
+                         float(cfg_get(cfg, "cron", "claim_ttl", default=300)))
+        _count_queued(1)
+        try:
+            _executor(int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))).submit(
+                _pipelined, job, adapters, loop, fut
+            )
+        except BaseException as exc:  # noqa: B036 - handed to the waiters
+            _count_queued(-1)
+            _keeper.release(token)
+            fut.set_exception(exc)
+
+
+_retries = _Retries()
 
 
 def run_one_job(
@@ -735,9 +960,17 @@ def run_one_job(
     waited for (its claim kept) before the result is recorded: the run ends
     when its work does.
     """
-    ran = _start_and_run(job)
-    _settle_straggler(ran, None)
-    return _finish_runs([ran], adapters, loop)[0]
+    while True:
+        ran = _start_and_run(job)
+        _settle_straggler(ran, None)
+        outcome = _finish_runs([ran], adapters, loop)[0]
+        if not isinstance(outcome, _Retry):
+            return outcome
+        # The same slot again, after its backoff, in this thread: the caller waits.
+        again = _wait_for_retry(outcome)
+        if again is None:
+            return False
+        job = again
 
 
 class _Completer:
@@ -801,7 +1034,10 @@ class _Completer:
                         fut.set_exception(exc)
                     continue
                 for (_, fut), ok in zip(items, oks, strict=True):
-                    fut.set_result(ok)
+                    if isinstance(ok, _Retry):
+                        _retries.schedule(ok, adapters, loop, fut)
+                    else:
+                        fut.set_result(ok)
 
 
 _completer = _Completer()

@@ -173,8 +173,8 @@ def test_history_shows_the_output_path_of_a_failed_run(home: Path) -> None:
     job = jobs.create_job("every 1m", "echo partial; exit 127", name="broken", now=T0)
     row = _ran(job["id"], T0 + timedelta(minutes=1))
     lines = cli("history", "broken").stdout.splitlines()
-    assert lines[0].split() == ["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "OUTPUT",
-                                "ERROR"]
+    assert lines[0].split() == ["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ATTEMPT",
+                                "OUTPUT", "ERROR"]
     assert str(row["output_path"]) in lines[1]
     assert lines[1].endswith(" exit status 127")
 
