@@ -241,49 +241,11 @@ def create_job(
     job_name = _validate_name(name) if name is not None else _default_name(act)
     if not isinstance(enabled, bool):
         raise JobValueError("enabled", enabled, "expected true or false")
-    next_run = _first_run(sched, now)
-    if next_run is None:
-        raise ScheduleError(schedule, "that time is in the past")
-    job: Job = {
-        "id": "",
-        "name": job_name,
-        "schedule": sched,
-        "action": act,
-        "repeat": rep,
-        "enabled": enabled,
-        "state": "scheduled" if enabled else "paused",
-        "paused_at": None if enabled else to_iso(now),
-        "paused_reason": None if enabled else "created disabled",
-        "created_at": to_iso(now),
-        "next_run_at": to_iso(next_run) if enabled else None,
-        "last_run_at": None,
-        "last_scheduled_at": None,
-        "last_status": None,
-        "last_error": None,
-        "failure_streak": 0,
-        "fire_claim": None,
-    }
-    if catch is not None:
-        job["catch_up"] = catch
-    if tmo is not None:
-        job["timeout"] = tmo
-    if work_dir is not None:
-        job["cwd"] = work_dir
-    if job_env is not None:
-        job["env"] = job_env
-    if rty is not None:
-        job["retry"] = rty
-    store = get_store()
-    while True:
-        job["id"] = _new_id()
-        try:
-            store.insert(job)
-            break
-        except DuplicateJobError as exc:
-            if exc.field != "id":
-                raise
-    _notify_changed()
-    _warn_unimportable(job)
+    job = _insert_new(
+        sched, act, key=None, name=job_name, repeat=rep["times"], enabled=enabled,
+        catch_up=catch, timeout=tmo, retry=rty, cwd=work_dir, env=job_env, now=now,
+        text=schedule,
+    )
     return job
 
 
@@ -404,9 +366,9 @@ def declare_job(
                 return Declared("created", {"id": "", "key": key, "name": job_name,
                                             "schedule": sched, "action": act})
             try:
-                job = _create_keyed(
+                job = _insert_new(
                     sched, act, key=key, name=job_name, repeat=times,
-                    enabled=True if enabled is None else enabled, tz=tz, catch_up=catch,
+                    enabled=True if enabled is None else enabled, catch_up=catch,
                     timeout=tmo, retry=rty, now=now, cwd=work_dir, env=job_env,
                 )
             except DuplicateJobError as exc:
@@ -428,30 +390,32 @@ def declare_job(
     raise TimeoutError(f"key {key!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
 
-def _create_keyed(
+def _insert_new(
     sched: dict[str, Any],
     act: dict[str, Any],
     *,
-    key: str,
+    key: str | None,
     name: str,
     repeat: int | None,
     enabled: bool,
-    tz: str | None,
     catch_up: str | None,
     timeout: float | None,
     retry: dict[str, Any] | None,
     now: datetime,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
+    text: object = None,
 ) -> Job:
-    """:func:`create_job` of an already validated declaration, with its key (a duplicate key
-    raises :class:`DuplicateJobError` from the store: an insert never overwrites)."""
+    """Insert a new job from already validated fields (a fresh id; with ``key``, a duplicate
+    key raises :class:`DuplicateJobError` from the store: an insert never overwrites)."""
     next_run = _first_run(sched, now)
     if next_run is None:
-        raise ScheduleError(sched.get("display"), "that time is in the past")
-    job: Job = {
-        "id": "",
-        "key": key,
+        raise ScheduleError(text if text is not None else sched.get("display"),
+                            "that time is in the past")
+    job: Job = {"id": ""}
+    if key is not None:
+        job["key"] = key
+    job.update({
         "name": name,
         "schedule": sched,
         "action": act,
@@ -468,9 +432,10 @@ def _create_keyed(
         "last_error": None,
         "failure_streak": 0,
         "fire_claim": None,
-    }
-    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("retry", retry),
-                              ("cwd", cwd), ("env", env)):
+    })
+    # Optional fields are absent, not null, when unset (the goldens pin that).
+    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("cwd", cwd),
+                              ("env", env), ("retry", retry)):
         if value is not None:
             job[field_name] = value
     store = get_store()
@@ -483,6 +448,7 @@ def _create_keyed(
             if exc.field != "id":
                 raise
     _notify_changed()
+    _warn_unimportable(job)
     return job
 
 
