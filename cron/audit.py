@@ -53,6 +53,7 @@ audited with their current schedule from ``created_at``.
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import logging
 import sqlite3
@@ -362,12 +363,34 @@ def _grace_us(schedule: dict[str, Any], slot: int) -> int:
 
 @dataclass
 class _Rows:
-    exact: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
-    """slot -> [(attempt, when, status)]"""
-    decisions: list[tuple[int, int, str]] = field(default_factory=list)
-    """(when, slot, status), sorted: what the ledger says was decided, and when."""
-    total: int = 0
-    oldest: int | None = None
+    exact: dict[int, list[tuple[int, str, str]]] = field(default_factory=dict)
+    """slot -> [(attempt, when, status)]; ``when`` as canonical ISO text (sorts as time)."""
+    texts: dict[int, str] = field(default_factory=dict)
+    """slot -> its canonical ISO text, comparable with ``when``."""
+    _decisions: list[tuple[int, int, str]] | None = None
+
+    def decisions(self) -> list[tuple[int, int, str]]:
+        """(when, slot, status), sorted: what was decided, and when. Built on demand —
+        only a slot without a row of its own needs it."""
+        if self._decisions is None:
+            out = []
+            for slot, grp in self.exact.items():
+                for _, when, status in grp:
+                    at = _parse_us(when)
+                    if at is not None:
+                        out.append((at, slot, status))
+            out.sort()
+            self._decisions = out
+        return self._decisions
+
+
+def _canonical(text: str) -> str:
+    # cronkit writes ISO text in UTC with "+00:00" (25 or 32 characters), which sorts
+    # as time does; anything else is rewritten to that form.
+    if len(text) in (25, 32) and text.endswith("+00:00"):
+        return text
+    at = _parse_us(text)
+    return to_iso(_from_us(at)) if at is not None else ""
 
 
 def _read_rows(
@@ -385,20 +408,33 @@ def _read_rows(
         sql += " AND job_id = ?"
         params.append(job_id)
     out: dict[str, _Rows] = {}
+    _fill_rows(conn.execute(sql, params), out)
+    return out
+
+
+def _fill_rows(cursor: Iterable[tuple[Any, ...]], out: dict[str, _Rows]) -> None:
+    # Jobs share slots (every job on a minute grid fires at :00): parse each text once.
+    slots: dict[str, int | None] = {}
     parse = _parse_us
-    for jid, sched, w, status, att in conn.execute(sql, params):
+    for jid, sched, w, status, att in cursor:
         rows = out.get(jid)
         if rows is None:
             rows = out[jid] = _Rows()
-        slot = parse(sched)
-        at = parse(w)
-        if slot is None or at is None:
+        slot = slots.get(sched, -1)
+        if slot == -1:
+            slot = slots[sched] = parse(sched)
+        if slot is None or not w:
             continue
-        rows.exact.setdefault(slot, []).append((int(att or 1), at, status))
-        rows.decisions.append((at, slot, status))
-    for rows in out.values():
-        rows.decisions.sort()
-    return out
+        if not (len(w) in (25, 32) and w.endswith("+00:00")):
+            w = _canonical(w)
+        entry = (att if type(att) is int else int(att or 1), w, status)
+        grp = rows.exact.get(slot)
+        if grp is None:
+            rows.exact[slot] = [entry]
+            rows.texts[slot] = (sched if len(sched) in (25, 32) and sched.endswith("+00:00")
+                                else _canonical(sched))
+        else:
+            grp.append(entry)
 
 
 def _retention(conn: sqlite3.Connection, job_id: str | None) -> dict[str, tuple[int, str]]:
@@ -449,6 +485,21 @@ def verify(
     that starts after it ends is :class:`AuditWindowError`. See the module
     docstring for the rules.
     """
+    # Millions of small containers, none of them cyclic: the collector would walk them
+    # again and again (it tripled the audit's time), so it waits until the audit is done.
+    paused_gc = gc.isenabled()
+    gc.disable()
+    try:
+        return _verify(job_id=job_id, since=since, until=until, now=now)
+    finally:
+        if paused_gc:
+            gc.enable()
+
+
+def _verify(
+    *, job_id: str | None, since: datetime | None, until: datetime | None,
+    now: datetime | None,
+) -> AuditReport:
     from cron.jobs import list_jobs
 
     real_now = _aware(now) if now is not None else datetime.now(UTC)
@@ -511,7 +562,8 @@ def _audit_job(
         top = hi
         if nxt is None:
             # Completed (or stopped by a schedule error): nothing owed after the last decision.
-            top = min(hi, rows.decisions[-1][0] if rows.decisions else seg.anchor)
+            decisions = rows.decisions()
+            top = min(hi, decisions[-1][0] if decisions else seg.anchor)
         for s in _slots(seg.schedule, seg.anchor, lo, top):
             if nxt is not None and s >= nxt:
                 undecided[s] = seg.schedule
@@ -524,34 +576,45 @@ def _audit_job(
     audit.owed = len(owed)
 
     exact = rows.exact
-    decisions = rows.decisions
-    whens = [d[0] for d in decisions]
     # Rule 5, second half: a row for X after an earlier decision had passed X over.
-    first_when = {s: min(w for _, w, _ in grp) for s, grp in exact.items()}
+    first_when = {slot: (grp[0][1] if len(grp) == 1 else min(w for _, w, _ in grp))
+                  for slot, grp in exact.items()}
     order = sorted(first_when)
     rerun: set[int] = set()
+    texts = rows.texts
     for prev, cur in zip(order, order[1:], strict=False):
-        if cur > first_when[prev] or first_when[prev] >= first_when[cur]:
-            continue
-        rerun.add(cur)
-    outcomes: Counter[str] = Counter()
-    passed: Counter[str] = Counter()
-    horizon_us = horizon if horizon is not None else -_INF
-    for s in sorted(owed):
+        passed_at = first_when[prev]
+        if texts[cur] <= passed_at < first_when[cur]:
+            rerun.add(cur)
+    counts: dict[str, int] = {}
+    missing: list[int] = []
+    for s in owed:
         grp = exact.get(s)
-        if grp is not None:
+        if grp is None:
+            missing.append(s)
+            continue
+        if len(grp) == 1:
+            status = grp[0][2]
+        else:
             firsts = [st for att, _, st in grp if att <= 1]
-            last = max(grp)[2]
-            outcomes["running" if last in IN_PROGRESS else last] += 1
+            status = max(grp)[2]
             if len(firsts) > 1:
                 audit.double.append(SlotProblem(job_id, name, to_iso(_from_us(s)),
                                                 f"{len(firsts)} outcomes", tuple(sorted(firsts))))
-            elif s in rerun:
-                audit.double.append(SlotProblem(
-                    job_id, name, to_iso(_from_us(s)),
-                    "ran again after a late decision had already accounted for it",
-                    tuple(sorted(st for _, _, st in grp))))
-            continue
+        counts[status] = counts.get(status, 0) + 1
+        if s in rerun:
+            audit.double.append(SlotProblem(
+                job_id, name, to_iso(_from_us(s)),
+                "ran again after a late decision had already accounted for it",
+                tuple(sorted(st for _, _, st in grp))))
+    outcomes: Counter[str] = Counter()
+    for status, n in counts.items():
+        outcomes["running" if status in IN_PROGRESS else status] += n
+    passed: Counter[str] = Counter()
+    horizon_us = horizon if horizon is not None else -_INF
+    decisions = rows.decisions() if missing else []
+    whens = [d[0] for d in decisions]
+    for s in sorted(missing):
         if s in undecided:
             sched = undecided[s]
             if s > hi - _grace_us(sched, s):
@@ -572,6 +635,8 @@ def _audit_job(
             audit.unverifiable += 1
             continue
         audit.lost.append(SlotProblem(job_id, name, to_iso(_from_us(s)), "no outcome"))
+    audit.lost.sort(key=lambda p: p.slot)
+    audit.double.sort(key=lambda p: p.slot)
     audit.outcomes = dict(sorted(outcomes.items()))
     audit.passed_over = dict(sorted(passed.items()))
     audit.unowed_rows = sum(1 for s in exact if lo <= s <= hi and s not in owed)

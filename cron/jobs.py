@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cron import claim as rules
-from cron import paths
+from cron import metrics, paths
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
 from cron.ledger_sql import LedgerRow
@@ -548,11 +548,14 @@ def claim_job_for_fire_ex(
             scheduled_at=slot, force=force,
         )
         if not outcome.won or stored is None or job is None:
+            if stored is not None:
+                metrics.observe_claim_lost(job_id)
             return outcome
         assert outcome.token is not None
         rows = (_claim_row(job, outcome.token, source, stamp),
                 *_event_rows(outcome.events, source, stamp))
         if store.swap_many([Swap(job_id, stored.rev, job, rows)])[0] is not None:
+            metrics.observe_rows(rows)
             return outcome
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
@@ -617,6 +620,7 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
                 lost.append(swap.job_id)
                 continue
             completed = completed or done
+            metrics.observe_rows(swap.rows)
             if token is not None:
                 won.append((swap.new, token))  # ours: a store keeps no reference to it
         if not lost:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cron import executions, jobs, paths, procgroup
+from cron import executions, jobs, metrics, paths, procgroup
 from cron.config import cfg_get, read_config
 from cron.output import write_output
 from cron.procgroup import ProcessGroup
@@ -516,6 +516,7 @@ def _start_and_run(job: Job) -> _Ran:
     timeout = _timeout_for(job, cfg)
     live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
     _live.add(live)
+    metrics.observe_run_start(job_id, scheduled_at, live.started)
     log.info(
         "run start: job %s (%s) slot %s, %s ms late, source %s",
         job_id, job.get("name"), scheduled_at or "-", _lateness_ms(scheduled_at, live.started),
@@ -562,6 +563,7 @@ def _start_and_run(job: Job) -> _Ran:
 
 def _log_end(job: Job, status: str, live: LiveRun | None) -> None:
     took = f"{time.time() - live.started:.3f}s" if live is not None else "-"
+    metrics.observe_run_end(job["id"], status, time.time() - live.started if live else None)
     log.info("run end: job %s (%s) %s in %s", job["id"], job.get("name"), status, took)
 
 
