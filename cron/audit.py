@@ -24,8 +24,10 @@ The rules, which mirror :mod:`cron.claim` exactly:
    counted ``superseded``, not owed. In the open segment, slots at or after the
    job's current ``next_run_at`` are undecided: ``pending`` while within grace
    of ``until`` (the ticker may simply not have got there yet), else
-   ``lost`` with reason ``overdue`` (the ticker is stalled or down). A
-   completed job owes nothing after its last decision.
+   ``lost`` with reason ``overdue`` (the ticker is stalled or down). A job
+   with no next run (spent: ``repeat.times`` used up, also a one-shot edited
+   into a recurring schedule that kept ``times: 1``) owes nothing after its last
+   decision, until an event re-arms it.
 3. **An outcome of its own.** A row whose ``scheduled_at`` is the slot
    accounts for it (``ok error timeout interrupted unknown missed skipped``;
    ``claimed``/``running`` = ``running``). Retries (an ``attempt`` column, when
@@ -35,8 +37,9 @@ The rules, which mirror :mod:`cron.claim` exactly:
    ``S`` moves ``next_run_at`` past ``C`` (SPEC §3: "never as a burst"), so the
    slots in ``(S, C]`` get no row of their own. A decided slot ``X`` with no
    row is accounted by the *first decision made at or after X* (smallest
-   ``COALESCE(claimed_at, started_at, finished_at)``) if that decision's slot
-   is ``<= X``: ``catch_up: once`` — the late fire replaced it (``late_fire``);
+   ``COALESCE(claimed_at, started_at, finished_at)``; of the rows one decision
+   wrote at one instant, the latest slot) if that decision's slot is ``< X``:
+   ``catch_up: once`` — the late fire replaced it (``late_fire``);
    ``catch_up: skip`` — the ``missed`` row covers it; an overlap — the
    ``skipped`` row. A forced run (a slot that is not on the job's grid) also
    consumes the slot it passed. Otherwise the slot is ``lost``.
@@ -131,6 +134,7 @@ def record_job_event(kind: str, job: Job, *, at: datetime, before: Job | None = 
             "catch_up": job.get("catch_up"),
             "name": job.get("name"),
             "created_at": job.get("created_at"),
+            "last_scheduled_at": job.get("last_scheduled_at"),
         }
         row = (
             str(job["id"]), kind, to_iso(_aware(at)),
@@ -153,6 +157,7 @@ class JobEvent:
     next_run: int | None
     prev_next_run: int | None
     name: str | None
+    last_slot: int | None = None
 
 
 def _read_events(conn: sqlite3.Connection, job_id: str | None) -> dict[str, list[JobEvent]]:
@@ -170,6 +175,7 @@ def _read_events(conn: sqlite3.Connection, job_id: str | None) -> dict[str, list
         out.setdefault(jid, []).append(JobEvent(
             jid, kind, at_us, json.loads(sched) if sched else None, d.get("state"),
             _parse_us(d.get("next_run_at")), _parse_us(d.get("prev_next_run_at")), d.get("name"),
+            _parse_us(d.get("last_scheduled_at")),
         ))
     return out
 
@@ -281,6 +287,8 @@ class _Segment:
     """Instant of the event that closed it; None while open."""
     end_prev: int | None = None
     """``next_run_at`` just before the closing event: slots at/after it were undecided."""
+    end_last: int | None = None
+    """The job's last fired slot at the closing event."""
 
 
 def _segments(events: list[JobEvent], job: Job | None) -> list[_Segment]:
@@ -292,7 +300,8 @@ def _segments(events: list[JobEvent], job: Job | None) -> list[_Segment]:
     open_seg = segs.pop() if segs and segs[-1].end is None else None
     for ev in events:
         if open_seg is not None:
-            open_seg.end, open_seg.end_prev = ev.at, ev.prev_next_run
+            open_seg.end, open_seg.end_prev, open_seg.end_last = (
+                ev.at, ev.prev_next_run, ev.last_slot)
             segs.append(open_seg)
             open_seg = None
         if (ev.kind != "remove" and ev.state == "scheduled" and ev.next_run is not None
@@ -548,9 +557,23 @@ def _audit_job(
     decided: set[int] = set()
     undecided: dict[int, dict[str, Any]] = {}
     superseded: set[int] = set()
+    def spent_at(seg: _Segment, upto: int, last_slot: int | None) -> int:
+        # The job had no next run (spent, or stopped by a schedule error): it owed
+        # nothing after its last decision — at least its last fired slot, as the job
+        # recorded it, so a dropped final row still shows. A one-shot owes its slot.
+        if seg.schedule.get("kind") == "once":
+            return upto
+        decisions = rows.decisions()
+        i = bisect.bisect_right([d[0] for d in decisions], upto) - 1
+        last = decisions[i][0] if i >= 0 else -_INF
+        return max(last, last_slot if last_slot is not None else -_INF)
+
     for seg in _segments(events, job):
         if seg.end is not None:
-            for s in _slots(seg.schedule, seg.anchor, lo, min(seg.end, hi)):
+            top = min(seg.end, hi)
+            if seg.end_prev is None:
+                top = min(top, spent_at(seg, seg.end, seg.end_last))
+            for s in _slots(seg.schedule, seg.anchor, lo, top):
                 if seg.end_prev is not None and s >= seg.end_prev:
                     superseded.add(s)
                 else:
@@ -559,11 +582,8 @@ def _audit_job(
         if job is None:
             continue  # no remove event recorded: nothing more can be said
         nxt = _parse_us(job.get("next_run_at"))
-        top = hi
-        if nxt is None:
-            # Completed (or stopped by a schedule error): nothing owed after the last decision.
-            decisions = rows.decisions()
-            top = min(hi, decisions[-1][0] if decisions else seg.anchor)
+        top = hi if nxt is not None else min(
+            hi, spent_at(seg, _INF, _parse_us(job.get("last_scheduled_at"))))
         for s in _slots(seg.schedule, seg.anchor, lo, top):
             if nxt is not None and s >= nxt:
                 undecided[s] = seg.schedule
@@ -624,8 +644,11 @@ def _audit_job(
             continue
         i = bisect.bisect_left(whens, s)
         if i < len(decisions):
-            _, slot, status = decisions[i]
-            if slot <= s:
+            # Rows written by one decision share its instant (the missed rows a webhook
+            # fire of a later slot writes, then the fire): only its last row passes over.
+            j = bisect.bisect_right(whens, whens[i]) - 1
+            _, slot, status = decisions[j]
+            if slot < s:
                 passed["late_fire" if status in RUN_STATUSES else status] += 1
                 continue
             if slot not in owed and slot not in superseded and slot <= hi:
