@@ -1215,6 +1215,9 @@ def status_lines(
         pairs.append(("failing jobs", str(total)))
     if runaway:
         pairs.append(("runaway runs", f"{len(runaway)} (still going past their timeout)"))
+    stall = getattr(st, "stall", None)
+    if stall:
+        pairs.append(("after stall", _stall_text(stall, now=now)))
     width = max(len(k) for k, _ in pairs) + 1
     lines = [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
     for job in failing:
@@ -1240,6 +1243,21 @@ def status_lines(
             f"{shown} timeout, in {where}; the job holds its claim until the run ends"
         )
     return lines
+
+
+def _stall_text(stall: dict[str, Any], *, now: datetime | None) -> str:
+    """One line: the stall window and what became of the slots that came due in it."""
+    start = fmt_time(stall["from"], now=now, zone=_zone())
+    end = "now (ongoing)" if stall.get("ongoing") else fmt_time(stall["to"], now=now, zone=_zone())
+    n = int(stall["slots"])
+    parts = [f"{stall['fired']} fired (late, once each)",
+             f"{stall['replaced_by_late_fire']} replaced by those late fires",
+             f"{stall['missed']} missed", f"{stall['skipped']} skipped"]
+    if stall.get("waiting"):
+        parts.append(f"{stall['waiting']} still waiting for the ticker")
+    if stall.get("lost") or stall.get("double"):
+        parts.append(f"{stall['lost']} lost, {stall['double']} double ('cronkit verify')")
+    return f"{start} .. {end}: {n} slot{'s' if n != 1 else ''} came due: " + ", ".join(parts)
 
 
 @main.command("status", short_help="Will my jobs fire? (exit 0/1/2/3)")
