@@ -1,12 +1,12 @@
 """cronkit benchmark suite: ``python bench/run.py [--quick] [--only NAME[,NAME...]]``.
 
 Runs every benchmark in fresh child interpreters (``bench/lateness.py``,
-``bench/store_cost.py``, ``bench/webhook_load.py``), takes the median of
+``bench/store_cost.py``, ``bench/webhook_load.py``, ``bench/audit_cost.py``), takes the median of
 several repetitions, prints a markdown table and writes a JSON report
 (``bench/results.json`` for a full run, ``bench/.work/results-quick.json``
 for ``--quick``; ``--out`` overrides). See ``bench/README.md``.
 
-Benchmarks: lateness, idle, claim, contention, webhook, memory.
+Benchmarks: lateness, idle, claim, contention, webhook, memory, audit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-NAMES = ("lateness", "idle", "claim", "contention", "webhook", "memory")
+NAMES = ("lateness", "idle", "claim", "contention", "webhook", "memory", "audit")
 
 FULL: dict[str, Any] = {
     "lateness": {"duration": 60.0, "b_jobs": 1000, "c_jobs": 200, "reps_ab": 2, "reps_c": 5},
@@ -38,6 +38,7 @@ FULL: dict[str, Any] = {
     "contention": {"jobs": 1000, "procs": 4, "reps": 3},
     "webhook": {"jobs": 1000, "concurrency": 16, "reps": 2},
     "memory": {"sizes": [100, 10000], "reps": 3, "settle": 3.0},
+    "audit": {"jobs": 1000, "hours": 24.0, "reps": 3},
 }
 QUICK: dict[str, Any] = {
     "lateness": {"duration": 6.0, "b_jobs": 200, "c_jobs": 200, "reps_ab": 1, "reps_c": 1},
@@ -47,6 +48,7 @@ QUICK: dict[str, Any] = {
     "contention": {"jobs": 200, "procs": 4, "reps": 1},
     "webhook": {"jobs": 200, "concurrency": 16, "reps": 1},
     "memory": {"sizes": [100, 1000], "reps": 1, "settle": 2.0},
+    "audit": {"jobs": 100, "hours": 2.0, "reps": 1},
 }
 
 
@@ -248,6 +250,14 @@ def bench_memory(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def bench_audit(cfg: dict[str, Any]) -> dict[str, Any]:
+    _log(f"audit N={cfg['jobs']} x {cfg['hours']} h of every 1m")
+    run = _child("bench.audit_cost", ["--jobs", str(cfg["jobs"]), "--hours", str(cfg["hours"]),
+                                      "--reps", str(cfg["reps"])], 1800)
+    return {"runs": [run], "median": {"verify_s": run["verify_s"], "slots": run["slots"],
+                                      "lost": run["lost"], "double": run["double"]}}
+
+
 BENCHES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "lateness": bench_lateness,
     "idle": bench_idle,
@@ -255,6 +265,7 @@ BENCHES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "contention": bench_contention,
     "webhook": bench_webhook,
     "memory": bench_memory,
+    "audit": bench_audit,
 }
 
 
@@ -395,6 +406,14 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
             ok = (m["rss_mb"] <= 80.0) if n == "10000" else None
             add(f"gateway RSS, N={int(n):,} (peak)", "<= 80 MB" if n == "10000" else "",
                 f"{_f(m['rss_mb'], 'MB', 1)} ({_f(m['peak_rss_mb'], 'MB', 1)})", ok)
+    aud = res.get("audit")
+    if aud and "error" not in aud:
+        m = aud["median"]
+        full = m["slots"] >= 1_440_000
+        add(f"audit (verify) of {m['slots']:,} every-1m slots (planted: 1 lost, 1 double)",
+            "<= 10 s at 1.44 M slots" if full else "",
+            f"{_f(m['verify_s'], 's')}; found {m['lost']} lost, {m['double']} double",
+            (m["verify_s"] <= 10.0 and (m["lost"], m["double"]) == (1, 1)) if full else None)
     for name, value in res.items():
         if isinstance(value, dict) and "error" in value:
             add(name, "", f"ERROR: {value['error'][:200]}", False)

@@ -1361,6 +1361,48 @@ def explain_cmd(job_ref: str, limit: int, as_json: bool) -> None:
         click.echo(line)
 
 
+@main.command("verify", short_help="Audit: every slot owed got exactly one outcome (exit 0/1).")
+@click.argument("job_ref", metavar="[JOB]", required=False)
+@click.option("--since", metavar="ISO", help="Window start (default: --until minus 24 h).")
+@click.option("--until", metavar="ISO", help="Window end (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print the audit report as JSON.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, job_ref: str | None, since: str | None, until: str | None,
+               as_json: bool) -> None:
+    """Check the ledger: every slot each job owed in the window has exactly one outcome.
+
+    Exit 0 when every slot is accounted for exactly once, 1 when a slot is lost
+    or doubled, 2 on bad input.
+    """
+    _config()
+    from cron.audit import format_report, verify
+    from cron.schedule import parse_instant
+
+    def instant(option: str, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return parse_instant(value)
+        except ValueError:
+            _fail(f"{option} {value!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00; "
+                  "naive = the configured zone)")
+
+    start, end = instant("--since", since), instant("--until", until)
+    job_id: str | None = None
+    if job_ref is not None:
+        try:
+            job_id = resolve_job(job_ref)["id"]
+        except CliError:
+            job_id = job_ref  # a removed job: the audit knows it from its events
+    report = verify(job_id=job_id, since=start, until=end)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for line in format_report(report, ok_mark=_symbols()[0], bad_mark=_symbols()[1]):
+            click.echo(line)
+    ctx.exit(report.exit_code)
+
+
 def _ledger_has(job_id: str) -> bool:
     from cron import executions
 
@@ -1461,6 +1503,9 @@ def status_lines(
         pairs.append(("failing jobs", str(total)))
     if runaway:
         pairs.append(("runaway runs", f"{len(runaway)} (still going past their timeout)"))
+    stall = getattr(st, "stall", None)
+    if stall:
+        pairs.append(("after stall", _stall_text(stall, now=now)))
     width = max(len(k) for k, _ in pairs) + 1
     lines = [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
     for job in failing:
@@ -1486,6 +1531,21 @@ def status_lines(
             f"{shown} timeout, in {where}; the job holds its claim until the run ends"
         )
     return lines
+
+
+def _stall_text(stall: dict[str, Any], *, now: datetime | None) -> str:
+    """One line: the stall window and what became of the slots that came due in it."""
+    start = fmt_time(stall["from"], now=now, zone=_zone())
+    end = "now (ongoing)" if stall.get("ongoing") else fmt_time(stall["to"], now=now, zone=_zone())
+    n = int(stall["slots"])
+    parts = [f"{stall['fired']} fired (late, once each)",
+             f"{stall['replaced_by_late_fire']} replaced by those late fires",
+             f"{stall['missed']} missed", f"{stall['skipped']} skipped"]
+    if stall.get("waiting"):
+        parts.append(f"{stall['waiting']} still waiting for the ticker")
+    if stall.get("lost") or stall.get("double"):
+        parts.append(f"{stall['lost']} lost, {stall['double']} double ('cronkit verify')")
+    return f"{start} .. {end}: {n} slot{'s' if n != 1 else ''} came due: " + ", ".join(parts)
 
 
 @main.command("status", short_help="Will my jobs fire? (exit 0/1/2/3)")

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "output_retention": 50,
         "webhook": {"host": "127.0.0.1", "port": 8787, "max_skew": 300},
         "retry": {"max": 0, "backoff": 30, "max_backoff": 3600},
+        "metrics": {"per_job": False},
     }
 }
 
@@ -107,6 +108,9 @@ def _validate(cfg: dict[str, Any]) -> None:
     host = c["webhook"]["host"]
     if not isinstance(host, str) or not host:
         raise ConfigError("cron.webhook.host", f"expected a host name, got {host!r}")
+    per_job = c["metrics"]["per_job"]
+    if not isinstance(per_job, bool):
+        raise ConfigError("cron.metrics.per_job", f"expected true or false, got {per_job!r}")
     # The provider never makes config loading fail: the resolver degrades.
     if not isinstance(c["provider"], str):
         c["provider"] = "" if c["provider"] is None else str(c["provider"])

@@ -131,6 +131,16 @@ class JobValueError(CronkitError, ValueError):
         super().__init__(f"invalid {field} {value!r}: {reason}")
 
 
+class AuditWindowError(CronkitError, ValueError):
+    """An audit window that cannot be checked (its start is after its end)."""
+
+    def __init__(self, since: object, until: object) -> None:
+        self.since = since
+        self.until = until
+        super().__init__(f"the audit window starts after it ends: --since {since!s} is later "
+                         f"than --until {until!s}")
+
+
 class GatewayRunningError(CronkitError, RuntimeError):
     """A second gateway was started on a home that already has a live one."""
 

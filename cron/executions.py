@@ -172,6 +172,11 @@ def _transact(fn: Callable[[sqlite3.Connection], T]) -> T:
     return result
 
 
+def write_ledger(fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn(conn)`` in a ledger write transaction (e.g. :mod:`cron.audit`'s event rows)."""
+    return _transact(fn)
+
+
 _prune = ledger_sql.prune
 
 

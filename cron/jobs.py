@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from cron import changes, paths
+from cron import changes, metrics, paths
 from cron import claim as rules
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
@@ -447,6 +447,7 @@ def _insert_new(
         except DuplicateJobError as exc:
             if exc.field != "id":
                 raise
+    _record_event("create", job, now)
     _notify_changed()
     _warn_unimportable(job)
     return job
@@ -470,16 +471,37 @@ def list_jobs(*, include_disabled: bool = True) -> list[Job]:
     return [j for j in jobs if rules.is_active(j)]
 
 
-def _mutate(job_id: str, fn: Callable[[Job], None]) -> Job:
+def _mutate(job_id: str, fn: Callable[[Job], None], *, at: datetime) -> Job:
+    seen: list[Job] = []  # the job as the winning attempt found it
+
     def apply(job: Job | None) -> Job:
         if job is None:
             raise JobNotFoundError(job_id)
+        seen[:] = [json_copy(job)]
         fn(job)
         return json_copy(job)
 
     result = _cas(job_id, apply)
+    if seen and _encoded(seen[0]) != _encoded(result):
+        _record_event(_event_kind(seen[0], result), result, at, seen[0])
     _notify_changed()
     return result
+
+
+def _event_kind(before: Job, after: Job) -> str:
+    was, now = before.get("state"), after.get("state")
+    if was != "paused" and now == "paused":
+        return "pause"
+    if was == "paused" and now != "paused":
+        return "resume"
+    return "edit"
+
+
+def _record_event(kind: str, job: Job, at: datetime, before: Job | None = None) -> None:
+    # The audit's record of when the job was owed slots (best-effort, never raises).
+    from cron.audit import record_job_event
+
+    record_job_event(kind, job, at=at, before=before)
 
 
 def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> Job:
@@ -567,15 +589,19 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
             job["next_run_at"] = to_iso(nxt)
         _settle_spent(job)
 
-    updated = _mutate(job_id, apply)
+    updated = _mutate(job_id, apply, at=now)
     if "action" in changes or "cwd" in changes:
         _warn_unimportable(updated)
     return updated
 
 
-def remove_job(job_id: str) -> bool:
-    removed = get_store().delete(job_id)
+def remove_job(job_id: str, *, now: datetime | None = None) -> bool:
+    store = get_store()
+    before = store.get(job_id)
+    removed = store.delete(job_id)
     if removed:
+        if before is not None:
+            _record_event("remove", before.job, _now(now), before.job)
         _notify_changed()
     return removed
 
@@ -629,7 +655,7 @@ def pause_job(job_id: str, reason: str | None = None, *, now: datetime | None = 
         elif reason is not None:
             job["paused_reason"] = reason
 
-    return _mutate(job_id, apply)
+    return _mutate(job_id, apply, at=at)
 
 
 def resume_job(job_id: str, *, now: datetime | None = None) -> Job:
@@ -642,7 +668,7 @@ def resume_job(job_id: str, *, now: datetime | None = None) -> Job:
         if job.get("state") != "scheduled" or not job.get("enabled", True):
             _resume_in_place(job, at)
 
-    return _mutate(job_id, apply)
+    return _mutate(job_id, apply, at=at)
 
 
 def get_due_jobs(now: datetime | None = None) -> list[Job]:
@@ -757,11 +783,14 @@ def claim_job_for_fire_ex(
             scheduled_at=slot, force=force,
         )
         if not outcome.won or stored is None or job is None:
+            if stored is not None:
+                metrics.observe_claim_lost(job_id)
             return outcome
         assert outcome.token is not None
         rows = (_claim_row(job, outcome.token, source, stamp),
                 *_event_rows(outcome.events, source, stamp))
         if store.swap_many([Swap(job_id, stored.rev, job, rows)])[0] is not None:
+            metrics.observe_rows(rows)
             return outcome
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
@@ -826,6 +855,7 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
                 lost.append(swap.job_id)
                 continue
             completed = completed or done
+            metrics.observe_rows(swap.rows)
             if token is not None:
                 won.append((swap.new, token))  # ours: a store keeps no reference to it
         if not lost:

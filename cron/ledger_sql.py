@@ -77,6 +77,15 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_job_id ON executions(job_id);
 CREATE INDEX IF NOT EXISTS executions_status ON executions(status);
+CREATE TABLE IF NOT EXISTS job_events (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    schedule TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, id);
 """
 
 # "When did this attempt happen": the claim for fired runs, the start for runs

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cron import executions, jobs, paths, procgroup, runners
+from cron import executions, jobs, metrics, paths, procgroup, runners
 from cron import retry as retries
 from cron.claim import RetryClaim, parse_ts
 from cron.config import cfg_get, read_config
@@ -545,6 +545,7 @@ def _start_and_run(job: Job) -> _Ran:
     timeout = _timeout_for(job, cfg)
     live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
     _live.add(live)
+    metrics.observe_run_start(job_id, scheduled_at, live.started)
     log.info(
         "run start: job %s (%s) slot %s, %s ms late, source %s",
         job_id, job.get("name"), scheduled_at or "-", _lateness_ms(scheduled_at, live.started),
@@ -594,6 +595,7 @@ def _start_and_run(job: Job) -> _Ran:
 
 def _log_end(job: Job, status: str, live: LiveRun | None) -> None:
     took = f"{time.time() - live.started:.3f}s" if live is not None else "-"
+    metrics.observe_run_end(job["id"], status, time.time() - live.started if live else None)
     log.info("run end: job %s (%s) %s in %s", job["id"], job.get("name"), status, took)
 
 
@@ -870,6 +872,7 @@ def _wait_for_retry(r: _Retry) -> Job | None:
     else:
         verdict, current = jobs.retry_may_start(job_id, r.token, now=now)
         if verdict is RetryClaim.GRANTED and current is not None:
+            metrics.observe_retry(job_id)  # a retry attempt of the slot starts now
             return current
     why = {
         None: "the scheduler stopped before it could start",

@@ -270,6 +270,10 @@ class InProcessCronScheduler(CronScheduler):
                 log.exception("could not write the ticker pid file")
             self._recover()
             next_recover = time.monotonic() + RECOVER_EVERY
+            # Before the first beat overwrites it: a stale one means we were down (status).
+            from cron.audit import note_ticker_start
+
+            note_ticker_start()
             self._beat(jobs, success=False)
             while not stop_event.is_set():
                 self.run_iteration(adapters=adapters, loop=loop)

@@ -44,6 +44,9 @@ class TickerStatus:
     runaway_runs: list[dict[str, Any]] = field(default_factory=list)
     """Runs still going past their timeout: ``id``, ``job_id``, ``name``,
     ``started_at``, ``running_for``, ``timeout``, ``owner``."""
+    stall: dict[str, Any] | None = None
+    """What the last stall or downtime cost, from the audit (:func:`cron.audit.stall_impact`):
+    ``from``, ``to`` (None while ongoing), ``slots`` that came due, and what became of them."""
 
     @property
     def healthy(self) -> bool:
@@ -178,6 +181,16 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     return out
 
 
+def _stall(t: float, beat: float | None, limit: float) -> dict[str, Any] | None:
+    """The audit of the last stall window; a ledger that cannot be read hides it."""
+    from cron.audit import stall_impact
+
+    try:
+        return stall_impact(now=t, beat=beat, limit=limit)
+    except Exception:
+        return None
+
+
 def ticker_status(
     now: datetime | float | None = None, *, cfg: dict[str, Any] | None = None
 ) -> TickerStatus:
@@ -223,6 +236,7 @@ def ticker_status(
         "failing_jobs": list(summary.failing),
         "failing_jobs_total": summary.failing_total,
         "runaway_runs": _runaway_runs(summary, t),
+        "stall": _stall(t, beat, limit) if summary.error is None else None,
     }
     if provider.lower() not in BUILTIN_ALIASES:
         from cron.scheduler_provider import resolve_cron_scheduler

@@ -59,13 +59,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cron import paths
 from cron.config import cfg_get, read_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
+from cron.metrics import Metrics, metrics_content_type, new_metrics
 from cron.sqlitewal import WalFile
 from cron.stores.json import JsonJobStore
 
@@ -76,6 +77,7 @@ SIGNATURE_HEADER = "X-Cronkit-Signature"
 SIGNATURE_PREFIX = "sha256="
 FIRE_PATH = "/cron/fire"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 MAX_BODY = 64 * 1024
 """Largest accepted request body, in bytes."""
 MIN_SECRET_LENGTH = 32
@@ -398,11 +400,13 @@ def _authenticate_and_fire(
         return _reply(500, status="error", reason="internal error; see the gateway log")
 
 
-def create_app(*, runner: Runner | None = None) -> Starlette:
+def create_app(*, runner: Runner | None = None, metrics: Metrics | None = None) -> Starlette:
     """The webhook ASGI app. ``runner`` runs an accepted job (default: the job pool).
 
     ``app.state.stopping = True`` makes every new fire a 503 (set by the
     gateway on SIGTERM, so shutdown stops accepting fires before it waits).
+    ``GET /metrics`` serves ``app.state.metrics`` (``metrics``, default a new
+    :class:`cron.metrics.Metrics` subscribed to this process's runs and claims).
     """
     run = runner if runner is not None else default_runner
 
@@ -438,13 +442,19 @@ def create_app(*, runner: Runner | None = None) -> Starlette:
             return _reply(503, healthy=False, state="error", detail=f"{type(exc).__name__}: {exc}")
         return JSONResponse(status.to_dict(), status_code=200 if status.healthy else 503)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        body = await run_in_threadpool(app.state.metrics.render)
+        return Response(body, media_type=metrics_content_type())
+
     app = Starlette(
         routes=[
             Route(FIRE_PATH, fire, methods=["POST"]),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
+            Route(METRICS_PATH, metrics_endpoint, methods=["GET"]),
         ]
     )
     app.state.stopping = False
+    app.state.metrics = metrics if metrics is not None else new_metrics()
     return app
 
 
@@ -543,6 +553,7 @@ def _json_or_text(raw: bytes) -> dict[str, Any]:
 __all__ = [
     "FIRE_PATH",
     "HEALTH_PATH",
+    "METRICS_PATH",
     "MAX_BODY",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",

@@ -17,7 +17,7 @@ from cron.errors import JobNotFoundError
 from cron.explain import explain_job, format_explanation
 from cron.procinfo import hostname, process_start_time
 from tests.cli._helpers import cli, snapshot, stderr_lines
-from tests.support.stores import edit_job
+from tests.support.stores import drop_json_ledger, edit_job
 
 NOW = datetime(2026, 11, 25, 7, 56, tzinfo=UTC)  # a Wednesday
 
@@ -188,6 +188,7 @@ def test_unknown_id_is_job_not_found(home: Path) -> None:
 
 def test_explain_by_name_prints_sentences_and_writes_nothing(home: Path) -> None:
     job = _standup()
+    drop_json_ledger()  # the create event wrote one; reading must not create it again
     before = snapshot(home)
     r = cli("explain", "standup")
     assert r.exit_code == 0, r.stderr

@@ -20,6 +20,7 @@ from cron import executions, jobs, paths
 from cron.procinfo import hostname, owner_id, process_start_time
 from cron.status import ticker_status
 from tests.cli._helpers import cli
+from tests.support.stores import drop_json_ledger
 
 
 def _fake_live_ticker(*, beat_age: float = 1.0, success_age: float = 1.0) -> None:
@@ -115,6 +116,7 @@ def test_status_with_no_ledger_writes_nothing(home: Path, json_store: None) -> N
     # About executions.db beside jobs.json (on SQLite the ledger is the store's own file).
     _fake_live_ticker()
     jobs.create_job("every 1h", "true", name="a")
+    drop_json_ledger()  # the create event wrote one; this test is about a home without
     assert not paths.executions_path().exists()
     assert cli("status").exit_code == 0
     assert not paths.executions_path().exists()

@@ -379,3 +379,22 @@ def test_a_tick_finding_the_job_due_during_a_backoff_records_skipped(
         (due.isoformat(), 1, "error"), (due.isoformat(), 2, "ok"),
         (nxt.isoformat(), 1, "skipped")]
     assert "overlap" in rows[2]["error"]
+
+
+def test_a_retry_attempt_counts_in_cronkit_retries_total(home: Path, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from starlette.testclient import TestClient
+
+    from cron import webhook
+
+    client = TestClient(webhook.create_app())  # owns the Metrics the hooks report to
+    job = jobs.create_job("every 1h", _flaky(tmp_path, failures=2),
+                          retry={"max": 2, "backoff": 5}, now=T0)
+    _clock()
+    assert jobs.claim_job_for_fire(job["id"], force=True, now=T0) is not None
+    claimed = jobs.get_job(job["id"])
+    assert claimed is not None and scheduler.run_one_job(claimed) is True
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    [total] = [s.value for s in families["cronkit_retries"].samples
+               if s.name == "cronkit_retries_total"]
+    assert total == 2  # attempts 2 and 3 of the slot

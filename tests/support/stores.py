@@ -115,3 +115,18 @@ def snapshot() -> object:
         _sqlite_rows(path, "SELECT id, rev, doc FROM jobs ORDER BY id"),
         _sqlite_rows(path, "SELECT * FROM executions ORDER BY id"),
     )
+
+
+def drop_json_ledger() -> None:
+    """Remove ``executions.db`` beside ``jobs.json`` (and its WAL files): creating a job
+    writes its ``create`` event there, so a test about a home *without* a ledger builds
+    that state explicitly. On SQLite the ledger is the store's own file: nothing to do."""
+    if not is_json():
+        return
+    from cron import executions
+
+    executions._ledger.close_thread_connections()
+    base = paths.executions_path()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{base}{suffix}").unlink()
