@@ -225,28 +225,69 @@ def create_job(
             catch_up=catch_up, timeout=timeout, retry=retry, now=now, cwd=cwd, env=env,
         ).job
     now = _now(now)
-    tz = _validate_tz(
+    v = _validated(schedule, action, tz=tz, name=name, repeat=repeat, catch_up=catch_up,
+                   timeout=timeout, retry=retry, cwd=cwd, env=env, now=now)
+    if not isinstance(enabled, bool):
+        raise JobValueError("enabled", enabled, "expected true or false")
+    return _insert_new(
+        v.sched, v.act, key=None, name=v.name, repeat=v.times, enabled=enabled,
+        catch_up=v.catch_up, timeout=v.timeout, retry=v.retry, cwd=v.cwd, env=v.env, now=now,
+        text=schedule,
+    )
+
+
+@dataclass(frozen=True)
+class _Validated:
+    """A job's fields checked and normalised, before anything is written."""
+
+    tz: str | None
+    sched: dict[str, Any]
+    act: dict[str, Any]
+    name: str
+    times: int | None
+    catch_up: str | None
+    timeout: float | None
+    retry: dict[str, Any] | None
+    cwd: str | None
+    env: dict[str, str] | None
+
+
+def _validated(
+    schedule: str | dict[str, Any],
+    action: str | dict[str, Any],
+    *,
+    tz: str | None,
+    name: str | None,
+    repeat: int | dict[str, Any] | None,
+    catch_up: str | None,
+    timeout: float | None,
+    retry: int | dict[str, Any] | None,
+    cwd: str | None,
+    env: dict[str, str] | None,
+    now: datetime,
+) -> _Validated:
+    """Every check ``create_job`` and ``declare_job`` share; raises on the first bad field."""
+    zone = _validate_tz(
         tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None)
     )
-    sched = parse_schedule(schedule, tz=tz, now=now)
-    if tz:
-        sched["tz"] = tz
+    sched = parse_schedule(schedule, tz=zone, now=now)
+    if zone:
+        sched["tz"] = zone
     act = validate_action(action)
     work_dir, job_env = validate_cwd(cwd), validate_env(env)
     _check_where(act, job_env)
-    rep = _validate_repeat(repeat, sched["kind"])
-    catch = _validate_catch_up(catch_up)
-    tmo = _validate_timeout(timeout)
-    rty = validate_retry(retry)
-    job_name = _validate_name(name) if name is not None else _default_name(act)
-    if not isinstance(enabled, bool):
-        raise JobValueError("enabled", enabled, "expected true or false")
-    job = _insert_new(
-        sched, act, key=None, name=job_name, repeat=rep["times"], enabled=enabled,
-        catch_up=catch, timeout=tmo, retry=rty, cwd=work_dir, env=job_env, now=now,
-        text=schedule,
+    return _Validated(
+        tz=zone,
+        sched=sched,
+        act=act,
+        times=_validate_repeat(repeat, sched["kind"])["times"],
+        catch_up=_validate_catch_up(catch_up),
+        timeout=_validate_timeout(timeout),
+        retry=validate_retry(retry),
+        name=_validate_name(name) if name is not None else _default_name(act),
+        cwd=work_dir,
+        env=job_env,
     )
-    return job
 
 
 # -- declared jobs (SPEC §14) ------------------------------------------------------
@@ -340,20 +381,10 @@ def declare_job(
     """
     key = validate_key(key)
     now = _now(now)
-    tz = _validate_tz(
-        tz if tz is not None else (schedule.get("tz") if isinstance(schedule, dict) else None)
-    )
-    sched = parse_schedule(schedule, tz=tz, now=now)
-    if tz:
-        sched["tz"] = tz
-    act = validate_action(action)
-    work_dir, job_env = validate_cwd(cwd), validate_env(env)
-    _check_where(act, job_env)
-    times = _validate_repeat(repeat, sched["kind"])["times"]
-    catch = _validate_catch_up(catch_up)
-    tmo = _validate_timeout(timeout)
-    rty = validate_retry(retry)
-    job_name = _validate_name(name) if name is not None else _default_name(act)
+    v = _validated(schedule, action, tz=tz, name=name, repeat=repeat, catch_up=catch_up,
+                   timeout=timeout, retry=retry, cwd=cwd, env=env, now=now)
+    tz, sched, act, job_name, times = v.tz, v.sched, v.act, v.name, v.times
+    catch, tmo, rty, work_dir, job_env = v.catch_up, v.timeout, v.retry, v.cwd, v.env
     if enabled is not None and not isinstance(enabled, bool):
         raise JobValueError("enabled", enabled, "expected true or false")
     store = get_store()
