@@ -59,7 +59,6 @@ import bisect
 import gc
 import json
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -69,6 +68,7 @@ from typing import Any
 
 from cron.claim import ONE_SHOT_GRACE
 from cron.errors import AuditWindowError, JobNotFoundError
+from cron.ledgerdb import SqlConn
 from cron.schedule import compute_next_run, grace_seconds, iter_slots, to_iso
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class JobEvent:
     last_slot: int | None = None
 
 
-def _read_events(conn: sqlite3.Connection, job_id: str | None) -> dict[str, list[JobEvent]]:
+def _read_events(conn: SqlConn, job_id: str | None) -> dict[str, list[JobEvent]]:
     sql = "SELECT job_id, kind, at, schedule, detail FROM job_events"
     params: tuple[str, ...] = ()
     if job_id is not None:
@@ -403,10 +403,9 @@ def _canonical(text: str) -> str:
 
 
 def _read_rows(
-    conn: sqlite3.Connection, job_id: str | None, since: int
+    conn: SqlConn, job_id: str | None, since: int, *, has_attempt: bool
 ) -> dict[str, _Rows]:
-    cols = {str(r[1]) for r in conn.execute("PRAGMA table_info(executions)")}
-    attempt = "attempt" if "attempt" in cols else "1"
+    attempt = "attempt" if has_attempt else "1"
     when = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
     # A margin below ``since``: the text comparison is only a prefilter.
     cut = to_iso(_from_us(since) - timedelta(hours=1))
@@ -446,7 +445,7 @@ def _fill_rows(cursor: Iterable[tuple[Any, ...]], out: dict[str, _Rows]) -> None
             grp.append(entry)
 
 
-def _retention(conn: sqlite3.Connection, job_id: str | None) -> dict[str, tuple[int, str]]:
+def _retention(conn: SqlConn, job_id: str | None) -> dict[str, tuple[int, str]]:
     from cron.ledger_sql import KEEP_PER_JOB
 
     sql = ("SELECT job_id, COUNT(*), MIN(COALESCE(claimed_at, started_at, finished_at, "
@@ -461,21 +460,6 @@ def _retention(conn: sqlite3.Connection, job_id: str | None) -> dict[str, tuple[
 
 
 # -- the audit -------------------------------------------------------------------------------
-
-
-def _open_ledger() -> sqlite3.Connection | None:
-    from cron.store import get_store
-
-    path = get_store().ledger_path()
-    if not path.exists():
-        return None
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                       (name,)).fetchone()
-    return row is not None
 
 
 def verify(
@@ -522,19 +506,20 @@ def _verify(
     # The store first, then the ledger: a decision the store shows always has
     # its row by the time the ledger is read (rows ride on the claim's write).
     jobs = {j["id"]: j for j in list_jobs() if job_id is None or j["id"] == job_id}
-    conn = _open_ledger()
+    from cron.store import get_store
+
+    ledger = get_store().ledger()
     events: dict[str, list[JobEvent]] = {}
     rows: dict[str, _Rows] = {}
     horizons: dict[str, tuple[int, str]] = {}
-    if conn is not None:
-        try:
-            if _has_table(conn, "job_events"):
+    with ledger.read() as conn:
+        if conn is not None:
+            if ledger.columns(conn, "job_events"):
                 events = _read_events(conn, job_id)
-            if _has_table(conn, "executions"):
-                rows = _read_rows(conn, job_id, lo)
+            cols = ledger.columns(conn, "executions")
+            if cols:
+                rows = _read_rows(conn, job_id, lo, has_attempt="attempt" in cols)
                 horizons = _retention(conn, job_id)
-        finally:
-            conn.close()
     if job_id is not None and job_id not in jobs and job_id not in events and job_id not in rows:
         raise JobNotFoundError(job_id)
     report = AuditReport(since, until)

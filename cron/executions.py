@@ -1,4 +1,7 @@
-"""The run ledger: one SQLite row per attempt at ``<home>/cron/executions.db``.
+"""The run ledger: one row per attempt, in the store's ledger database.
+
+``<home>/cron/executions.db`` beside ``jobs.json``; the store's own database on
+a database store (:meth:`cron.stores.JobStore.ledger`).
 
 A fired run's row id is its claim token, so the store's ``fire_claim`` and the
 ledger row name the same attempt. Rows the scheduler records without running
@@ -13,34 +16,30 @@ Lifecycle of a fired run::
 ``recover_interrupted_executions`` turns ``claimed``/``running`` rows whose owner
 process is provably gone into ``unknown``; nothing is ever rerun from here.
 
-Concurrency: several processes and threads write at once. Every call opens its
-own connection (so nothing is shared across threads or a fork), the database is
-in WAL mode, and every write runs in an explicit ``BEGIN IMMEDIATE`` transaction
-so writers queue on SQLite's lock (``timeout=30``) instead of failing on a
-read-to-write upgrade. A corrupt database file raises ``sqlite3.DatabaseError``
-unchanged: callers decide whether a ledger failure matters (the scheduler logs
-it and keeps firing).
+Concurrency: several processes and threads write at once. Writes go through
+:meth:`cron.ledgerdb.LedgerDB.transact` (writers of this process that arrive
+together share one transaction, each in its own savepoint; on SQLite that is
+one ``BEGIN IMMEDIATE``, so other processes queue on its lock). Reads never
+create the ledger. A database error (a corrupt file: ``sqlite3.DatabaseError``)
+is raised unchanged: callers decide whether a ledger failure matters (the
+scheduler logs it and keeps firing).
 
 Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cron import ledger_sql, procinfo
-from cron.groupcommit import GroupCommit, Pending
 from cron.ledger_sql import LedgerRow
+from cron.ledgerdb import LedgerDB, SqlConn
 from cron.procgroup import ProcessGroup
-from cron.sqlitewal import WalFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,10 +56,7 @@ FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"})
 
 COLUMNS = ledger_sql.COLUMNS
 ATTEMPT_COLUMNS = ledger_sql.ATTEMPT_COLUMNS
-_SCHEMA = ledger_sql.SCHEMA
 _ORDER = ledger_sql.ORDER
-
-_SQLITE_TIMEOUT = 30.0
 
 
 def _iso(dt: datetime) -> str:
@@ -87,92 +83,20 @@ def _check_status(status: str, allowed: frozenset[str]) -> None:
         )
 
 
-_ADDED_COLUMNS = (
-    ("pgid", "INTEGER"), ("pgid_start", "TEXT"), ("attempt", "INTEGER NOT NULL DEFAULT 1"),
-)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns a ledger written by an older build lacks (idempotent, race-safe)."""
-
-    def missing() -> list[tuple[str, str]]:
-        have = {str(row[1]) for row in conn.execute("PRAGMA table_info(executions)")}
-        return [(name, kind) for name, kind in _ADDED_COLUMNS if name not in have]
-
-    if not missing():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # Re-read under the write lock: another process may have just added them.
-        for name, kind in missing():
-            conn.execute(f"ALTER TABLE executions ADD COLUMN {name} {kind}")
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-
-
-# WAL plus NORMAL is crash-safe (a power cut may lose the newest rows, never
-# corrupt the file); FULL would fsync on every run's bookkeeping.
-def _ledger_path() -> Path:
+def _db() -> LedgerDB:
     # The configured store says where its ledger lives: executions.db beside
-    # jobs.json, or the database file of a SQLite store.
+    # jobs.json, the SQLite store's own file, or the PostgreSQL database.
     from cron.store import get_store
 
-    return get_store().ledger_path()
+    return get_store().ledger()
 
 
-_ledger = WalFile(
-    _ledger_path, _SCHEMA, synchronous="NORMAL", row_factory=sqlite3.Row,
-    timeout=_SQLITE_TIMEOUT, migrate=_migrate,
-)
-_connect = _ledger.connect
-"""An autocommit connection to the ledger with the schema ensured (cached per thread)."""
-
-
-@dataclass
-class _Op(Pending):
-    fn: Callable[[sqlite3.Connection], Any]
-    result: Any = None
-    error: Exception | None = None
-
-
-def _write_ops(batch: list[_Op]) -> None:
-    """Run queued writes in one ``BEGIN IMMEDIATE`` transaction, each in its own savepoint.
-
-    An op that raises an ``Exception`` is rolled back alone and its caller gets
-    the exception; the others still commit. A ``BaseException`` (or a failed
-    BEGIN/COMMIT) rolls back the whole batch and reaches every caller.
-    """
-    with _ledger.transaction() as conn:
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                op.result = op.fn(conn)
-            except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                op.error = exc
-            conn.execute("RELEASE op")
-
-
-# Writers of this process queue here instead of meeting SQLite's lock: its busy
-# handler backs off by sleeping (1, 2, 5, 10 ms ...), and a burst of runs writing
-# their rows together shares one transaction. Other processes still meet
-# SQLite's lock and its ``timeout``.
-_writes: GroupCommit[_Op] = GroupCommit(_write_ops)
-
-
-def _transact(fn: Callable[[sqlite3.Connection], T]) -> T:
+def _transact(fn: Callable[[SqlConn], T]) -> T:
     """Run ``fn(conn)`` inside a write transaction (shared with concurrent writers)."""
-    op = _writes.submit(_Op(fn))
-    if op.error is not None:
-        raise op.error
-    result: T = op.result
-    return result
+    return _db().transact(fn)
 
 
-def write_ledger(fn: Callable[[sqlite3.Connection], T]) -> T:
+def write_ledger(fn: Callable[[SqlConn], T]) -> T:
     """Run ``fn(conn)`` in a ledger write transaction (e.g. :mod:`cron.audit`'s event rows)."""
     return _transact(fn)
 
@@ -202,7 +126,7 @@ def record_claim(
     """Record that ``token`` claimed a fire of ``job_id``: a new row in status ``claimed``.
 
     ``owner`` defaults to this process (``host:pid:start``). Idempotent: a row
-    with this id already present is left as it is (``INSERT OR IGNORE``).
+    with this id already present is left as it is (``ON CONFLICT DO NOTHING``).
     Returns True when the row was inserted.
     """
     row = (
@@ -215,12 +139,13 @@ def record_claim(
         owner if owner is not None else procinfo.owner_id(),
     )
 
-    def insert(conn: sqlite3.Connection) -> bool:
+    def insert(conn: SqlConn) -> bool:
         cur = conn.execute(
             """
-            INSERT OR IGNORE INTO executions
+            INSERT INTO executions
                 (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
             VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+            ON CONFLICT (id) DO NOTHING
             """,
             row,
         )
@@ -248,14 +173,15 @@ def record_claims(
         return 0
     claimed_at = _now_iso(now)
 
-    def insert(conn: sqlite3.Connection) -> int:
+    def insert(conn: SqlConn) -> int:
         inserted = 0
         for token, job_id, scheduled_at, job_name, owner in rows:
             cur = conn.execute(
                 """
-                INSERT OR IGNORE INTO executions
+                INSERT INTO executions
                     (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
                 VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+                ON CONFLICT (id) DO NOTHING
                 """,
                 (token, job_id, job_name, scheduled_at, claimed_at, source, owner),
             )
@@ -328,7 +254,7 @@ def start_run(
 
 
 def _mark_running_in(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     token: str,
     *,
     job_id: str,
@@ -357,9 +283,10 @@ def _mark_running_in(
         return str(row["source"] or source)
     cur = conn.execute(
         """
-        INSERT OR IGNORE INTO executions
+        INSERT INTO executions
             (id, job_id, job_name, scheduled_at, started_at, status, source, owner, output_path)
         VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)
+        ON CONFLICT (id) DO NOTHING
         """,
         (token, job_id, job_name, _opt_iso(scheduled_at), started, source, owner, output_path),
     )
@@ -396,7 +323,7 @@ def finish(
     finished = _now_iso(now)
     out = str(output_path) if output_path is not None else None
 
-    def close(conn: sqlite3.Connection) -> bool:
+    def close(conn: SqlConn) -> bool:
         row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
         if row is None:
             log.warning("no ledger row %s to finish with status %s", token, status)
@@ -429,7 +356,7 @@ def finish_many(
         _check_status(status, FINAL_STATUSES)
     finished = _now_iso(now)
 
-    def close(conn: sqlite3.Connection) -> int:
+    def close(conn: SqlConn) -> int:
         closed = 0
         jobs_touched: set[str] = set()
         for token, status, error, output_path in rows:
@@ -481,7 +408,7 @@ def record_event(
         error,
     )
 
-    def insert(conn: sqlite3.Connection) -> None:
+    def insert(conn: SqlConn) -> None:
         conn.execute(
             """
             INSERT INTO executions
@@ -504,7 +431,7 @@ def record_process_group(token: str, group: ProcessGroup) -> bool:
     recovery must end. Returns True when a live row was updated.
     """
 
-    def update(conn: sqlite3.Connection) -> bool:
+    def update(conn: SqlConn) -> bool:
         cur = conn.execute(
             "UPDATE executions SET pgid = ?, pgid_start = ? "
             "WHERE id = ? AND status IN ('claimed', 'running')",
@@ -517,7 +444,9 @@ def record_process_group(token: str, group: ProcessGroup) -> bool:
 
 def process_group_of(token: str) -> ProcessGroup | None:
     """The process group recorded on the ``token`` row, or None."""
-    with _connect() as conn:
+    with _db().read() as conn:
+        if conn is None:
+            return None
         row = conn.execute(
             "SELECT pgid, pgid_start FROM executions WHERE id = ?", (token,)
         ).fetchone()
@@ -529,7 +458,9 @@ def process_group_of(token: str) -> ProcessGroup | None:
 def list_live_executions() -> list[dict[str, Any]]:
     """Every ``claimed``/``running`` row (with ``pgid`` and ``pgid_start``), oldest first."""
     cols = ", ".join((*COLUMNS, "pgid", "pgid_start"))
-    with _connect() as conn:
+    with _db().read() as conn:
+        if conn is None:
+            return []
         rows = conn.execute(
             f"SELECT {cols} FROM executions WHERE status IN ('claimed', 'running') "
             f"ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
@@ -567,7 +498,9 @@ def recover_interrupted_execution_rows(
     from cron.procgroup import TERM_GRACE
 
     grace = TERM_GRACE if term_grace is None else term_grace
-    with _connect() as conn:
+    with _db().read() as conn:
+        if conn is None:
+            return []
         rows = conn.execute(
             "SELECT id, job_id, owner, pgid, pgid_start FROM executions "
             "WHERE status IN ('claimed', 'running')"
@@ -604,7 +537,7 @@ def recover_interrupted_execution_rows(
     finished = _now_iso(now)
     marked: list[tuple[str, str]] = []
 
-    def settle(conn: sqlite3.Connection) -> None:
+    def settle(conn: SqlConn) -> None:
         for exec_id, job_id, owner, note in dead:
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
@@ -647,14 +580,18 @@ def list_executions(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(max(int(limit), 0))
-    with _connect() as conn:
+    with _db().read() as conn:
+        if conn is None:
+            return []
         return [dict(row) for row in conn.execute(sql, params).fetchall()]
 
 
 def get_execution(exec_id: str, *, attempts: bool = False) -> dict[str, Any] | None:
     """The row with this id as a dict (with ``attempt`` if ``attempts``), or None."""
     cols = ATTEMPT_COLUMNS if attempts else COLUMNS
-    with _connect() as conn:
+    with _db().read() as conn:
+        if conn is None:
+            return None
         row = conn.execute(
             f"SELECT {', '.join(cols)} FROM executions WHERE id = ?", (exec_id,)
         ).fetchone()

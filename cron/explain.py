@@ -117,7 +117,7 @@ def _claim_info(job: dict[str, Any], now: datetime, ttl: float) -> ClaimInfo | N
 
 def _recent(job_id: str, limit: int) -> list[dict[str, Any]]:
     # Reading must not create the ledger (as `history` does not).
-    if limit <= 0 or not get_store().ledger_path().exists():
+    if limit <= 0 or not get_store().ledger().exists():
         return []
     from cron.executions import list_executions
 

@@ -1,15 +1,22 @@
-"""The run ledger's SQLite schema and the writes a store makes inside its own transaction.
+"""The run ledger's schema and the writes a store makes inside its own transaction.
 
-Shared by :mod:`cron.executions` (the ledger API) and the SQLite store, whose
-database file holds the ledger beside the jobs so that a claim and its
-``claimed`` row commit together (SPEC §10).
+Shared by :mod:`cron.executions` (the ledger API) and the database stores,
+whose database holds the ledger beside the jobs so that a claim and its
+``claimed`` row commit together (SPEC §10). The statements are the portable
+SQL :mod:`cron.ledgerdb` describes; :data:`SCHEMA` is SQLite's DDL (a
+PostgreSQL store has its own, with the same tables and columns).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cron.ledgerdb import SqlConn
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,53 @@ CREATE TABLE IF NOT EXISTS job_events (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, id);
+CREATE TABLE IF NOT EXISTS tickers (
+    node_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start TEXT,
+    home TEXT,
+    provider TEXT,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    success_at TEXT,
+    last_error TEXT
+);
 """
+
+NONCE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS webhook_nonces "
+    "(signature TEXT PRIMARY KEY, expires_at REAL NOT NULL);"
+)
+"""The webhook's replay record (SPEC §7); part of :data:`SCHEMA`'s database on a database store."""
+
+SCHEMA += NONCE_SCHEMA + "\n"
+
+_ADDED_COLUMNS = (
+    ("pgid", "INTEGER"), ("pgid_start", "TEXT"), ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a SQLite ledger written by an older build lacks (idempotent, race-safe)."""
+
+    def missing() -> list[tuple[str, str]]:
+        have = {str(row[1]) for row in conn.execute("PRAGMA table_info(executions)")}
+        return [(name, kind) for name, kind in _ADDED_COLUMNS if name not in have]
+
+    if not missing():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have just added them.
+        for name, kind in missing():
+            conn.execute(f"ALTER TABLE executions ADD COLUMN {name} {kind}")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
 
 # "When did this attempt happen": the claim for fired runs, the start for runs
 # whose claim was never recorded, the recording time for missed/skipped rows.
@@ -94,7 +147,7 @@ WHEN = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
 ORDER = f"{WHEN} DESC, rowid DESC"
 
 
-def prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
+def prune(conn: SqlConn, job_id: str, keep: int) -> None:
     """Delete the job's rows beyond the newest ``keep``; live rows are never pruned.
 
     Cheap when under the bound (one indexed count), which is the common case.
@@ -121,7 +174,7 @@ def prune(conn: sqlite3.Connection, job_id: str, keep: int) -> None:
 
 
 
-def insert_rows(conn: sqlite3.Connection, rows: Sequence[LedgerRow], keep_per_job: int) -> int:
+def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> int:
     """Insert claim rows (``claimed``, id = token; kept if already there) and event rows
     (``missed``/``skipped``, final at once) inside the caller's transaction."""
     inserted = 0
@@ -132,10 +185,11 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[LedgerRow], keep_per_jo
             # ledger an older build created, before cron.executions has migrated it.
             cur = conn.execute(
                 """
-                INSERT OR IGNORE INTO executions
+                INSERT INTO executions
                     (id, job_id, job_name, scheduled_at, claimed_at, finished_at, status,
                      source, owner, error, attempt)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO NOTHING
                 """,
                 (r.id, r.job_id, r.job_name, r.scheduled_at,
                  r.at if r.status == "claimed" else None,
@@ -145,9 +199,10 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[LedgerRow], keep_per_jo
         elif r.status == "claimed":
             cur = conn.execute(
                 """
-                INSERT OR IGNORE INTO executions
+                INSERT INTO executions
                     (id, job_id, job_name, scheduled_at, claimed_at, status, source, owner)
                 VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)
+                ON CONFLICT (id) DO NOTHING
                 """,
                 (r.id, r.job_id, r.job_name, r.scheduled_at, r.at, r.source, r.owner),
             )

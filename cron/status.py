@@ -153,7 +153,7 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     from cron.store import get_store
 
     try:
-        if not get_store().ledger_path().exists():
+        if not get_store().ledger().exists():
             return []
         rows = executions.list_live_executions()
     except Exception:

@@ -66,9 +66,8 @@ from cron import paths
 from cron.config import cfg_get, read_config
 from cron.errors import ConfigError, CronkitError, ScheduleError
 from cron.groupcommit import GroupCommit, Pending
+from cron.ledgerdb import SqliteLedger
 from cron.metrics import Metrics, metrics_content_type, new_metrics
-from cron.sqlitewal import WalFile
-from cron.stores.json import JsonJobStore
 
 log = logging.getLogger(__name__)
 
@@ -202,22 +201,18 @@ def _max_skew() -> float:
 
 
 def nonces_path() -> Path:
-    """Where signatures of accepted requests are kept, for replay refusal.
+    """Where signatures of accepted requests are kept, for replay refusal (a SQLite file).
 
-    ``<home>/cron/webhook_nonces.db`` beside ``jobs.json``; on a database store,
-    that database (so a replay to another gateway sharing it is refused too).
+    ``<home>/cron/webhook_nonces.db`` beside ``jobs.json``; the database file of
+    a SQLite store. A store whose replay record is not a file raises
+    ``NotImplementedError`` (PostgreSQL keeps it in its database).
     """
     from cron.store import get_store
 
-    if isinstance(get_store(), JsonJobStore):
-        return paths.cron_dir() / "webhook_nonces.db"
-    return get_store().ledger_path()
-
-
-_NONCE_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS webhook_nonces "
-    "(signature TEXT PRIMARY KEY, expires_at REAL NOT NULL);"
-)
+    db = get_store().replay_db()
+    if not isinstance(db, SqliteLedger):
+        raise NotImplementedError(f"the replay record is in {db.location}, not a file")
+    return db.path
 
 
 @dataclass
@@ -228,29 +223,24 @@ class _NonceRequest(Pending):
     fresh: bool = False
 
 
-# FULL sync (one fsync per group-committed batch): the claim is the real guard,
-# but a replay inside max_skew after a power cut should still be refused.
-_nonce_db = WalFile(nonces_path, _NONCE_SCHEMA)
-
-
 def _write_nonces(batch: list[_NonceRequest]) -> None:
     """One transaction for the signatures of concurrent requests (one fsync, not N)."""
-    with _nonce_db.transaction() as conn:
+    from cron.store import get_store
+
+    with get_store().replay_db().write() as conn:
         oldest = min(r.at for r in batch)
         conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
         for req in batch:
-            # A signature recorded and not yet expired is a replay.
+            # A signature recorded and not yet expired is a replay. The insert is
+            # the compare-and-set: of racing nodes exactly one inserts or updates
+            # an expired row; a live row is left alone (0 rows) and means replay.
             row = conn.execute(
-                "SELECT expires_at FROM webhook_nonces WHERE signature = ?", (req.digest,)
+                "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE webhook_nonces.expires_at < ? RETURNING signature",
+                (req.digest, req.at + req.ttl, req.at),
             ).fetchone()
-            if row is not None and row[0] >= req.at:
-                req.fresh = False
-                continue
-            conn.execute(
-                "INSERT OR REPLACE INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                (req.digest, req.at + req.ttl),
-            )
-            req.fresh = True
+            req.fresh = row is not None
 
 
 _nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)

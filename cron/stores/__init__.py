@@ -29,15 +29,17 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cron import ledger_sql
 from cron.claim import Job, wake_time
 from cron.errors import StoreConfigError
 from cron.ledger_sql import LedgerRow
+from cron.ledgerdb import LedgerDB, SqliteLedger
 from cron.urls import mask_url
 
 __all__ = [
@@ -86,7 +88,8 @@ class JobStore(ABC):
     Optional, with correct defaults: :meth:`swap_many` (a loop of
     :meth:`swap`), :meth:`insert_many`, :meth:`next_wake` (the minimum over :meth:`scan`),
     :meth:`version` (``None``: unknown), :meth:`count`, :meth:`find_key`,
-    :meth:`ledger_path`, :meth:`write_rows`, :meth:`info`, :meth:`close`.
+    :meth:`ledger`, :meth:`replay_db`, :meth:`write_rows`, :meth:`clock`,
+    :meth:`info`, :meth:`close`.
 
     Every read returns private copies; every write is atomic and durable
     before it returns. A job's *wake time* (:func:`cron.claim.wake_time`) is
@@ -94,6 +97,11 @@ class JobStore(ABC):
     """
 
     _claim_ttl: float | None = None
+    _ledger: LedgerDB | None = None
+    _replay: LedgerDB | None = None
+    shared: bool = False
+    """True when other machines may use this store too (a database server): ``status``
+    then lists every registered ticker node (SPEC §12)."""
 
     @property
     def claim_ttl(self) -> float:
@@ -181,10 +189,10 @@ class JobStore(ABC):
         return [self.insert(job) for job in jobs]
 
     def write_rows(self, rows: list[LedgerRow]) -> None:
-        """Write ledger rows outside a swap. Default: the SQLite ledger at :meth:`ledger_path`."""
-        from cron import executions  # the ledger sits above the seam
-
-        executions.insert_rows(rows)
+        """Write ledger rows outside a swap, in one transaction of :meth:`ledger`."""
+        self.ledger().transact(
+            lambda conn: ledger_sql.insert_rows(conn, rows, ledger_sql.KEEP_PER_JOB)
+        )
 
     def next_wake(self) -> datetime | None:
         """The earliest wake time over every job, or None. Default: a full :meth:`scan`.
@@ -210,11 +218,49 @@ class JobStore(ABC):
                 return stored
         return None
 
-    def ledger_path(self) -> Path:
-        """The SQLite file that holds this store's run ledger and replay record."""
-        from cron import paths
+    def ledger(self) -> LedgerDB:
+        """The database of this store's run ledger, job events and ticker registry (SPEC §5, §10).
 
-        return paths.executions_path()
+        Default: ``<home>/cron/executions.db`` (SQLite). Note for implementers:
+        a database store returns its own database, so a claim and its ledger
+        row can commit together (:meth:`swap_many`).
+        """
+        if self._ledger is None:
+            from cron import paths
+
+            self._ledger = SqliteLedger(
+                paths.executions_path, ledger_sql.SCHEMA, migrate=ledger_sql.migrate
+            )
+        return self._ledger
+
+    def replay_db(self) -> LedgerDB:
+        """Where the webhook keeps signatures it accepted (SPEC §7). Default:
+        ``<home>/cron/webhook_nonces.db``, fsynced on every commit. A database
+        store returns its :meth:`ledger`, so a replay to another node is refused too."""
+        if self._replay is None:
+            from cron import paths
+
+            self._replay = SqliteLedger(
+                lambda: paths.cron_dir() / "webhook_nonces.db", ledger_sql.NONCE_SCHEMA,
+                synchronous="FULL",
+            )
+        return self._replay
+
+    def ledger_path(self) -> Path:
+        """The SQLite file of :meth:`ledger` (kept for tools that open it; a store whose
+        ledger is not a file raises ``NotImplementedError``)."""
+        ledger = self.ledger()
+        if not isinstance(ledger, SqliteLedger):
+            raise NotImplementedError(f"{self.url}: the ledger is not a file")
+        return ledger.path
+
+    def clock(self) -> datetime:
+        """Now, by the clock claims are judged by (SPEC §11). Default: this machine's.
+
+        Note for implementers: a store shared by several machines returns its
+        server's clock, so node clocks may drift without a double fire.
+        """
+        return datetime.now(UTC)
 
     def info(self) -> dict[str, Any]:
         """What ``cronkit store info`` shows: backend, location, schema version, job count."""
@@ -229,8 +275,10 @@ class JobStore(ABC):
         return None
 
     def close(self) -> None:
-        """Release connections and threads. The default holds none."""
-        return None
+        """Release connections and threads (this thread's ledger connections, by default)."""
+        for db in (self._ledger, self._replay):
+            if db is not None:
+                db.close()
 
 
 # -- URLs and the registry ---------------------------------------------------------

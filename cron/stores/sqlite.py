@@ -32,6 +32,7 @@ from cron import ledger_sql, paths
 from cron.claim import Job, wake_time
 from cron.errors import DuplicateJobError, SchemaVersionError, StoreConfigError
 from cron.ledger_sql import KEEP_PER_JOB, LedgerRow
+from cron.ledgerdb import LedgerDB, SqliteLedger
 from cron.sqlitewal import WalFile
 from cron.stores import JobStore, Stored, Swap
 
@@ -88,6 +89,7 @@ class SqliteJobStore(JobStore):
         # WAL + NORMAL: a commit survives any crash of this process or another (what
         # at-most-once needs); a power cut may lose the newest commits, never corrupt the
         # file. FULL would fsync every claim (several ms on a VM disk).
+        self._synchronous = synchronous
         self._wal = WalFile(self._path, _SCHEMA, synchronous=synchronous, timeout=BUSY_TIMEOUT)
         self._checked: set[str] = set()
         self._lock = threading.Lock()
@@ -103,8 +105,20 @@ class SqliteJobStore(JobStore):
     def url(self) -> str:
         return "sqlite" if self._explicit is None else f"sqlite://{self._explicit}"
 
-    def ledger_path(self) -> Path:
-        return self._path()
+    def ledger(self) -> LedgerDB:
+        # The same file: swap_many writes a claim's ledger row in the claim's transaction.
+        if self._ledger is None:
+            self._ledger = SqliteLedger(
+                self._path, _SCHEMA, synchronous=self._synchronous, migrate=ledger_sql.migrate
+            )
+        return self._ledger
+
+    def replay_db(self) -> LedgerDB:
+        # The same file again, but FULL: a replay inside max_skew after a power cut
+        # must still be refused (the claim is the real guard; this is the first).
+        if self._replay is None:
+            self._replay = SqliteLedger(self._path, _SCHEMA, synchronous="FULL")
+        return self._replay
 
     # -- connections and schema ------------------------------------------------------
 
@@ -296,4 +310,5 @@ class SqliteJobStore(JobStore):
 
     def close(self) -> None:
         self._wal.close_thread_connections()
+        super().close()
 

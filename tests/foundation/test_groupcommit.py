@@ -337,9 +337,11 @@ def test_a_failing_ledger_write_rolls_back_alone_in_a_shared_transaction(home: P
         insert("t-doomed")(conn)
         raise ValueError("constraint the op found broken")
 
-    ops = [executions._Op(insert("t1")), executions._Op(insert_then_fail),
-           executions._Op(insert("t2"))]
-    executions._write_ops(ops)  # one batch, as the group commit hands it over
+    from cron.ledgerdb import _Op
+    from cron.store import get_store
+
+    ops = [_Op(insert("t1")), _Op(insert_then_fail), _Op(insert("t2"))]
+    get_store().ledger()._write_ops(ops)  # one batch, as the group commit hands it over
     assert [op.result for op in ops] == ["t1", None, "t2"]
     assert ops[0].error is None and ops[2].error is None
     assert isinstance(ops[1].error, ValueError)

@@ -123,9 +123,9 @@ def drop_json_ledger() -> None:
     that state explicitly. On SQLite the ledger is the store's own file: nothing to do."""
     if not is_json():
         return
-    from cron import executions
+    from cron.store import get_store
 
-    executions._ledger.close_thread_connections()
+    get_store().ledger().close()
     base = paths.executions_path()
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
