@@ -301,6 +301,28 @@ def _mark_running_in(
     return source
 
 
+def _close_live(conn: SqlConn, token: str, row: Any, status: str, finished: str,
+                error: str | None, output_path: str | None) -> bool:
+    """Close a live row; a row already final keeps its outcome (each slot has one, SPEC §13).
+
+    A row is final before its run reports only when its claim was judged gone
+    (``unknown``: the owner was cut off for longer than ``claim_ttl`` and another
+    node settled it): that late result is refused, as the job refuses it.
+    """
+    if row["status"] not in ("claimed", "running"):
+        log.warning(
+            "ledger row %s of job %s is already %s; the late result %s is not recorded",
+            token, row["job_id"], row["status"], status,
+        )
+        return False
+    conn.execute(
+        "UPDATE executions SET status = ?, finished_at = ?, error = ?, "
+        "output_path = COALESCE(?, output_path) WHERE id = ?",
+        (status, finished, error, output_path, token),
+    )
+    return True
+
+
 def finish(
     token: str,
     *,
@@ -317,25 +339,22 @@ def finish(
 
     ``output_path`` None keeps the path recorded when the run started.
     Also prunes that job's rows beyond ``keep_per_job``. Returns False (and
-    logs a warning) when no row has this id, e.g. the ledger was reset.
+    logs a warning) when no row has this id (e.g. the ledger was reset) or the
+    row is already final (its outcome stands).
     """
     _check_status(status, FINAL_STATUSES)
     finished = _now_iso(now)
     out = str(output_path) if output_path is not None else None
 
     def close(conn: SqlConn) -> bool:
-        row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
+        row = conn.execute(
+            "SELECT job_id, status FROM executions WHERE id = ?", (token,)
+        ).fetchone()
         if row is None:
             log.warning("no ledger row %s to finish with status %s", token, status)
             return False
-        conn.execute(
-            """
-            UPDATE executions SET status = ?, finished_at = ?, error = ?,
-                output_path = COALESCE(?, output_path)
-            WHERE id = ?
-            """,
-            (status, finished, error, out, token),
-        )
+        if not _close_live(conn, token, row, status, finished, error, out):
+            return False
         _prune(conn, row["job_id"], keep_per_job)
         return True
 
@@ -360,17 +379,15 @@ def finish_many(
         closed = 0
         jobs_touched: set[str] = set()
         for token, status, error, output_path in rows:
-            row = conn.execute("SELECT job_id FROM executions WHERE id = ?", (token,)).fetchone()
+            row = conn.execute(
+                "SELECT job_id, status FROM executions WHERE id = ?", (token,)
+            ).fetchone()
             if row is None:
                 log.warning("no ledger row %s to finish with status %s", token, status)
                 continue
-            conn.execute(
-                "UPDATE executions SET status = ?, finished_at = ?, error = ?, "
-                "output_path = COALESCE(?, output_path) WHERE id = ?",
-                (status, finished, error, output_path, token),
-            )
-            jobs_touched.add(row["job_id"])
-            closed += 1
+            if _close_live(conn, token, row, status, finished, error, output_path):
+                jobs_touched.add(row["job_id"])
+                closed += 1
         for job_id in jobs_touched:
             _prune(conn, job_id, keep_per_job)
         return closed
@@ -478,7 +495,10 @@ def recover_interrupted_executions(*, now: datetime | None = None) -> int:
 
 
 def recover_interrupted_execution_rows(
-    *, now: datetime | None = None, term_grace: float | None = None
+    *,
+    now: datetime | None = None,
+    term_grace: float | None = None,
+    remote_gone: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[tuple[str, str]]:
     """Mark ``unknown`` every claimed/running row whose owner is provably gone.
 
@@ -493,6 +513,10 @@ def recover_interrupted_execution_rows(
     so settling the row (and the caller releasing the claim) can never let a
     second run start beside it. A group that cannot be ended (another user's
     process) keeps its row live, logged at ERROR.
+
+    A pid means nothing on another host: a row owned by another host is judged
+    by ``remote_gone(row)`` (on a shared store, the age of its claim: SPEC §11),
+    and left alone when it is not given. Its process group is never touched.
     Returns ``(execution id = claim token, job_id)`` of each row marked.
     """
     from cron.procgroup import TERM_GRACE
@@ -502,14 +526,23 @@ def recover_interrupted_execution_rows(
         if conn is None:
             return []
         rows = conn.execute(
-            "SELECT id, job_id, owner, pgid, pgid_start FROM executions "
+            "SELECT id, job_id, owner, pgid, pgid_start, claimed_at, started_at FROM executions "
             "WHERE status IN ('claimed', 'running')"
         ).fetchall()
     verdicts: dict[str, bool] = {}
     dead: list[tuple[str, str, str, str]] = []
+    here = procinfo.hostname()
     for row in rows:
         owner = row["owner"]
         if not owner:
+            continue
+        parsed = procinfo.split_owner(owner)
+        if parsed is not None and parsed[0] != here:
+            if remote_gone is None or not remote_gone(dict(row)):
+                continue
+            dead.append((row["id"], row["job_id"], owner,
+                         f"owner {owner} (another host) stopped refreshing its claim before "
+                         "the run finished; its outcome is unknown and it was not rerun"))
             continue
         if owner not in verdicts:
             verdicts[owner] = procinfo.owner_gone(owner)
@@ -531,14 +564,16 @@ def recover_interrupted_execution_rows(
                     )
                     continue
                 note = f"; its process group {group.pgid} was still running and was ended"
-        dead.append((row["id"], row["job_id"], owner, note))
+        dead.append((row["id"], row["job_id"], owner,
+                     f"owner process {owner} is gone (exited or pid reused) before the run "
+                     f"finished{note}; its outcome is unknown and it was not rerun"))
     if not dead:
         return []
     finished = _now_iso(now)
     marked: list[tuple[str, str]] = []
 
     def settle(conn: SqlConn) -> None:
-        for exec_id, job_id, owner, note in dead:
+        for exec_id, job_id, owner, message in dead:
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
             cur = conn.execute(
@@ -546,13 +581,7 @@ def recover_interrupted_execution_rows(
                 UPDATE executions SET status = 'unknown', finished_at = ?, error = ?
                 WHERE id = ? AND owner = ? AND status IN ('claimed', 'running')
                 """,
-                (
-                    finished,
-                    f"owner process {owner} is gone (exited or pid reused) before the run "
-                    f"finished{note}; its outcome is unknown and it was not rerun",
-                    exec_id,
-                    owner,
-                ),
+                (finished, message, exec_id, owner),
             )
             if cur.rowcount:
                 marked.append((exec_id, job_id))

@@ -40,8 +40,10 @@ EDITABLE = frozenset(
 )
 
 def _now(now: datetime | None) -> datetime:
+    # No ``now``: the store's clock (a shared database's, SPEC §11), so node clocks
+    # may drift without two nodes disagreeing about whether a claim is stale.
     if now is None:
-        return datetime.now(UTC)
+        return get_store().clock()
     if now.tzinfo is None:
         return now.replace(tzinfo=UTC)
     return now.astimezone(UTC)

@@ -32,7 +32,7 @@ from cron.config import cfg_get, read_config
 from cron.output import LiveOutput, open_output, write_output
 from cron.procgroup import ProcessGroup
 from cron.runners import RunContext, RunResult, run_action
-from cron.store import Job
+from cron.store import Job, get_store
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,28 @@ def _log_done(fut: Future[bool]) -> None:
         log.error("cron job raised out of run_one_job", exc_info=exc)
 
 
+def _remote_run_gone(row: dict[str, Any], now: datetime | None) -> bool:
+    """Is the run of ``row``, owned by a process on another host, provably over?
+
+    Its pid cannot be checked from here; its claim can (SPEC §11). A live run
+    keeps its job's claim fresh (the claim keeper), so a claim with this
+    token that went stale — by the store's clock — means its owner stopped.
+    A row whose job no longer carries its token is over once it is older than
+    ``claim_ttl`` (its owner released or lost the claim and never finished the row).
+    """
+    from cron import claim as rules
+
+    store = get_store()
+    at = now if now is not None else store.clock()
+    ttl = store.claim_ttl
+    stored = store.get(str(row["job_id"]))
+    claim = (stored.job.get("fire_claim") or {}) if stored is not None else {}
+    if claim.get("token") == row["id"]:
+        return not rules.claim_is_live(stored.job, at, ttl) if stored is not None else True
+    since = rules.parse_ts(row.get("claimed_at") or row.get("started_at"))
+    return since is not None and (at - since).total_seconds() >= ttl
+
+
 def recover_interrupted(*, now: datetime | None = None) -> int:
     """Settle runs whose owner process provably died: ledger ``unknown``, claim released.
 
@@ -126,7 +148,9 @@ def recover_interrupted(*, now: datetime | None = None) -> int:
     one — and the next slot need not wait ``claim_ttl`` to be claimable.
     Returns the number of runs settled.
     """
-    settled = executions.recover_interrupted_execution_rows(now=now)
+    settled = executions.recover_interrupted_execution_rows(
+        now=now, remote_gone=lambda row: _remote_run_gone(row, now)
+    )
     for token, job_id in settled:
         try:
             jobs.mark_job_run(

@@ -20,10 +20,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cron import changes, paths
 from cron.config import cfg_get, load_config
+
+if TYPE_CHECKING:
+    from cron.registry import Registration
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +226,7 @@ class InProcessCronScheduler(CronScheduler):
         *,
         tick_fn: TickFn | None = None,
         wait_fn: WaitFn | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         standby_poll: float = STANDBY_POLL,
     ) -> None:
         self._tick_fn = tick_fn
@@ -236,6 +239,7 @@ class InProcessCronScheduler(CronScheduler):
         """True while this ticker holds the home's ticker lock and ticks."""
         self.standing_by = False
         """True while another ticker is active and this one waits to take over."""
+        self._registration: Registration | None = None
 
     @property
     def name(self) -> str:
@@ -268,6 +272,7 @@ class InProcessCronScheduler(CronScheduler):
                 _write_ticker_pid(self.name)
             except BaseException:
                 log.exception("could not write the ticker pid file")
+            self._register()
             self._recover()
             next_recover = time.monotonic() + RECOVER_EVERY
             # Before the first beat overwrites it: a stale one means we were down (status).
@@ -290,6 +295,9 @@ class InProcessCronScheduler(CronScheduler):
                 self._sleep(stop_event, delay)
         finally:
             set_active_provider(None)
+            if self._registration is not None:
+                self._registration.remove()
+                self._registration = None
             if lock.held:
                 _remove_ticker_pid()
             lock.release()
@@ -338,12 +346,27 @@ class InProcessCronScheduler(CronScheduler):
         except BaseException:
             log.exception("could not recover interrupted executions")
 
-    def _beat(self, jobs_mod: Any, *, success: bool) -> None:
+    def _register(self) -> None:
+        # The store's registry row (SPEC §11): every node of a shared store lists it.
+        try:
+            from cron.registry import Registration
+            from cron.store import get_store
+
+            self._registration = Registration(get_store(), provider=self.name)
+        except BaseException:
+            log.exception("could not register this ticker in the store's registry")
+
+    def _beat(self, jobs_mod: Any, *, success: bool, error: str | None = None) -> None:
         try:
             jobs_mod.record_ticker_heartbeat(success=success)
         except BaseException:
             # record_ticker_heartbeat is best-effort already; this is belt and braces.
             log.exception("heartbeat write failed")
+        if self._registration is not None:
+            try:
+                self._registration.beat(ok=success, error=error)
+            except BaseException:
+                log.exception("registry heartbeat failed")
 
     def run_iteration(
         self, *, adapters: Any = None, loop: asyncio.AbstractEventLoop | None = None
@@ -354,16 +377,18 @@ class InProcessCronScheduler(CronScheduler):
         self.iterations += 1
         tick = self._tick_fn or scheduler.tick
         clean = False
+        error: str | None = None
         try:
             tick(sync=False, adapters=adapters, loop=loop)
             clean = True
         except BaseException as exc:
             log.exception("cron tick failed; the ticker keeps running")
+            error = f"{type(exc).__name__}: {exc}"
             try:
-                jobs.record_ticker_error(f"{type(exc).__name__}: {exc}")
+                jobs.record_ticker_error(error)
             except BaseException:
                 log.exception("could not record the tick error")
-        self._beat(jobs, success=clean)
+        self._beat(jobs, success=clean, error=error)
         if clean:
             try:
                 jobs.clear_ticker_error()
@@ -375,10 +400,13 @@ class InProcessCronScheduler(CronScheduler):
         """Seconds until the earliest due job, capped by ``interval`` (0 when overdue)."""
         from cron.store import get_store
 
-        wake = get_store().next_wake()
+        store = get_store()
+        wake = store.next_wake()
         if wake is None:
             return float(interval)
-        return max(0.0, min(float(interval), wake.timestamp() - self._clock()))
+        # The store's clock by default: wake times were computed by it (SPEC §11).
+        now = self._clock() if self._clock is not None else store.clock().timestamp()
+        return max(0.0, min(float(interval), wake.timestamp() - now))
 
     def _sleep(self, stop_event: threading.Event, delay: float) -> None:
         if self._wait_fn is not None:

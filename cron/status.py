@@ -47,6 +47,10 @@ class TickerStatus:
     stall: dict[str, Any] | None = None
     """What the last stall or downtime cost, from the audit (:func:`cron.audit.stall_impact`):
     ``from``, ``to`` (None while ongoing), ``slots`` that came due, and what became of them."""
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    """On a shared store (SPEC §12): every registered ticker — ``node``, ``host``, ``pid``,
+    ``home``, ``provider``, ``state`` (``running`` / ``failing`` as it last reported, or
+    ``stale``), ``heartbeat_age``, ``last_error``, ``this`` (the node of this home)."""
 
     @property
     def healthy(self) -> bool:
@@ -181,6 +185,14 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     return out
 
 
+def _nodes(t: float | None, limit: float) -> list[dict[str, Any]]:
+    # A registry that cannot be read hides the list, never the verdict.
+    try:
+        return _cluster_nodes(t, limit)
+    except Exception:
+        return []
+
+
 def _stall(t: float, beat: float | None, limit: float) -> dict[str, Any] | None:
     """The audit of the last stall window; a ledger that cannot be read hides it."""
     from cron.audit import stall_impact
@@ -189,6 +201,29 @@ def _stall(t: float, beat: float | None, limit: float) -> dict[str, Any] | None:
         return stall_impact(now=t, beat=beat, limit=limit)
     except Exception:
         return None
+
+
+def _cluster_nodes(t: float | None, limit: float) -> list[dict[str, Any]]:
+    """The registry of a shared store, judged by heartbeat age on the store's clock."""
+    from cron.registry import list_nodes
+    from cron.store import get_store
+
+    store = get_store()
+    if not store.shared:
+        return []
+    now = store.clock() if t is None else datetime.fromtimestamp(t, UTC)
+    home = str(paths.home())
+    here = hostname()
+    out = []
+    for n in list_nodes(store):
+        age = n.heartbeat_age(now)
+        out.append({
+            "node": n.node_id, "host": n.host, "pid": n.pid, "home": n.home,
+            "provider": n.provider, "state": "stale" if age > limit else n.state,
+            "heartbeat_age": age, "last_error": n.last_error,
+            "this": n.home == home and n.host == here,
+        })
+    return out
 
 
 def ticker_status(
@@ -203,12 +238,17 @@ def ticker_status(
     - ``running``: both fresh;
     - ``external``: a non-built-in provider is configured (heartbeats do not apply).
 
-    A job store that cannot be read makes a live ticker ``failing`` whatever its
-    heartbeat (nothing can fire until it is fixed); ``store_error`` names why.
+    A job store that cannot be read makes the verdict ``failing`` whatever the
+    heartbeats (nothing can fire until it is fixed); ``store_error`` names why.
     Failing jobs and runs past their timeout are listed but never change the state.
+
+    On a shared store (SPEC §12) every registered node is listed in ``nodes``;
+    while at least one of them is healthy (fresh heartbeat, last tick clean)
+    the verdict is ``running`` — whatever this home's own ticker is doing.
     """
     from cron.jobs import read_ticker_heartbeat
 
+    given = now is not None
     if now is None:
         t = time.time()
     elif isinstance(now, datetime):
@@ -237,6 +277,7 @@ def ticker_status(
         "failing_jobs_total": summary.failing_total,
         "runaway_runs": _runaway_runs(summary, t),
         "stall": _stall(t, beat, limit) if summary.error is None else None,
+        "nodes": _nodes(t if given else None, limit) if summary.error is None else [],
     }
     if provider.lower() not in BUILTIN_ALIASES:
         from cron.scheduler_provider import resolve_cron_scheduler
@@ -256,10 +297,15 @@ def ticker_status(
         # The configured provider is unusable: the built-in runs, so check it.
         provider = "builtin"
     name = "builtin"
-    if pid is None:
+    if pid is None and summary.error is None and not common["nodes"]:
         return TickerStatus("stopped", name, **common)
     if summary.error is not None:
-        return TickerStatus("failing", name, **common)
+        return TickerStatus("failing" if pid is not None else "stopped", name, **common)
+    if any(n["state"] == "running" for n in common["nodes"]):
+        # A cluster fires while any node is healthy; each stale node gets its ✗ line.
+        return TickerStatus("running", name, **common)
+    if pid is None:
+        return TickerStatus("stopped", name, **common)
     if beat_age is None:
         return TickerStatus("unknown", name, **common)
     if beat_age > limit:

@@ -187,13 +187,13 @@ def test_events_are_recorded_with_the_schedule_in_force(home: Path) -> None:
     jobs.pause_job(job["id"], now=T0 + 4 * MIN)  # no change: no event
     jobs.resume_job(job["id"], now=T0 + 5 * MIN)
     jobs.remove_job(job["id"], now=T0 + 6 * MIN)
-    conn = audit._open_ledger()
-    assert conn is not None
-    with conn:
+    from cron.store import get_store
+
+    with get_store().ledger().read() as conn:
+        assert conn is not None
         rows = conn.execute("SELECT kind, at, schedule, detail FROM job_events ORDER BY id")
         got = [(k, at, json.loads(s)["seconds"], json.loads(d)["next_run_at"])
                for k, at, s, d in rows]
-    conn.close()
     assert got == [
         ("create", "2025-03-01T12:00:00+00:00", 60, "2025-03-01T12:01:00+00:00"),
         ("edit", "2025-03-01T12:01:00+00:00", 120, "2025-03-01T12:03:00+00:00"),
