@@ -68,6 +68,7 @@ from typing import Any
 
 from cron.claim import ONE_SHOT_GRACE
 from cron.errors import AuditWindowError, JobNotFoundError
+from cron.executions import EVENT_KINDS, record_job_event
 from cron.ledgerdb import SqlConn
 from cron.schedule import compute_next_run, grace_seconds, iter_slots, to_iso
 
@@ -75,7 +76,6 @@ log = logging.getLogger(__name__)
 
 Job = dict[str, Any]
 
-EVENT_KINDS = ("create", "edit", "pause", "resume", "remove")
 FINAL_STATUSES = ("ok", "error", "timeout", "interrupted", "unknown", "missed", "skipped")
 IN_PROGRESS = frozenset({"claimed", "running"})
 RUN_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | IN_PROGRESS
@@ -108,43 +108,6 @@ def _parse_us(text: object) -> int | None:
 
 def _aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-# -- event rows ------------------------------------------------------------------------------
-
-_INSERT_EVENT = (
-    "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)"
-)
-
-
-def record_job_event(kind: str, job: Job, *, at: datetime, before: Job | None = None) -> None:
-    """Record one lifecycle event of ``job`` (its state after the event; for ``remove``
-    the job as it was). Best-effort: a failure is logged, never raised — the mutation
-    it describes is already durable."""
-    try:
-        from cron import executions
-
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown job event kind {kind!r}")
-        removed = kind == "remove"
-        detail = {
-            "state": "removed" if removed else job.get("state"),
-            "next_run_at": None if removed else job.get("next_run_at"),
-            "prev_next_run_at": (before or {}).get("next_run_at") if before else None,
-            "catch_up": job.get("catch_up"),
-            "name": job.get("name"),
-            "created_at": job.get("created_at"),
-            "last_scheduled_at": job.get("last_scheduled_at"),
-        }
-        row = (
-            str(job["id"]), kind, to_iso(_aware(at)),
-            json.dumps(job.get("schedule"), sort_keys=True),
-            json.dumps(detail, sort_keys=True),
-        )
-        executions.write_ledger(lambda conn: conn.execute(_INSERT_EVENT, row))
-    except Exception:
-        log.warning("could not record the %s event of job %s", kind, job.get("id"),
-                    exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -192,6 +155,15 @@ class SlotProblem:
     slot: str
     reason: str
     statuses: tuple[str, ...] = ()
+    overdue: bool = False
+    """A slot whose run should have been recorded by now but may still be (not yet lost
+    for good): ``stall_impact`` counts it as waiting."""
+
+
+def _problem(p: SlotProblem) -> dict[str, Any]:
+    d = asdict(p)
+    del d["overdue"]  # the --json shape is documented (docs/CLI.md); reason says it
+    return d
 
 
 @dataclass
@@ -270,8 +242,8 @@ class AuditReport:
             "until": to_iso(self.until),
             "ok": self.ok,
             "totals": self.totals(),
-            "lost": [asdict(p) for p in self.lost],
-            "double": [asdict(p) for p in self.double],
+            "lost": [_problem(p) for p in self.lost],
+            "double": [_problem(p) for p in self.double],
             "jobs": jobs,
         }
 
@@ -625,7 +597,8 @@ def _audit_job(
             if s > hi - _grace_us(sched, s):
                 audit.pending += 1
             else:
-                audit.lost.append(SlotProblem(job_id, name, to_iso(_from_us(s)), "overdue"))
+                audit.lost.append(SlotProblem(job_id, name, to_iso(_from_us(s)), "overdue",
+                                              overdue=True))
             continue
         i = bisect.bisect_left(whens, s)
         if i < len(decisions):
@@ -754,13 +727,14 @@ def stall_impact(*, now: float, beat: float | None, limit: float) -> dict[str, A
         "replaced_by_late_fire": passed.get("late_fire", 0) + passed.get("forced", 0),
         "missed": outcomes.get("missed", 0) + passed.get("missed", 0),
         "skipped": outcomes.get("skipped", 0) + passed.get("skipped", 0),
-        "waiting": t["pending"] + sum(1 for p in lost if p.reason == "overdue"),
-        "lost": sum(1 for p in lost if p.reason != "overdue"),
+        "waiting": t["pending"] + sum(1 for p in lost if p.overdue),
+        "lost": sum(1 for p in lost if not p.overdue),
         "double": t["double"],
     }
 
 
 __all__ = [
+    "EVENT_KINDS",
     "AuditReport",
     "JobAudit",
     "SlotProblem",

@@ -29,6 +29,7 @@ Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from cron import ledger_sql, procinfo
 from cron.ledger_sql import LedgerRow
 from cron.ledgerdb import LedgerDB, SqlConn
 from cron.procgroup import ProcessGroup
+from cron.schedule import to_iso
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -625,3 +627,44 @@ def get_execution(exec_id: str, *, attempts: bool = False) -> dict[str, Any] | N
             f"SELECT {', '.join(cols)} FROM executions WHERE id = ?", (exec_id,)
         ).fetchone()
     return dict(row) if row is not None else None
+
+
+EVENT_KINDS = ("create", "edit", "pause", "resume", "remove")
+"""Job lifecycle events the audit reads (SPEC §13): when a job was owed slots."""
+
+
+# -- event rows ------------------------------------------------------------------------------
+
+_INSERT_EVENT = (
+    "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def record_job_event(
+    kind: str, job: dict[str, Any], *, at: datetime, before: dict[str, Any] | None = None
+) -> None:
+    """Record one lifecycle event of ``job`` (its state after the event; for ``remove``
+    the job as it was). Best-effort: a failure is logged, never raised — the mutation
+    it describes is already durable."""
+    try:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown job event kind {kind!r}")
+        removed = kind == "remove"
+        detail = {
+            "state": "removed" if removed else job.get("state"),
+            "next_run_at": None if removed else job.get("next_run_at"),
+            "prev_next_run_at": (before or {}).get("next_run_at") if before else None,
+            "catch_up": job.get("catch_up"),
+            "name": job.get("name"),
+            "created_at": job.get("created_at"),
+            "last_scheduled_at": job.get("last_scheduled_at"),
+        }
+        row = (
+            str(job["id"]), kind, to_iso(at),
+            json.dumps(job.get("schedule"), sort_keys=True),
+            json.dumps(detail, sort_keys=True),
+        )
+        write_ledger(lambda conn: conn.execute(_INSERT_EVENT, row))
+    except Exception:
+        log.warning("could not record the %s event of job %s", kind, job.get("id"),
+                    exc_info=True)

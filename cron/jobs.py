@@ -13,17 +13,22 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from cron import changes, metrics, paths
+from cron import changes, metrics
 from cron import claim as rules
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
 from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
+from cron.heartbeat import (
+    clear_ticker_error,
+    read_ticker_heartbeat,
+    record_ticker_error,
+    record_ticker_heartbeat,
+)
 from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
 from cron.retry import validate_retry
@@ -532,7 +537,7 @@ def _event_kind(before: Job, after: Job) -> str:
 
 def _record_event(kind: str, job: Job, at: datetime, before: Job | None = None) -> None:
     # The audit's record of when the job was owed slots (best-effort, never raises).
-    from cron.audit import record_job_event
+    from cron.executions import record_job_event
 
     record_job_event(kind, job, at=at, before=before)
 
@@ -1060,73 +1065,6 @@ def refresh_claims(held: Sequence[tuple[str, str]], *, now: datetime | None = No
 def refresh_claim(job_id: str, token: str, *, now: datetime | None = None) -> bool:
     """Re-date the live claim held by ``token`` (called by running jobs every ``claim_ttl/3``)."""
     return refresh_claims([(job_id, token)], now=now)[0]
-
-
-# -- ticker heartbeat files ----------------------------------------------------
-
-
-def _write_epoch(path_fn: Callable[[], Any], value: float, extra: str = "") -> None:
-    path = path_fn()
-    paths.cron_dir(create=True)
-    paths.atomic_write_text(path, f"{value:.3f}\n{extra}", durable=False)
-
-
-def record_ticker_heartbeat(*, success: bool = True, now: datetime | None = None) -> None:
-    """Write ``ticker_heartbeat`` (and ``ticker_last_success`` when ``success``).
-
-    Best-effort by contract: a failure to write is logged, never raised — a
-    full disk must not kill the loop whose liveness the file reports.
-    """
-    epoch = _now(now).timestamp() if now is not None else time.time()
-    try:
-        _write_epoch(paths.heartbeat_path, epoch)
-    except Exception:
-        log.warning("could not write the ticker heartbeat", exc_info=True)
-    if success:
-        # Independent of the heartbeat: one unwritable file must not hide the other.
-        try:
-            _write_epoch(paths.last_success_path, epoch)
-        except Exception:
-            log.warning("could not write the ticker success marker", exc_info=True)
-
-
-def record_ticker_error(message: str, *, now: datetime | None = None) -> None:
-    """Write ``ticker_last_error``: epoch on line 1, ``Type: message`` after. Best-effort."""
-    epoch = _now(now).timestamp() if now is not None else time.time()
-    try:
-        _write_epoch(paths.last_error_path, epoch, message.rstrip("\n") + "\n")
-    except Exception:
-        log.warning("could not write the ticker error file", exc_info=True)
-
-
-def clear_ticker_error() -> None:
-    try:
-        paths.last_error_path().unlink(missing_ok=True)
-    except Exception:
-        log.warning("could not remove the ticker error file", exc_info=True)
-
-
-def _read_epoch(path: Any) -> tuple[float | None, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        return None, ""
-    except OSError:
-        return None, ""
-    first, _, rest = text.partition("\n")
-    try:
-        return float(first.strip()), rest.strip()
-    except ValueError:
-        return None, rest.strip()
-
-
-def read_ticker_heartbeat() -> tuple[float | None, float | None, str | None]:
-    """``(heartbeat_epoch, last_success_epoch, last_error)``; None where a file is absent."""
-    beat, _ = _read_epoch(paths.heartbeat_path())
-    success, _ = _read_epoch(paths.last_success_path())
-    err_at, err = _read_epoch(paths.last_error_path())
-    error = err if (err or err_at is not None) else None
-    return beat, success, error or None
 
 
 __all__ = [

@@ -132,10 +132,11 @@ class _StoreCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from cron.claim import is_active, parse_ts
-        from cron.jobs import list_jobs, read_ticker_heartbeat
+        from cron.heartbeat import read_ticker_heartbeat
+        from cron.store import get_store
 
         try:
-            jobs = list_jobs()
+            jobs = [s.job for s in get_store().scan()]
         except Exception:
             log.warning("metrics: the job store cannot be read", exc_info=True)
             jobs = None

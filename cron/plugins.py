@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from cron import paths
-from cron.scheduler_provider import BUILTIN_ALIASES, CronScheduler
+from cron.trigger import BUILTIN_ALIASES, CronScheduler
 
 log = logging.getLogger(__name__)
 

@@ -12,107 +12,40 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cron import changes, paths
+from cron import changes, heartbeat, paths
 from cron.config import cfg_get, load_config
+from cron.trigger import BUILTIN_ALIASES, CronScheduler
+
+__all__ = [
+    "BUILTIN_ALIASES",
+    "CronScheduler",
+    "InProcessCronScheduler",
+    "TickerLock",
+    "resolve_cron_scheduler",
+    "start_in_background",
+]
 
 if TYPE_CHECKING:
     from cron.registry import Registration
+    from cron.stores import JobStore
 
 log = logging.getLogger(__name__)
 
-BUILTIN_ALIASES = frozenset({"", "builtin", "in-process", "inprocess"})
+def _store_or_none() -> JobStore | None:
+    from cron.store import get_store
 
-
-class CronScheduler(ABC):
-    """A trigger provider. **Experimental**: its shape is proven by two providers.
-
-    Required (abstract — exactly these two, forever):
-        ``name`` — a short identifier, matching ``cron.provider`` in config.
-        ``start(stop_event, *, adapters=None, loop=None, interval=60)`` — begin
-        triggering. A provider that loops (the built-in) returns only once
-        ``stop_event`` is set; one that delegates to an outside scheduler may
-        set that up and return at once.
-
-    Optional (working defaults; override any of them):
-        ``is_available()`` — can this provider work here? Must be cheap and
-        make **no network call**: it runs on every resolve. Default True.
-        ``stop()`` — release resources. Default: nothing to do.
-        ``on_jobs_changed()`` — the store changed in this process (called after
-        every successful create/update/remove/pause/resume). Default: nothing.
-        ``reconcile()`` — converge external state toward the store. Default:
-        nothing.
-        ``fire_due(job_id, ...)`` — fire one job the way an external trigger
-        does: claim → re-read → ``run_one_job``.
-
-    Growth must stay additive: a new hook gets a safe default, never a new
-    abstract method, so every provider written against today's ABC keeps
-    working. ``test_abc_growth_stays_additive`` fails if the abstract set ever
-    differs from ``{name, start}``.
-    """
-
-    @property
-    @abstractmethod
-    def name(self) -> str: ...
-
-    @abstractmethod
-    def start(
-        self,
-        stop_event: threading.Event,
-        *,
-        adapters: Any = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        interval: float = 60,
-    ) -> None: ...
-
-    def is_available(self) -> bool:
-        return True
-
-    def stop(self) -> None:
+    try:
+        return get_store()
+    except Exception:
+        log.exception("the job store cannot be opened; the ticker keeps trying")
         return None
-
-    def on_jobs_changed(self) -> None:
-        return None
-
-    def reconcile(self) -> None:
-        return None
-
-    def fire_due(
-        self,
-        job_id: str,
-        *,
-        adapters: Any = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        scheduled_at: datetime | str | None = None,
-        now: datetime | None = None,
-        force: bool = False,
-    ) -> bool:
-        """Claim ``job_id`` for ``scheduled_at`` and run it; True only if this call ran it.
-
-        Claim through the store's compare-and-set (a lost claim → False, no
-        run) → re-read the job (removed meanwhile → False) → ``run_one_job``.
-        The ledger row's ``source`` is this provider's ``name``.
-        """
-        from cron import scheduler
-
-        fired = scheduler.fire_job(
-            job_id, scheduled_at=scheduled_at, now=now, force=force, source=self.name
-        )
-        if fired.job is None:
-            return False
-        job = fired.job
-        # True means 'this caller claimed and ran it', whatever the run's outcome.
-        scheduler.run_one_job(job, adapters=adapters, loop=loop)
-        return True
 
 
 # -- the built-in ticker --------------------------------------------------------
@@ -169,31 +102,6 @@ class TickerLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _write_ticker_pid(provider: str) -> None:
-    from cron.procinfo import hostname, process_start_time
-
-    pid = os.getpid()
-    data = {
-        "pid": pid,
-        "start": process_start_time(pid),
-        "host": hostname(),
-        "provider": provider,
-        "started_at": datetime.now(UTC).isoformat(),
-    }
-    paths.cron_dir(create=True)
-    paths.atomic_write_text(paths.ticker_pid_path(), json.dumps(data) + "\n", durable=False)
-
-
-def _remove_ticker_pid() -> None:
-    # Called only by the lock holder: a pid file naming another pid is a dead ticker's.
-    try:
-        data = json.loads(paths.ticker_pid_path().read_text(encoding="utf-8"))
-        if data.get("pid") == os.getpid():
-            paths.ticker_pid_path().unlink()
-    except (OSError, ValueError):
-        pass
 
 
 class InProcessCronScheduler(CronScheduler):
@@ -265,14 +173,23 @@ class InProcessCronScheduler(CronScheduler):
 
         set_active_provider(self)
         lock = TickerLock()
+        store: JobStore | None = None
+        hint = self._wake.set
         try:
             if not self._become_active(lock, stop_event):
                 return
             try:
-                _write_ticker_pid(self.name)
+                heartbeat.write_ticker_pid(self.name)
             except BaseException:
                 log.exception("could not write the ticker pid file")
             self._register()
+            store = _store_or_none()
+            if store is not None:
+                # Another node's change wakes this ticker (PostgreSQL: LISTEN/NOTIFY).
+                try:
+                    store.subscribe(hint)
+                except Exception:
+                    log.exception("could not subscribe to the store's change hints; polling")
             self._recover()
             next_recover = time.monotonic() + RECOVER_EVERY
             # Before the first beat overwrites it: a stale one means we were down (status).
@@ -295,11 +212,14 @@ class InProcessCronScheduler(CronScheduler):
                 self._sleep(stop_event, delay)
         finally:
             set_active_provider(None)
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.unsubscribe(hint)
             if self._registration is not None:
                 self._registration.remove()
                 self._registration = None
             if lock.held:
-                _remove_ticker_pid()
+                heartbeat.remove_ticker_pid()
             lock.release()
             self.active = False
 
@@ -315,9 +235,7 @@ class InProcessCronScheduler(CronScheduler):
                 return True
         except OSError:
             log.exception("cannot open the ticker lock %s", paths.ticker_lock_path())
-        from cron.status import read_ticker_pid
-
-        holder = read_ticker_pid() or {}
+        holder = heartbeat.read_ticker_pid() or {}
         log.info(
             "another ticker (pid %s) is active on %s; standing by to take over if it stops",
             holder.get("pid", "?"), paths.home(),

@@ -6,7 +6,6 @@ store — so it works from any process, including one that never ran a tick.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -14,8 +13,11 @@ from typing import Any
 
 from cron import paths
 from cron.config import cfg_get, load_config, stale_after
-from cron.procinfo import hostname, pid_alive, process_start_time
+from cron.heartbeat import live_ticker_pid, read_ticker_pid
+from cron.procinfo import hostname
 from cron.scheduler_provider import BUILTIN_ALIASES
+
+__all__ = ["TickerStatus", "live_ticker_pid", "read_ticker_pid", "ticker_status"]
 
 STATES = ("running", "failing", "stalled", "unknown", "stopped", "external")
 FAILING_JOBS_SHOWN = 5
@@ -64,33 +66,6 @@ class TickerStatus:
         out = asdict(self)
         out["healthy"] = self.healthy
         return out
-
-
-def read_ticker_pid() -> dict[str, Any] | None:
-    try:
-        data = json.loads(paths.ticker_pid_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
-
-
-def live_ticker_pid(info: dict[str, Any] | None) -> int | None:
-    """The pid in the ticker pid file if that exact process still runs, else None.
-
-    A pid alone is not proof: after a crash the kernel may reuse it, so the
-    recorded process start time must match too.
-    """
-    if info is None:
-        return None
-    pid = int(info["pid"])
-    if info.get("host") not in (None, hostname()):
-        return None
-    if not pid_alive(pid):
-        return None
-    recorded = info.get("start")
-    if recorded is not None and process_start_time(pid) != recorded:
-        return None
-    return pid
 
 
 def _store_error_text(exc: BaseException) -> str:

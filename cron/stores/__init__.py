@@ -274,6 +274,10 @@ class JobStore(ABC):
         """
         return None
 
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback`` (one passed to :meth:`subscribe`). Default: nothing."""
+        return None
+
     def close(self) -> None:
         """Release connections and threads (this thread's ledger connections, by default)."""
         for db in (self._ledger, self._replay):

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_wake_at ON jobs(wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
+INSERT OR IGNORE INTO cronkit_meta (name, value) VALUES ('jobs_version', '0');
 """
     + ledger_sql.SCHEMA
 )
@@ -213,13 +214,16 @@ class SqliteJobStore(JobStore):
         return _from_wake_text(row[0]) if row is not None else None
 
     def version(self) -> object | None:
-        # data_version changes when another connection commits; our own writes
-        # are covered by total_changes() of this thread's connection.
+        # A counter every job write bumps in its own transaction — not PRAGMA
+        # data_version, which also moves on ledger and registry writes: tickers
+        # sharing the file would wake each other with every heartbeat, forever.
         with self._read() as conn:
             if conn is None:
                 return (str(self._path()), None)
-            (dv,) = conn.execute("PRAGMA data_version").fetchone()
-            return (str(self._path()), dv, conn.total_changes)
+            row = conn.execute(
+                "SELECT value FROM cronkit_meta WHERE name = 'jobs_version'"
+            ).fetchone()
+            return (str(self._path()), row[0] if row is not None else None)
 
     def count(self) -> int:
         with self._read() as conn:
@@ -255,13 +259,25 @@ class SqliteJobStore(JobStore):
         )
         return Stored(json.loads(doc), 1)
 
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE cronkit_meta SET value = CAST(value AS INTEGER) + 1 "
+            "WHERE name = 'jobs_version'"
+        )
+
     def insert(self, job: Job) -> Stored:
         with self._write() as conn:
-            return self._insert_in(conn, job)
+            out = self._insert_in(conn, job)
+            self._bump(conn)
+            return out
 
     def insert_many(self, jobs: Sequence[Job]) -> list[Stored]:
         with self._write() as conn:
-            return [self._insert_in(conn, job) for job in jobs]
+            out = [self._insert_in(conn, job) for job in jobs]
+            if out:
+                self._bump(conn)
+            return out
 
     def _swap_in(self, conn: sqlite3.Connection, job_id: str, rev: object, new: Job,
                  ttl: float) -> Stored | None:
@@ -277,7 +293,10 @@ class SqliteJobStore(JobStore):
 
     def swap(self, job_id: str, rev: object, new: Job) -> Stored | None:
         with self._write() as conn:
-            return self._swap_in(conn, job_id, rev, new, self.claim_ttl)
+            won = self._swap_in(conn, job_id, rev, new, self.claim_ttl)
+            if won is not None:
+                self._bump(conn)
+            return won
 
     def swap_many(self, swaps: Sequence[Swap]) -> list[Stored | None]:
         if not swaps:
@@ -294,6 +313,8 @@ class SqliteJobStore(JobStore):
             if rows:
                 # Same transaction: a won claim without its ledger row cannot exist.
                 ledger_sql.insert_rows(conn, rows, KEEP_PER_JOB)
+            if any(o is not None for o in out):
+                self._bump(conn)
         return out
 
     def write_rows(self, rows: list[LedgerRow]) -> None:
@@ -306,7 +327,10 @@ class SqliteJobStore(JobStore):
                 cur = conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             else:
                 cur = conn.execute("DELETE FROM jobs WHERE id = ? AND rev = ?", (job_id, rev))
-            return cur.rowcount == 1
+            if cur.rowcount == 1:
+                self._bump(conn)
+                return True
+            return False
 
     def close(self) -> None:
         self._wal.close_thread_connections()

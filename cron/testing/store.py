@@ -434,6 +434,20 @@ class StoreContract:
         assert store.delete(job["id"]) is True
         assert store.version() not in (v0, v1, v2), "delete"
 
+    def test_ledger_writes_leave_the_version_alone(self, store: JobStore) -> None:
+        # Tickers sharing a store wake on a version change; if a heartbeat row or a
+        # run's ledger row moved it, every beat would wake every other node, forever.
+        if store.version() is None:
+            pytest.skip(f"{type(store).__name__}.version() is None")
+        from cron.registry import Registration
+
+        job = make_job()
+        store.insert(job)
+        before = store.version()
+        store.write_rows([self._row(job["id"])])
+        Registration(store, provider="builtin").beat(ok=True)
+        assert store.version() == before
+
     def test_count(self, store: JobStore) -> None:
         assert store.count() == 0
         made = [make_job() for _ in range(3)]

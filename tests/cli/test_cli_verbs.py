@@ -468,7 +468,8 @@ def test_status_stopped_and_json(home: Path) -> None:
     assert set(data) == {"state", "provider", "gateway_pid", "heartbeat_age", "success_age",
                          "last_error", "jobs_active", "next_run_at", "stale_after", "detail",
                          "healthy", "store_error", "failing_jobs", "failing_jobs_total",
-                         "runaway_runs", "stall"}
+                         "runaway_runs", "stall", "nodes"}
+    assert data["nodes"] == []  # a home's own store is not shared: no registry listed
 
 
 def test_status_running(home: Path) -> None:

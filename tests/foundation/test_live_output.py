@@ -133,7 +133,11 @@ def test_history_knows_the_path_of_a_failed_run(home: Path, status: str) -> None
     job = jobs.create_job("every 1m", "echo partial; exit 127", now=T0)
     assert scheduler.tick(now=DUE, sync=True) == 1
     (row,) = _rows(job["id"])
-    # A later close without a path (recovery, shutdown) keeps the one recorded at start.
-    assert executions.finish(row["id"], status=status, error="later")
+    assert row["status"] == "error" and row["output_path"]
+    # A later close (recovery, shutdown) of a row already final is refused: the slot's
+    # one outcome stands, and the output path recorded at start stays.
+    assert executions.finish(row["id"], status=status, error="later") is False
     again = executions.get_execution(row["id"])
-    assert again is not None and again["output_path"] == row["output_path"]
+    assert again is not None
+    assert (again["status"], again["error"], again["output_path"]) == (
+        row["status"], row["error"], row["output_path"])

@@ -47,7 +47,7 @@ from typing import Any
 from cron import paths
 from cron.providers.crontab import table
 from cron.providers.crontab.table import CrontabError, CrontabRenderError
-from cron.scheduler_provider import CronScheduler
+from cron.trigger import CronScheduler
 
 log = logging.getLogger(__name__)
 
