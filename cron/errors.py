@@ -33,6 +33,14 @@ class ScheduleError(CronkitError, ValueError):
         super().__init__(f"invalid schedule {text!r}{detail}; accepted forms: {ACCEPTED_SCHEDULES}")
 
 
+class TimeZoneError(ScheduleError):
+    """A time zone given on its own (``--tz``, a job's ``tz``) that is not an IANA zone.
+
+    ``text`` is the zone as given. A zone inside a schedule dict stays a plain
+    :class:`ScheduleError`: there the schedule is what is wrong.
+    """
+
+
 class JobNotFoundError(CronkitError, KeyError):
     """No job with this id exists in the store."""
 

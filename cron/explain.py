@@ -212,19 +212,19 @@ def _verdict(
 
 
 def _when(value: object, zone: tzinfo, now: datetime, *, relative: bool = True) -> str:
-    from cron.cli import fmt_time
+    from cron.cli._format import fmt_time
 
     return fmt_time(value, now=now, zone=zone, relative=relative)
 
 
 def _span(seconds: float) -> str:
-    from cron.cli import fmt_duration
+    from cron.cli._format import fmt_duration
 
     return fmt_duration(seconds)
 
 
 def _next_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
-    from cron.cli import fmt_duration, fmt_offset
+    from cron.cli._format import fmt_duration, fmt_offset
 
     nxt = _parse(exp.next_run_at)
     if nxt is None:
@@ -292,7 +292,7 @@ def _claim_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
 
 
 def _row_sentence(row: dict[str, Any], zone: tzinfo, now: datetime) -> str:
-    from cron.cli import fmt_time
+    from cron.cli._format import fmt_time
 
     slot = row.get("scheduled_at") or row.get("claimed_at") or row.get("started_at")
     when = fmt_time(slot, now=now, zone=zone)

@@ -14,12 +14,14 @@ Lifecycle::
     stop: webhook answers 503 to new fires -> stop_event + provider.stop() ->
     wait for running jobs (up to ``grace``) -> uvicorn exits -> SIGTERM each
     still-running job's process group, SIGKILL 5 s later, rows ``interrupted``
-    -> pid file removed -> lock released -> exit 0
+    -> pid file removed -> lock released -> return 0
+
+``cronkit gateway`` (:mod:`cron.cli.service`) is the command line; this module
+only runs the gateway, so a host can embed it (``stop_event``) and carry on.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
@@ -33,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -41,7 +43,7 @@ from typing import Any
 
 from cron import paths
 from cron.config import cfg_get, load_config
-from cron.errors import CronkitError, GatewayRunningError
+from cron.errors import GatewayRunningError
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +282,12 @@ def run_gateway(
     each one's process group gets SIGTERM, then SIGKILL 5 s later, and the
     runs are recorded ``interrupted`` (claims released): nothing started here
     outlives the gateway. A python callable cannot be killed: its row is
-    closed and the process exits at once (``os._exit(0)``), which ends it.
+    closed (``timeout``, or ``interrupted`` if still within its timeout; claim
+    released) and this returns while the callable still runs in a thread of
+    this process. New runs in this process then stay refused (until
+    :func:`cron.scheduler.allow_starts`), so it never overlaps a run of its own
+    job; ``cronkit gateway`` ends the process (``os._exit``) after this
+    returns, which ends it.
     """
     from cron import scheduler_provider
     from cron import webhook as webhook_mod
@@ -395,43 +402,12 @@ def run_gateway(
 
         if _running_jobs():
             # Only runs nothing can stop are left (a python callable past its
-            # timeout): exiting ends them, so their rows say so first.
+            # timeout): the process exiting ends them, so their rows say so first.
             left = scheduler.abandon_running("the gateway exited after its grace")
             log.warning(
                 "%d run(s) could not be stopped (python callables); exiting ends them", left
             )
-            logging.shutdown()
-            os._exit(0)
-        scheduler.allow_starts()
-        log.info("cronkit gateway stopped")
+        else:
+            scheduler.allow_starts()
+            log.info("cronkit gateway stopped")
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cronkit gateway",
-        description="Run the cron trigger and the fire webhook in the foreground.",
-    )
-    parser.add_argument("--host", help="webhook bind address (default: cron.webhook.host)")
-    parser.add_argument("--port", type=int, help="webhook port, 0 = any free port")
-    parser.add_argument("--no-webhook", action="store_true", help="run the trigger only")
-    parser.add_argument("--interval", type=float, help="longest ticker sleep in seconds")
-    parser.add_argument("--grace", type=float, default=30.0,
-                        help="seconds to wait for running jobs on shutdown (default 30)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cron.gateway [--host H] [--port P] [--no-webhook] [--interval S]``."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run_gateway(
-            host=args.host, port=args.port, webhook=not args.no_webhook,
-            interval=args.interval, grace=args.grace,
-        )
-    except CronkitError as exc:
-        sys.stderr.write(f"cronkit gateway: {exc}\n")
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

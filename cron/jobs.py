@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 from cron import changes, metrics
 from cron import claim as rules
 from cron.config import CATCH_UP_POLICIES, cfg_get, read_config
-from cron.errors import DuplicateJobError, JobNotFoundError, JobValueError, ScheduleError
+from cron.errors import (
+    DuplicateJobError,
+    JobNotFoundError,
+    JobValueError,
+    ScheduleError,
+    TimeZoneError,
+)
 from cron.heartbeat import (
     clear_ticker_error,
     read_ticker_heartbeat,
@@ -79,8 +85,8 @@ def _validate_tz(tz: object) -> str | None:
     if tz is None or tz == "":
         return None
     if not isinstance(tz, str):
-        raise ScheduleError(tz, "a time zone must be an IANA name such as 'Europe/Berlin'")
-    resolve_zone(tz)  # raises ScheduleError for an unknown zone
+        raise TimeZoneError(tz, "a time zone must be an IANA name such as 'Europe/Berlin'")
+    resolve_zone(tz)  # raises TimeZoneError for an unknown zone
     return tz
 
 

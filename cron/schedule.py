@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
-from cron.errors import ScheduleError, ScheduleTooLongError
+from cron.errors import ScheduleError, ScheduleTooLongError, TimeZoneError
 
 __all__ = [
     "compute_next_run",
@@ -316,18 +316,18 @@ def resolve_zone(name: str | tzinfo | None = None, cfg: dict[str, Any] | None = 
     failure is ignored here); ``$TZ`` if it names an IANA zone; the system zone
     (``/etc/localtime`` link target, ``/etc/timezone``); UTC.
 
-    Raises :class:`ScheduleError` only for an explicit ``name`` that is not a
-    known zone.
+    Raises :class:`~cron.errors.TimeZoneError` (a ``ScheduleError``) only for
+    an explicit ``name`` that is not a known zone.
     """
     if isinstance(name, tzinfo):
         return name
     if isinstance(name, str) and name.strip():
         zone = _zone_from_name(name.strip())
         if zone is None:
-            raise ScheduleError(name, "unknown time zone")
+            raise TimeZoneError(name, "unknown time zone")
         return zone
     if name is not None and not isinstance(name, str):
-        raise ScheduleError(name, "time zone must be an IANA name or a tzinfo")
+        raise TimeZoneError(name, "time zone must be an IANA name or a tzinfo")
     if cfg is not None:
         return _fallback_zone(_configured_name(cfg))
     return _configured_zone()

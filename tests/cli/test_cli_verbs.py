@@ -745,7 +745,7 @@ def test_overdue_next_run_is_flagged(home: Path) -> None:
     (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
 ])
 def test_fmt_duration(seconds: float, text: str) -> None:
-    from cron.cli import fmt_duration
+    from cron.cli._format import fmt_duration
 
     assert fmt_duration(seconds) == text
     assert fmt_duration(-seconds) == text
@@ -754,7 +754,7 @@ def test_fmt_duration(seconds: float, text: str) -> None:
 def test_fmt_time_and_relative() -> None:
     from zoneinfo import ZoneInfo
 
-    from cron.cli import fmt_relative, fmt_time
+    from cron.cli._format import fmt_relative, fmt_time
 
     now = datetime(2026, 11, 25, 8, 56, tzinfo=UTC)
     at = "2026-11-25T08:00:00+00:00"
