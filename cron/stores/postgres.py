@@ -60,6 +60,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -214,6 +215,7 @@ def create_schema(conn: Conn) -> int:
 # -- URLs and messages ----------------------------------------------------------------
 
 _OWN_OPTIONS = {"pool_min", "pool_max", "pool_timeout"}
+_LOOSE_PASSWORD_RE = re.compile(r"^([^@/]*?:[^:@/]*:)[^@]*@")
 
 
 def _one_line(text: str) -> str:
@@ -520,8 +522,10 @@ class PostgresJobStore(JobStore):
 
     def _parse(self, url: str) -> tuple[str, dict[str, str]]:
         if not url.lower().startswith(("postgresql://", "postgres://")):
+            # Without "//" mask_url sees no password; hide anything between ':' and '@'.
             raise StoreConfigError(
-                url, "expected postgresql://[user[:password]@]host[:port]/dbname"
+                _LOOSE_PASSWORD_RE.sub(r"\1***@", url),
+                "expected postgresql://[user[:password]@]host[:port]/dbname",
             )
         try:
             parts = urlsplit(url)

@@ -187,14 +187,18 @@ class PostgresServer:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def stop_server(self) -> None:
-        """Take an own server down at once (``pg_ctl stop -m immediate``), keeping its data."""
+    def stop_server(self, mode: str = "immediate") -> None:
+        """Take an own server down (``pg_ctl stop -m <mode>``), keeping its data directory.
+
+        ``immediate`` is a crash: with ``synchronous_commit=off`` the newest commits
+        may be lost. ``fast`` ends the sessions and writes everything first.
+        """
         if self._dsn is not None:
             raise PostgresUnavailable("an external server (CRONKIT_TEST_POSTGRES_DSN) "
                                       "cannot be stopped by the tests")
         if not self._running or self._dir is None:
             return
-        self._pg_ctl("stop", "-m", "immediate", "-w", "-t", str(START_TIMEOUT))
+        self._pg_ctl("stop", "-m", mode, "-w", "-t", str(START_TIMEOUT))
         self._running = False
 
     def start_server(self) -> None:
