@@ -31,6 +31,7 @@ that need PostgreSQL error with it, they never skip.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import itertools
@@ -126,6 +127,7 @@ class PostgresServer:
         self._counter = itertools.count(1)
         self._made: list[str] = []
         self._lock = threading.Lock()
+        self._owner = os.getpid()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class PostgresServer:
         """Start the server (unless external) and build the schema template. Idempotent."""
         if self._started:
             return self
+        self._owner = os.getpid()
+        atexit.register(self._stop_at_exit)  # an interrupted session leaves no server behind
         if self._dsn is None:
             self._init_cluster()
             self.start_server()
@@ -166,6 +170,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Drop what was made on an external server; stop an own server and remove its files."""
+        atexit.unregister(self._stop_at_exit)
         if self._dsn is not None:
             for name in [*self._made, self._template] if self._started else self._made:
                 with contextlib.suppress(Exception):
@@ -179,6 +184,10 @@ class PostgresServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         self._started = False
+
+    def _stop_at_exit(self) -> None:
+        if os.getpid() == self._owner:  # never from a forked child that exits normally
+            self.stop()
 
     def __enter__(self) -> PostgresServer:
         return self.start()
