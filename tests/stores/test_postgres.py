@@ -331,6 +331,60 @@ def test_a_duplicate_in_insert_many_keeps_the_jobs_before_it(store: PostgresJobS
     assert [s.job["id"] for s in store.scan()] == [first["id"]]
 
 
+def _claim_rounds(url: str, rounds: int, barrier: Any, results: Any) -> None:
+    """A node: every round, try to advance every job by one claim, with its ledger row."""
+    try:
+        store = open_store(url)
+        wins: list[tuple[str, int, str]] = []
+        barrier.wait(60)
+        for _ in range(rounds):
+            swaps = []
+            for stored in store.scan():
+                new = dict(stored.job)
+                new["repeat"] = dict(new["repeat"], completed=new["repeat"]["completed"] + 1)
+                swaps.append(Swap(stored.job["id"], stored.rev, new, (_row(stored.job["id"]),)))
+            for item, won in zip(swaps, store.swap_many(swaps), strict=True):
+                if won is not None:
+                    wins.append((item.job_id, item.new["repeat"]["completed"], item.rows[0].id))
+        store.close()
+        results.put(wins)
+    except BaseException as exc:
+        barrier.abort()
+        results.put(repr(exc))
+        raise
+
+
+def test_nodes_claiming_together_win_each_revision_once_with_its_row(
+    store: PostgresJobStore, pg_url: str
+) -> None:
+    nodes, rounds = 4, 25
+    made = [make_job() for _ in range(20)]
+    store.insert_many(made)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(nodes), ctx.Queue()
+    procs = [ctx.Process(target=_claim_rounds, args=(pg_url, rounds, barrier, results))
+             for _ in range(nodes)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert all(isinstance(o, list) for o in outcomes), outcomes
+    wins = [w for o in outcomes for w in o]
+    by_job: dict[str, list[int]] = {}
+    for job_id, completed, _ in wins:
+        by_job.setdefault(job_id, []).append(completed)
+    for job in made:
+        got = store.get(job["id"])
+        assert got is not None
+        final = got.job["repeat"]["completed"]
+        assert sorted(by_job.get(job["id"], [])) == list(range(1, final + 1)), (
+            "each step of a job won by exactly one node")
+    with psycopg.connect(pg_url) as conn:
+        ledger = {r[0] for r in conn.execute("SELECT id FROM executions WHERE status = 'claimed'")}
+    assert ledger == {token for _, _, token in wins}, "a row for every win and no other"
+
+
 # -- the ledger adapter --------------------------------------------------------------
 
 
