@@ -72,16 +72,18 @@ class Registration:
     def __init__(self, store: JobStore, *, provider: str, now: datetime | None = None) -> None:
         self.store = store
         self.node_id = node_id()
+        self.host = procinfo.hostname()
+        self.pid = os.getpid()
+        self.home = str(paths.home())
         self.provider = provider
         self.started_at = to_iso(now if now is not None else store.clock())
 
     def beat(self, *, ok: bool, error: str | None = None, now: datetime | None = None) -> None:
         """Record an iteration: ``ok`` (a clean tick) or failing with ``error``."""
         at = to_iso(now if now is not None else self.store.clock())
-        pid = os.getpid()
         row = (
-            self.node_id, procinfo.hostname(), pid, procinfo.process_start_time(pid),
-            str(paths.home()), self.provider, "running" if ok else "failing", self.started_at,
+            self.node_id, self.host, self.pid, procinfo.process_start_time(self.pid),
+            self.home, self.provider, "running" if ok else "failing", self.started_at,
             at, at if ok else None, None if ok else error,
         )
         try:

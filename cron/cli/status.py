@@ -115,8 +115,17 @@ def status_lines(
     limit = float(st.stale_after)
     pid = st.gateway_pid
     beat = "never" if st.heartbeat_age is None else f"{st.heartbeat_age:.0f}s ago"
-    if st.state == "running":
+    nodes = list(getattr(st, "nodes", []) or [])
+    healthy = [n for n in nodes if n["state"] == "running"]
+    if st.state == "running" and pid is None and healthy:
+        # This home runs no ticker; the shared store's other nodes fire its jobs.
+        newest = min(float(n["heartbeat_age"]) for n in healthy)
+        verdict = (f"{ok} cluster running: {len(healthy)} of {len(nodes)} ticker nodes healthy, "
+                   f"newest heartbeat {newest:.0f}s ago")
+    elif st.state == "running":
         verdict = f"{ok} ticker running (pid {pid}): last heartbeat {beat}"
+        if nodes:
+            verdict += f"; {len(healthy)} of {len(nodes)} ticker nodes healthy"
     elif st.state == "external":
         verdict = f"{ok} external provider {st.provider!r} triggers jobs"
         if st.detail:
@@ -170,8 +179,13 @@ def status_lines(
     stall = getattr(st, "stall", None)
     if stall:
         pairs.append(("after stall", _stall_text(stall, now=now)))
+    if nodes:
+        pairs.append(("ticker nodes", f"{len(nodes)} registered, {len(healthy)} healthy "
+                                      "(shared store)"))
     width = max(len(k) for k, _ in pairs) + 1
     lines = [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
+    for node in nodes:
+        lines.append(_node_line(node, ok, bad, limit))
     for job in failing:
         streak = int(job.get("failure_streak") or 0)
         err = one_line(job.get("last_error") or job.get("last_status") or "no error recorded")
@@ -195,6 +209,18 @@ def status_lines(
             f"{shown} timeout, in {where}; the job holds its claim until the run ends"
         )
     return lines
+
+
+def _node_line(node: dict[str, Any], ok: str, bad: str, limit: float) -> str:
+    """One registered ticker of a shared store: ✓ when healthy, ✗ when stale or failing."""
+    where = f"{node['host']} pid {node['pid']}" + (" (this home)" if node.get("this") else "")
+    beat = f"heartbeat {fmt_duration(float(node['heartbeat_age']))} ago"
+    if node["state"] == "running":
+        return f"    {ok} {where}: running, {beat}"
+    if node["state"] == "stale":
+        return f"    {bad} {where}: STALE, last {beat} (> {limit:.0f}s)"
+    err = f": {one_line(node['last_error'])}" if node.get("last_error") else ""
+    return f"    {bad} {where}: {node['state'].upper()}, {beat}{err}"
 
 
 def _stall_text(stall: dict[str, Any], *, now: datetime | None) -> str:

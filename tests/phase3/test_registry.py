@@ -46,6 +46,7 @@ def _run(iterations: int, outcomes: list[BaseException | None]) -> list[list[reg
 def test_an_active_ticker_keeps_its_row_fresh_and_removes_only_its_own(home: Path) -> None:
     other = Registration(get_store(), provider="builtin", now=T0)
     other.node_id = "elsewhere:4242:99"
+    other.host = "elsewhere"
     other.beat(ok=True, now=T0)
     seen = _run(2, [None, None])
     mine = [n for n in seen[0] if n.node_id == procinfo.owner_id()]
@@ -89,6 +90,7 @@ def shared(home: Path) -> Iterator[SqliteJobStore]:
 def _node(store: JobStore, name: str, at: datetime, *, ok: bool = True) -> None:
     reg = Registration(store, provider="builtin", now=at)
     reg.node_id = f"{name}:{100 + len(name)}:7"
+    reg.host = name
     reg.beat(ok=ok, error=None if ok else "OperationalError: connection refused", now=at)
 
 
@@ -101,7 +103,7 @@ def test_status_on_a_shared_store_lists_every_node_and_runs_while_one_is_healthy
     # This home runs no ticker of its own; the cluster still fires on alpha.
     assert st.gateway_pid is None
     assert st.state == "running" and st.exit_code == 0
-    by_host = {n["node"].split(":")[0]: n for n in st.nodes}
+    by_host = {n["host"]: n for n in st.nodes}
     assert by_host["alpha"]["state"] == "running"
     assert by_host["alpha"]["heartbeat_age"] == pytest.approx(5.0)
     assert by_host["beta"]["state"] == "stale"
@@ -164,3 +166,31 @@ def test_a_cut_off_hosts_late_result_is_refused_by_the_job_and_by_the_ledger(
     row = executions.get_execution(token)
     assert row["status"] == "unknown"  # one outcome per slot: the first one stands
     assert jobs.get_job(job["id"])["last_status"] != "ok"
+
+
+# -- on a real shared store: PostgreSQL ----------------------------------------------------------
+
+
+@pytest.fixture
+def pg_home(home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("CRONKIT_STORE", pg_url)
+    set_store(None)
+    yield pg_url
+    set_store(None)
+
+
+def test_on_postgresql_every_node_is_listed_by_the_database_clock(pg_home: str) -> None:
+    store = get_store()
+    assert store.shared
+    db_now = store.clock()
+    _node(store, "alpha", db_now - timedelta(seconds=2))
+    _node(store, "beta", db_now - timedelta(minutes=30))
+    seen = _run(1, [None])  # this home's own ticker registers beside them
+    hosts = {n.host for n in seen[0]}
+    assert {"alpha", "beta", procinfo.hostname()} <= hosts
+    assert [n.home for n in seen[0] if n.node_id == procinfo.owner_id()] == [str(paths.home())]
+    st = ticker_status()
+    assert st.state == "running"
+    states = {n["host"]: n["state"] for n in st.nodes}
+    assert states["alpha"] == "running" and states["beta"] == "stale"
+    assert not any(n["this"] for n in st.nodes)  # our ticker stopped: its row is gone
