@@ -83,6 +83,26 @@ class SchemaVersionError(StoreConfigError):
         )
 
 
+class StoreUnavailableError(CronkitError, ConnectionError):
+    """The store's database was reached before and cannot be now (connection lost, server
+    down). Raised by the operation that could not complete; it names the store.
+
+    Transient by nature: the same call may succeed once the database is back. A
+    write that failed this way may or may not have committed (the connection can
+    break during ``COMMIT``); for a claim that means at most a lost run, never a
+    second one.
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = mask_url(url)
+        self.detail = detail
+        super().__init__(f"job store {self.url!r}: the database is unavailable: {detail}")
+
+    def __str__(self) -> str:
+        # OSError.__str__ would format (errno, strerror); keep the one line built above.
+        return str(self.args[0])
+
+
 class DuplicateJobError(CronkitError, ValueError):
     """An insert named a job id (or key) that is already stored; nothing was overwritten."""
 

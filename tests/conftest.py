@@ -10,9 +10,13 @@ import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from cron.testing.postgres import PostgresServer
 
 settings.register_profile(
     "ci",
@@ -66,3 +70,28 @@ def json_store(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("CRONKIT_STORE", "json")
     set_store(None)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (``cron.testing.postgres``), or the
+    server of ``CRONKIT_TEST_POSTGRES_DSN``. Never skipped: if it cannot start, every
+    test that needs it errors with the reason."""
+    from cron.testing.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database holding the cronkit schema, dropped after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)

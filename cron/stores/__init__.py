@@ -13,6 +13,8 @@ Backends are chosen by URL (SPEC §10) with :func:`open_store`:
 ``json:<abs path>``        that JSON file
 ``sqlite``                 ``<home>/cron/cronkit.db`` (:mod:`cron.stores.sqlite`)
 ``sqlite:///<abs path>``   that SQLite file
+``postgresql://...``       a PostgreSQL database (:mod:`cron.stores.postgres`;
+                           also ``postgres://``; needs the ``postgres`` extra)
 ``<scheme>:...``           a store registered under the entry-point group
                            ``cronkit.stores`` by that scheme
 =========================  ==============================================
@@ -326,8 +328,24 @@ def _sqlite_factory(url: str) -> JobStore:
     return SqliteJobStore(Path(parts.path), synchronous=sync)
 
 
+def _postgres_factory(url: str) -> JobStore:
+    try:
+        from cron.stores.postgres import PostgresJobStore
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+            raise
+        raise StoreConfigError(
+            url, "needs the postgres extra: pip install 'cronkit[postgres]'"
+        ) from None
+    store = PostgresJobStore(url)
+    store.check()  # unreachable or too new: an error at open, never a silent later one
+    return store
+
+
 register_store("json", _json_factory)
 register_store("sqlite", _sqlite_factory)
+register_store("postgresql", _postgres_factory)
+register_store("postgres", _postgres_factory)
 
 
 def _factory_for(scheme: str, url: str) -> Factory:

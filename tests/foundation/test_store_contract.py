@@ -1,9 +1,10 @@
-"""The store contract (``cron.testing.store.StoreContract``) on both built-in backends.
+"""The store contract (``cron.testing.store.StoreContract``) on every built-in backend.
 
-Each backend runs twice: at its default place under ``CRONKIT_HOME`` (URL
+Each file backend runs twice: at its default place under ``CRONKIT_HOME`` (URL
 ``json`` / ``sqlite``) and at an explicit file (``json:<path>`` /
 ``sqlite:///<path>``), so the URL a store reports opens that same store in
-another process.
+another process. PostgreSQL runs on a real server (the ``pg_url`` fixture: a
+fresh database per test), its process races included.
 """
 
 from __future__ import annotations
@@ -35,5 +36,15 @@ class TestSqliteStoreContract(StoreContract):
         if path is not None:
             path.parent.mkdir(parents=True)  # an explicit SQLite path names an existing dir
         s = SqliteJobStore(path)
+        yield s
+        s.close()
+
+
+class TestPostgresStoreContract(StoreContract):
+    @pytest.fixture
+    def store(self, home: Path, pg_url: str) -> Iterator[JobStore]:
+        from cron.stores.postgres import PostgresJobStore
+
+        s = PostgresJobStore(pg_url)
         yield s
         s.close()
