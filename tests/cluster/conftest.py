@@ -17,9 +17,9 @@ import pytest
 from cron.store import set_store
 from tests.cluster.harness import Cluster, StoreTarget
 
-DEFAULT_BACKEND = "sqlite"
-"""What a cluster shares unless a test asks for another: ``sqlite`` (one SQLite file
-used by every node) until the PostgreSQL store is merged, then ``postgresql``."""
+DEFAULT_BACKEND = "postgresql"
+"""What a cluster shares unless a test asks for another: a fresh PostgreSQL database
+(SPEC §11), or ``sqlite``: one SQLite file used by every node."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -536,11 +536,16 @@ class Fires:
         return {k: n for k, n in count.items() if n > 1}
 
 
-def lateness(rows: Iterable[dict[str, Any]]) -> list[float]:
-    """``started_at − scheduled_at`` (seconds) of every run that started."""
+def lateness(rows: Iterable[dict[str, Any]], at: str = "started_at") -> list[float]:
+    """``started_at − scheduled_at`` (seconds) of every run that started.
+
+    ``started_at`` is stamped by the running node's clock, ``claimed_at`` by the store's
+    (:meth:`cron.stores.JobStore.clock`): pass ``at="claimed_at"`` where node clocks are
+    skewed.
+    """
     out = []
     for r in fire_rows(rows):
-        start, slot = parse_ts(r.get("started_at")), parse_ts(r.get("scheduled_at"))
+        start, slot = parse_ts(r.get(at)), parse_ts(r.get("scheduled_at"))
         if start is not None and slot is not None:
             out.append((start - slot).total_seconds())
     return out
@@ -556,7 +561,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def gaps(rows: Iterable[dict[str, Any]], job_ids: Iterable[str], since: float,
-         until: float) -> dict[str, float]:
+         until: float, at: str = "started_at") -> dict[str, float]:
     """Per job, the longest stretch in ``[since, until]`` (epoch s) with no run starting.
 
     Measured on the ledger's ``started_at``; the stretch from ``since`` to the first
@@ -565,7 +570,7 @@ def gaps(rows: Iterable[dict[str, Any]], job_ids: Iterable[str], since: float,
     """
     starts: dict[str, list[float]] = {j: [] for j in job_ids}
     for r in fire_rows(rows):
-        start = parse_ts(r.get("started_at"))
+        start = parse_ts(r.get(at))
         if r["job_id"] in starts and start is not None and since <= start.timestamp() <= until:
             starts[r["job_id"]].append(start.timestamp())
     out = {}
