@@ -17,9 +17,10 @@ import pytest
 from cron.store import set_store
 from tests.cluster.harness import Cluster, StoreTarget
 
-DEFAULT_BACKEND = "postgresql"
+DEFAULT_BACKEND = os.environ.get("CRONKIT_CLUSTER_BACKEND", "postgresql")
 """What a cluster shares unless a test asks for another: a fresh PostgreSQL database
-(SPEC §11), or ``sqlite``: one SQLite file used by every node."""
+(SPEC §11), or ``sqlite``: one SQLite file used by every node
+(``CRONKIT_CLUSTER_BACKEND=sqlite`` runs the default-store tests on it)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -49,6 +49,24 @@ FAKETIME_LIBS = (
     "/usr/lib/faketime/libfaketime.so.1",
     "/usr/local/lib/faketime/libfaketime.so.1",
 )
+FAKETIME_SHIM = """\
+# Loaded (as sitecustomize) only by a gateway run under libfaketime with a real
+# monotonic clock. libfaketime 0.9.10 shifts the deadline of
+# clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) - what time.sleep uses - by the
+# fake wall-clock time and gets EINVAL, so every time.sleep (subprocess.wait's too)
+# would raise. A relative wait is not rewritten; Event waits already work.
+import select
+import time
+
+
+def _sleep(seconds):
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    select.select([], [], [], seconds)
+
+
+time.sleep = _sleep
+"""
 READY_TIMEOUT = 30.0
 """Longest wait for a gateway to write its pid file (a loaded 2-core machine)."""
 FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"})
@@ -182,8 +200,14 @@ class Node:
             assert lib is not None, "libfaketime is not installed (apt-get install faketime)"
             env["LD_PRELOAD"] = lib
             env["FAKETIME"] = skew
+            # A faked monotonic clock hangs Python's timed lock waits (sem_clockwait is
+            # not intercepted); a real one needs the sleep shim (FAKETIME_SHIM).
             env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
             env["FAKETIME_NO_CACHE"] = "1"
+            shim = self.cluster.root / "faketime-shim"
+            shim.mkdir(exist_ok=True)
+            (shim / "sitecustomize.py").write_text(FAKETIME_SHIM, encoding="utf-8")
+            env["PYTHONPATH"] = os.pathsep.join([str(shim), env["PYTHONPATH"]])
         args = ["--grace", "3"]
         args += ["--host", "127.0.0.1", "--port", "0"] if webhook else ["--no-webhook"]
         cmd = [*wrap, sys.executable, "-m", "cron", "gateway", *args]
@@ -284,9 +308,7 @@ class Cluster:
         self.interval = interval
         self.claim_ttl = claim_ttl
         self.marker = root / "fires.log"
-        self.config = (
-            "cron:\n"
-            f"  store: {json.dumps(store.url)}\n"
+        self.settings = (
             f"  interval: {interval}\n"
             f"  claim_ttl: {claim_ttl}\n"
             f"  max_parallel_jobs: {max_parallel}\n"
@@ -297,9 +319,16 @@ class Cluster:
         self.admin_home = root / "operator"
         self._write_home(self.admin_home)
 
+    def config_text(self, store_url: str) -> str:
+        return f"cron:\n  store: {json.dumps(store_url)}\n" + self.settings
+
+    def use_store_url(self, name: str, url: str) -> None:
+        """Point one node at the shared store by another address (e.g. across a veth)."""
+        (self[name].home / "config.yaml").write_text(self.config_text(url), encoding="utf-8")
+
     def _write_home(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (home / "config.yaml").write_text(self.config, encoding="utf-8")
+        (home / "config.yaml").write_text(self.config_text(self.store.url), encoding="utf-8")
 
     def _make_node(self, name: str) -> Node:
         home = self.root / f"node-{name}"
@@ -589,3 +618,142 @@ def summary_line(label: str, **figures: Any) -> str:
     for k, v in figures.items():
         parts.append(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}")
     return f"[cluster] {label}: " + " ".join(parts)
+
+
+# -- a network partition -------------------------------------------------------------
+
+
+class NetnsUnavailable(RuntimeError):
+    """Network namespaces cannot be made here (not root, no ``ip``, a restricted kernel)."""
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    cmd = ["ip", *(["netns", "exec", netns, "ip"] if netns else []), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise NetnsUnavailable(f"{shlex.join(cmd)}: {done.stderr.strip() or done.returncode}")
+
+
+class Netns:
+    """A network namespace joined to the host by a veth pair (host side ``host_addr``).
+
+    :meth:`cut` sets the host end down — every packet between the namespace and the
+    host is dropped, no connection is reset — and :meth:`heal` brings it back.
+    :meth:`wrap` is the command prefix that runs a program inside the namespace, in a
+    UTS namespace of its own named ``hostname`` (so it is "another host" to the
+    nodes outside: its ledger rows are judged by claim age, never by pid).
+    """
+
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000:05d}{random.randrange(16**3):03x}"
+        self.name = f"ckpart{tag}"
+        self.host_if = f"ckh{tag}"
+        self.ns_if = f"ckn{tag}"
+        octet = random.randrange(1, 255)
+        self.host_addr = f"10.213.{octet}.1"
+        self.ns_addr = f"10.213.{octet}.2"
+        self.made = False
+
+    def __enter__(self) -> Netns:
+        if shutil_which("ip") is None or shutil_which("unshare") is None:
+            raise NetnsUnavailable("no 'ip' or 'unshare' binary on PATH")
+        _ip("netns", "add", self.name)
+        self.made = True
+        try:
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+            _ip("link", "set", self.ns_if, "netns", self.name)
+            _ip("addr", "add", f"{self.host_addr}/30", "dev", self.host_if)
+            _ip("link", "set", self.host_if, "up")
+            _ip("addr", "add", f"{self.ns_addr}/30", "dev", self.ns_if, netns=self.name)
+            _ip("link", "set", self.ns_if, "up", netns=self.name)
+            _ip("link", "set", "lo", "up", netns=self.name)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.made:
+            return
+        for cmd in (["ip", "link", "del", self.host_if], ["ip", "netns", "del", self.name]):
+            subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+        self.made = False
+
+    def wrap(self, hostname: str) -> list[str]:
+        # Each step execs the next, so the process started is the gateway itself.
+        return ["ip", "netns", "exec", self.name, "unshare", "--uts", "sh", "-c",
+                'hostname "$0" && exec "$@"', hostname]
+
+    def cut(self) -> None:
+        _ip("link", "set", self.host_if, "down")
+
+    def heal(self) -> None:
+        _ip("link", "set", self.host_if, "up")
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+class Forwarder:
+    """A TCP relay from ``listen_host`` (the veth's host address) to ``target``.
+
+    The test's PostgreSQL server listens on 127.0.0.1 only (and trusts only it): the
+    relay is the server's address on the link the partition cuts. It never resets
+    a connection: a cut link stalls the relayed ones as it would a direct one.
+    """
+
+    def __init__(self, listen_host: str, target: tuple[str, int]) -> None:
+        import threading
+
+        self.target = target
+        self.server = socket.create_server((listen_host, 0))
+        self.port = int(self.server.getsockname()[1])
+        self.socks: list[socket.socket] = []
+        self.closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.socks += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.server.close()
+        with self._lock:
+            for s in self.socks:
+                with contextlib.suppress(OSError):
+                    s.close()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cron import audit, jobs
+from cron.claim import parse_ts
 from tests.cluster.harness import (
     Cluster,
     Fires,
@@ -75,12 +76,16 @@ def _chaos(cluster: Cluster, seconds: float, *, rng: random.Random, label: str,
             "events": events}
 
 
-def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: float = 0.0) -> None:
+def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: float = 0.0,
+           at: str = "started_at") -> None:
+    """The cluster's promises over one chaos run; ``at`` is the ledger column whose clock
+    the gaps are measured on (``claimed_at``: the store's clock, for skewed nodes)."""
     rows, kills, plan_of = run["rows"], run["kills"], run["plan_of"]
     fires = Fires(cluster.marker).read()
     marker_doubles = Fires(cluster.marker).doubles()
     ledger_doubles = doubles(rows)
     late = lateness(rows)
+    claim_late = lateness(rows, at="claimed_at")
     killed_rows = {r["id"]: r for k in kills for r in k.live_rows}
     by_id = {r["id"]: r for r in rows}
     not_unknown = {i: by_id.get(i, {}).get("status") for i in killed_rows
@@ -105,7 +110,7 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
     # which the due slots are skipped (overlap), then the next due slot fires on a
     # survivor: at most d + claim_ttl + p after the killed run began, plus the margin.
     window = (run["created"], run["chaos_end"])
-    silences = gaps(rows, plan_of, *window)
+    silences = gaps(rows, plan_of, *window, at=at)
     bound = {j: p.period + p.sleep + CLAIM_TTL + GAP_MARGIN + gap_slack
              for j, p in plan_of.items()}
     too_long = {plan_of[j].name: (round(g, 2), round(bound[j], 2))
@@ -118,6 +123,9 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
         kills=len(kills), killed_mid_run=len(killed_rows), marker_doubles=len(marker_doubles),
         ledger_doubles=len(ledger_doubles), lateness_p50=percentile(late, 50),
         lateness_p99=percentile(late, 99), lateness_max=max(late, default=float("nan")),
+        lateness_min=min(late, default=float("nan")),
+        claim_lateness_p50=percentile(claim_late, 50),
+        claim_lateness_p99=percentile(claim_late, 99),
         longest_gap=max(silences.values(), default=0.0),
         settle_p50=percentile(settle_delay, 50),
         settle_max=max(settle_delay, default=float("nan")),
@@ -130,6 +138,10 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
     context = f"{label}, seed {SEED}\n{cluster.logs()}"
     assert len(kills) >= 3, f"the schedule must really kill nodes ({len(kills)})"
     assert len(fires) >= 10 * JOBS, (len(fires), context)
+    # Every job is `printf; sleep`: a run ends ok, or unknown (killed), or interrupted
+    # (the final stop's grace), never error.
+    assert set(status_counts(rows)) <= {"ok", "unknown", "interrupted", "skipped"}, (
+        status_counts(rows), [r["error"] for r in rows if r["status"] == "error"][:3])
     assert marker_doubles == {}, (marker_doubles, context)
     assert ledger_doubles == {}, (ledger_doubles, context)
     assert not report.double, ([(p.job_name, p.slot) for p in report.double[:10]], context)
@@ -151,3 +163,28 @@ def test_kill_restart_chaos_never_fires_a_slot_twice_and_never_stops(make_cluste
     rng = random.Random(SEED)
     run = _chaos(cluster, 60.0, rng=rng, label="chaos")
     _check(cluster, run, label="chaos")
+
+
+SKEWS = {"b": "+30s", "c": "-30s"}
+
+
+def test_chaos_with_node_clocks_skewed_30s_either_way_never_fires_a_slot_twice(
+    make_cluster,
+) -> None:
+    """The chaos run, shorter, with node b's clock 30 s fast and node c's 30 s slow
+    (libfaketime). On PostgreSQL claims and claim ages use the database's clock, so
+    the skew changes nothing the cluster decides: same promises, gaps measured on
+    ``claimed_at`` (the store's clock; ``started_at`` is each node's own)."""
+    cluster = make_cluster(NODES, interval=INTERVAL, claim_ttl=CLAIM_TTL)
+    rng = random.Random(SEED + 1)
+    run = _chaos(cluster, 30.0, rng=rng, label="skew", skews=SKEWS)
+    by_node = {owner: name for owner, (name, _) in cluster.owners().items()}
+    skewed = {name: [] for name in NODES}
+    for r in fire_rows(run["rows"]):
+        name = by_node.get(r["owner"])
+        if name is not None and r.get("started_at"):
+            skewed[name].append((parse_ts(r["started_at"]) - parse_ts(r["claimed_at"]))
+                                .total_seconds())
+    print(summary_line("skew: started_at - claimed_at per node (node clock vs store clock)",
+                       **{k: percentile(v, 50) for k, v in skewed.items()}))
+    _check(cluster, run, label="skew", at="claimed_at")
