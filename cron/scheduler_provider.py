@@ -126,7 +126,19 @@ STANDBY_POLL = 0.5
 within this (plus its start-up) of the active ticker's death."""
 
 RECOVER_EVERY = 60.0
-"""How often the active ticker looks for runs whose owner died (seconds)."""
+"""How often the active ticker looks for runs whose owner died (seconds), at most:
+never less often than every ``cron.claim_ttl`` (:func:`_recover_every`)."""
+
+
+def _recover_every() -> float:
+    """``min(RECOVER_EVERY, cron.claim_ttl)``: a run whose owner is cut off is judged
+    by its claim's age (SPEC §11), so it is settled ``unknown`` within about one
+    ``claim_ttl`` after the claim went stale, not up to a minute later."""
+    try:
+        ttl = float(cfg_get(load_config(), "cron", "claim_ttl", default=300))
+    except Exception:
+        return RECOVER_EVERY
+    return max(1.0, min(RECOVER_EVERY, ttl))
 
 
 class TickerLock:
@@ -274,7 +286,8 @@ class InProcessCronScheduler(CronScheduler):
                 log.exception("could not write the ticker pid file")
             self._register()
             self._recover()
-            next_recover = time.monotonic() + RECOVER_EVERY
+            recover_every = _recover_every()
+            next_recover = time.monotonic() + recover_every
             # Before the first beat overwrites it: a stale one means we were down (status).
             from cron.audit import note_ticker_start
 
@@ -286,7 +299,7 @@ class InProcessCronScheduler(CronScheduler):
                     break
                 if time.monotonic() >= next_recover:
                     self._recover()
-                    next_recover = time.monotonic() + RECOVER_EVERY
+                    next_recover = time.monotonic() + recover_every
                 try:
                     delay = self.next_delay(interval)
                 except BaseException:
