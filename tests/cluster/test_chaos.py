@@ -38,7 +38,7 @@ NODES = ["a", "b", "c"]
 CLAIM_TTL = 5.0
 INTERVAL = 1.0
 JOBS = 20
-SEED = int(os.environ.get("CLUSTER_SEED", "1414"))
+SEED = int(os.environ.get("CRONKIT_CLUSTER_SEED", "1414"))
 GAP_MARGIN = 4.0
 """Slack for a loaded 2-core machine: a tick's own latency (process spawns, the shared
 store's write lock) and a claim queued behind a burst before its run starts."""

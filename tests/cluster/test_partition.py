@@ -49,9 +49,11 @@ def _rows(job_id: str) -> list[dict[str, Any]]:
 
 
 def _result_fields(job_id: str) -> tuple[Any, ...]:
-    """What ``mark_job_run`` writes: a result applied to the job changes these."""
+    """What only an applied result (``mark_job_run``) writes: ``last_run_at`` and the
+    streak. (``last_status`` is no witness: a tick that skips an overlapping slot
+    writes ``skipped`` there.)"""
     job = jobs.get_job(job_id)
-    return (job["last_run_at"], job["last_status"], job["last_error"], job["failure_streak"])
+    return (job["last_run_at"], job["failure_streak"])
 
 
 def _beat_of(home: str) -> datetime | None:
