@@ -60,6 +60,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -214,6 +215,7 @@ def create_schema(conn: Conn) -> int:
 # -- URLs and messages ----------------------------------------------------------------
 
 _OWN_OPTIONS = {"pool_min", "pool_max", "pool_timeout"}
+_LOOSE_PASSWORD_RE = re.compile(r"^([^@/]*?:[^:@/]*:)[^@]*@")
 
 
 def _one_line(text: str) -> str:
@@ -382,7 +384,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class _Proc:
-    """What one process holds of a store: its pool, its listener, its backends' pids."""
+    """What one process holds of a store: its pool, its listener, its pooled connections."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -390,7 +392,15 @@ class _Proc:
         self.pool: ConnectionPool[Conn] | None = None
         self.listener: _Listener | None = None
         self.down = False
-        self.backends: set[int] = set()
+        self.conns: weakref.WeakSet[Conn] = weakref.WeakSet()
+
+    def own_backend(self, pid: int) -> bool:
+        """Is ``pid`` the server process of one of this process's open pooled connections?"""
+        for conn in list(self.conns):
+            with contextlib.suppress(Exception):
+                if not conn.closed and conn.info.backend_pid == pid:
+                    return True
+        return False
 
 
 class _Listener:
@@ -452,8 +462,8 @@ class _Listener:
                 checked = time.monotonic()
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=0.5):
-                        if note.pid not in self._proc.backends:
-                            self._changed()
+                        if not self._proc.own_backend(note.pid):
+                            self._changed()  # our own writes already moved version()
                     if time.monotonic() - checked > 10.0:
                         conn.execute("SELECT 1")  # a silent network loss surfaces here
                         checked = time.monotonic()
@@ -520,8 +530,10 @@ class PostgresJobStore(JobStore):
 
     def _parse(self, url: str) -> tuple[str, dict[str, str]]:
         if not url.lower().startswith(("postgresql://", "postgres://")):
+            # Without "//" mask_url sees no password; hide anything between ':' and '@'.
             raise StoreConfigError(
-                url, "expected postgresql://[user[:password]@]host[:port]/dbname"
+                _LOOSE_PASSWORD_RE.sub(r"\1***@", url),
+                "expected postgresql://[user[:password]@]host[:port]/dbname",
             )
         try:
             parts = urlsplit(url)
@@ -608,7 +620,7 @@ class PostgresJobStore(JobStore):
 
     def _configure(self, conn: Conn) -> None:
         _CONNECTIONS.add(conn)
-        self._here().backends.add(conn.info.backend_pid)
+        self._here().conns.add(conn)
         conn._cronkit_checked = time.monotonic()  # type: ignore[attr-defined]
 
     @staticmethod

@@ -31,6 +31,7 @@ that need PostgreSQL error with it, they never skip.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import itertools
@@ -126,6 +127,7 @@ class PostgresServer:
         self._counter = itertools.count(1)
         self._made: list[str] = []
         self._lock = threading.Lock()
+        self._owner = os.getpid()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class PostgresServer:
         """Start the server (unless external) and build the schema template. Idempotent."""
         if self._started:
             return self
+        self._owner = os.getpid()
+        atexit.register(self._stop_at_exit)  # an interrupted session leaves no server behind
         if self._dsn is None:
             self._init_cluster()
             self.start_server()
@@ -166,6 +170,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Drop what was made on an external server; stop an own server and remove its files."""
+        atexit.unregister(self._stop_at_exit)
         if self._dsn is not None:
             for name in [*self._made, self._template] if self._started else self._made:
                 with contextlib.suppress(Exception):
@@ -180,6 +185,10 @@ class PostgresServer:
             self._dir = None
         self._started = False
 
+    def _stop_at_exit(self) -> None:
+        if os.getpid() == self._owner:  # never from a forked child that exits normally
+            self.stop()
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
@@ -187,14 +196,18 @@ class PostgresServer:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def stop_server(self) -> None:
-        """Take an own server down at once (``pg_ctl stop -m immediate``), keeping its data."""
+    def stop_server(self, mode: str = "immediate") -> None:
+        """Take an own server down (``pg_ctl stop -m <mode>``), keeping its data directory.
+
+        ``immediate`` is a crash: with ``synchronous_commit=off`` the newest commits
+        may be lost. ``fast`` ends the sessions and writes everything first.
+        """
         if self._dsn is not None:
             raise PostgresUnavailable("an external server (CRONKIT_TEST_POSTGRES_DSN) "
                                       "cannot be stopped by the tests")
         if not self._running or self._dir is None:
             return
-        self._pg_ctl("stop", "-m", "immediate", "-w", "-t", str(START_TIMEOUT))
+        self._pg_ctl("stop", "-m", mode, "-w", "-t", str(START_TIMEOUT))
         self._running = False
 
     def start_server(self) -> None:

@@ -91,6 +91,6 @@ def test_a_bad_configured_store_fails_every_verb_naming_it(
     assert result.exit_code == 2
     assert stderr_lines(result) == [
         "cronkit: error: job store 'nosuch://bob:***@h/db': unknown store scheme 'nosuch' "
-        "(known: json, sqlite)"
+        "(known: json, postgres, postgresql, sqlite)"
     ]
     assert not (home / "cron" / "jobs.json").exists()
