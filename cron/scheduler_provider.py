@@ -212,17 +212,27 @@ class InProcessCronScheduler(CronScheduler):
             self._beat(jobs, success=False)
             while not stop_event.is_set():
                 self.run_iteration(adapters=adapters, loop=loop)
-                if stop_event.is_set():
-                    break
-                if time.monotonic() >= next_recover:
-                    self._recover()
-                    next_recover = time.monotonic() + every
-                try:
-                    delay = self.next_delay(interval)
-                except BaseException:
-                    log.exception("could not compute the next wake-up; sleeping %ss", interval)
-                    delay = interval
-                self._sleep(stop_event, delay)
+                # Read once after the tick: every sleep until the next tick compares with it.
+                since = self._store_version()
+                while not stop_event.is_set():
+                    if time.monotonic() >= next_recover:
+                        self._recover()
+                        next_recover = time.monotonic() + every
+                    try:
+                        delay = self.next_delay(interval)
+                    except BaseException:
+                        log.exception("could not compute the next wake-up; sleeping %ss",
+                                      interval)
+                        delay = interval
+                    until_recover = max(0.0, next_recover - time.monotonic())
+                    if until_recover >= delay:
+                        self._sleep(stop_event, delay, since)
+                        break
+                    # A recovery pass comes first (cron.interval may be longer than
+                    # claim_ttl): it needs no tick, so a quiet ticker stays quiet. Woken
+                    # early (a change, a stop), it ticks at once.
+                    if self._sleep(stop_event, until_recover, since):
+                        break
         finally:
             set_active_provider(None)
             if store is not None:
@@ -339,38 +349,56 @@ class InProcessCronScheduler(CronScheduler):
         now = self._clock() if self._clock is not None else store.clock().timestamp()
         return max(0.0, min(float(interval), wake.timestamp() - now))
 
-    def _sleep(self, stop_event: threading.Event, delay: float) -> None:
+    def _sleep(self, stop_event: threading.Event, delay: float,
+               since: object | None = None) -> bool:
+        """Sleep; True unless the whole ``delay`` passed with no stop and no change.
+
+        A ``wait_fn`` seam cannot say why it returned: it counts as a wake.
+        """
         if self._wait_fn is not None:
             try:
                 self._wait_fn(stop_event, delay)
             except BaseException:
                 log.exception("the ticker's wait raised; continuing")
-            return
-        self.wait(stop_event, delay)
+            return True
+        return self.wait(stop_event, delay, since=since)
 
-    def wait(self, stop_event: threading.Event, delay: float) -> None:
+    def _store_version(self) -> object | None:
+        from cron.store import get_store
+
+        try:
+            return get_store().version()
+        except Exception:
+            return None
+
+    def wait(self, stop_event: threading.Event, delay: float, *,
+             since: object | None = None) -> bool:
         """Sleep up to ``delay`` s; wake early on stop, on ``on_jobs_changed``,
-        or when another process changes the store (checked every 0.2 s)."""
+        or when another process changes the store (checked every 0.2 s).
+
+        ``since``: the store version to compare with (default: the version now);
+        the loop passes the one it read right after its tick, so a change made
+        between two sleeps is not missed. Returns True when woken early (stop
+        or change), False when ``delay`` ran out.
+        """
         from cron.store import get_store
 
         store = get_store()
         deadline = time.monotonic() + delay
-        try:
-            version = store.version()
-        except Exception:
-            version = None
+        version = since if since is not None else self._store_version()
         while not stop_event.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return False
             if self._wake.wait(min(remaining, 0.2)):
                 self._wake.clear()
-                return
+                return True
             try:
                 if version is not None and store.version() != version:
-                    return
+                    return True
             except Exception:
-                return
+                return True
+        return True
 
 
 # -- selecting a provider ------------------------------------------------------
