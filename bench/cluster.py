@@ -1,6 +1,6 @@
 """Firing lateness across a cluster: N real gateways, separate homes, one PostgreSQL database.
 
-``python -m bench.cluster --url postgresql://... [--nodes 3] [--jobs 300] [--duration 60]``
+``python -m bench.cluster [--url postgresql://...] [--nodes 3] [--jobs 300] [--duration 60]``
 
 Each job fires once, its first slot spread evenly over ``duration`` seconds; its action
 (``bench.cluster:record``, a python action) appends ``started slot job pid`` to a shared
@@ -99,11 +99,14 @@ def run(url: str, nodes: int, jobs: int, duration: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url", default=os.environ.get("CRONKIT_STORE", ""),
+                    help="the shared PostgreSQL database (default: $CRONKIT_STORE)")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--duration", type=float, default=60.0)
     a = ap.parse_args(argv)
+    if not a.url.startswith(("postgresql:", "postgres:")):
+        ap.error(f"--url must be a PostgreSQL database URL, got {a.url!r}")
     emit(run(a.url, a.nodes, a.jobs, a.duration))
 
 
