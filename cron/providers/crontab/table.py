@@ -93,8 +93,8 @@ def _compress(values: Sequence[int]) -> str:
 
 def _cronkit_source(expr: str) -> str | None:
     """The croniter source cronkit itself matches for ``expr`` (validated, normalised)."""
+    from cron.cronexpr import _compile, _normalise_cron_expr
     from cron.errors import ScheduleError
-    from cron.schedule import _compile, _normalise_cron_expr
 
     try:
         return _compile(_normalise_cron_expr(expr)).expr
@@ -131,7 +131,7 @@ def _day_fields(parts: Sequence[str]) -> tuple[str, str] | None:
     cronkit applies Vixie's rule to the job's own text (AND when either day
     field starts with ``*``, else OR), so the rendered pair must keep the
     field sets *and* which rule applies. Each field is expanded on its own
-    (the other one ``*``), which is how :mod:`cron.schedule` matches them.
+    (the other one ``*``), which is how :mod:`cron.cronexpr` matches them.
     """
     try:
         by_dom = croniter(" ".join([*parts[:4], "*"]), datetime(2000, 1, 1))
@@ -155,7 +155,7 @@ def _day_fields(parts: Sequence[str]) -> tuple[str, str] | None:
         rendered.append(_compress(clean))
         ints.append(clean)
     dom, dow = rendered
-    from cron.schedule import _day_star
+    from cron.cronexpr import _day_star
 
     star = _day_star(parts[2]) or _day_star(parts[4])
     if not star:
