@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cron.audit_verdict import RUN_STATUSES, AuditReport, JobAudit, SlotProblem, verify
-from cron.executions import EVENT_KINDS, record_job_event
+from cron.job_events import EVENT_KINDS, record_job_event
 from cron.schedule import to_iso
 
 log = logging.getLogger(__name__)

@@ -93,7 +93,7 @@ def get_job(job_id: str) -> Job | None:
 
 def _record_event(kind: str, job: Job, at: datetime, before: Job | None = None) -> None:
     # The audit's record of when the job was owed slots (best-effort, never raises).
-    from cron.executions import record_job_event
+    from cron.job_events import record_job_event
 
     record_job_event(kind, job, at=at, before=before)
 
