@@ -4,381 +4,42 @@
 ticker, and ``resolve_cron_scheduler`` picks one from config, always degrading
 to the built-in. What firing *means* stays in ``cron.scheduler`` and is shared
 by every provider.
+
+This module resolves a provider and embeds one (:func:`start_in_background`);
+the ABC and the active-provider registry are in :mod:`cron.trigger`, the
+built-in ticker in :mod:`cron.ticker`. Their names are importable from here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
 import logging
-import os
 import threading
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cron import changes, heartbeat, paths
 from cron.config import cfg_get, load_config
-from cron.trigger import BUILTIN_ALIASES, CronScheduler
+from cron.ticker import RECOVER_EVERY, STANDBY_POLL, InProcessCronScheduler, TickerLock
+from cron.trigger import BUILTIN_ALIASES, CronScheduler, active_provider, set_active_provider
 
 __all__ = [
     "BUILTIN_ALIASES",
+    "RECOVER_EVERY",
+    "STANDBY_POLL",
+    "BackgroundTicker",
     "CronScheduler",
     "InProcessCronScheduler",
     "TickerLock",
+    "active_provider",
+    "notify_jobs_changed",
     "resolve_cron_scheduler",
+    "set_active_provider",
     "start_in_background",
 ]
 
-if TYPE_CHECKING:
-    from cron.registry import Registration
-    from cron.stores import JobStore
-
 log = logging.getLogger(__name__)
-
-def _store_or_none() -> JobStore | None:
-    from cron.store import get_store
-
-    try:
-        return get_store()
-    except Exception:
-        log.exception("the job store cannot be opened; the ticker keeps trying")
-        return None
-
-
-# -- the built-in ticker --------------------------------------------------------
-
-TickFn = Callable[..., int]
-WaitFn = Callable[[threading.Event, float], None]
-
-
-STANDBY_POLL = 0.5
-"""How often a standing-by ticker tries the ticker lock (seconds): it takes over
-within this (plus its start-up) of the active ticker's death."""
-
-RECOVER_EVERY = 60.0
-"""How often the active ticker looks for runs whose owner died (seconds)."""
-
-
-class TickerLock:
-    """``<home>/cron/ticker.lock``: one active ticker per home, held for the ticker's life.
-
-    An exclusive ``flock`` on an open file description: the kernel releases it
-    when its holder dies however it dies (``kill -9`` included), so a standby
-    can take over with no stale state to judge. Two tickers in one process
-    conflict too (each opens its own description). The descriptor is not
-    inherited by job processes, so an orphaned job never holds it.
-    """
-
-    def __init__(self) -> None:
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def try_acquire(self) -> bool:
-        """Take the lock without blocking; False while another ticker holds it."""
-        if self._fd is not None:
-            return True
-        paths.cron_dir(create=True)
-        fd = os.open(paths.ticker_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class InProcessCronScheduler(CronScheduler):
-    """The built-in ticker: a loop in the host process that survives anything.
-
-    Every iteration runs ``tick(sync=False)`` inside ``except BaseException``
-    — ``SystemExit`` and ``KeyboardInterrupt`` from a job's import or a
-    library included, because shutdown is driven by ``stop_event`` alone. A
-    failure is logged at ERROR with its traceback and written to
-    ``ticker_last_error``; the heartbeat is written after every iteration and
-    the success marker only after a clean tick, so ``status`` can tell
-    "stalled" from "failing" from "running".
-
-    One ticker is active per home: ``start`` first takes ``<home>/cron/ticker.lock``
-    (:class:`TickerLock`). While another ticker (a gateway, another host
-    process) holds it, ``start`` stands by — no tick, no file written — and
-    tries again every ``standby_poll`` seconds, taking over when that ticker
-    dies. Only the lock holder writes or removes ``ticker.pid``, the
-    heartbeat and the error files. The active ticker also settles runs whose
-    owner died (:func:`cron.scheduler.recover_interrupted`) at start and every
-    :data:`RECOVER_EVERY` seconds.
-
-    Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
-    ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
-    exactly N iterations by setting ``stop_event`` from it.
-    """
-
-    def __init__(
-        self,
-        *,
-        tick_fn: TickFn | None = None,
-        wait_fn: WaitFn | None = None,
-        clock: Callable[[], float] | None = None,
-        standby_poll: float = STANDBY_POLL,
-    ) -> None:
-        self._tick_fn = tick_fn
-        self._wait_fn = wait_fn
-        self._clock = clock
-        self._wake = threading.Event()
-        self._standby_poll = standby_poll
-        self.iterations = 0
-        self.active = False
-        """True while this ticker holds the home's ticker lock and ticks."""
-        self.standing_by = False
-        """True while another ticker is active and this one waits to take over."""
-        self._registration: Registration | None = None
-
-    @property
-    def name(self) -> str:
-        return "builtin"
-
-    def on_jobs_changed(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._wake.set()
-
-    # The loop -----------------------------------------------------------------
-
-    def start(
-        self,
-        stop_event: threading.Event,
-        *,
-        adapters: Any = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-        interval: float = 60,
-    ) -> None:
-        from cron import jobs
-
-        set_active_provider(self)
-        lock = TickerLock()
-        store: JobStore | None = None
-        hint = self._wake.set
-        try:
-            if not self._become_active(lock, stop_event):
-                return
-            try:
-                heartbeat.write_ticker_pid(self.name)
-            except BaseException:
-                log.exception("could not write the ticker pid file")
-            self._register()
-            store = _store_or_none()
-            if store is not None:
-                # Another node's change wakes this ticker (PostgreSQL: LISTEN/NOTIFY).
-                try:
-                    store.subscribe(hint)
-                except Exception:
-                    log.exception("could not subscribe to the store's change hints; polling")
-            self._recover()
-            next_recover = time.monotonic() + RECOVER_EVERY
-            # Before the first beat overwrites it: a stale one means we were down (status).
-            from cron.audit import note_ticker_start
-
-            note_ticker_start()
-            self._beat(jobs, success=False)
-            while not stop_event.is_set():
-                self.run_iteration(adapters=adapters, loop=loop)
-                if stop_event.is_set():
-                    break
-                if time.monotonic() >= next_recover:
-                    self._recover()
-                    next_recover = time.monotonic() + RECOVER_EVERY
-                try:
-                    delay = self.next_delay(interval)
-                except BaseException:
-                    log.exception("could not compute the next wake-up; sleeping %ss", interval)
-                    delay = interval
-                self._sleep(stop_event, delay)
-        finally:
-            set_active_provider(None)
-            if store is not None:
-                with contextlib.suppress(Exception):
-                    store.unsubscribe(hint)
-            if self._registration is not None:
-                self._registration.remove()
-                self._registration = None
-            if lock.held:
-                heartbeat.remove_ticker_pid()
-            lock.release()
-            self.active = False
-
-    def _become_active(self, lock: TickerLock, stop_event: threading.Event) -> bool:
-        """Take the ticker lock, standing by while another ticker holds it.
-
-        Returns False if ``stop_event`` is set first. A standby writes nothing:
-        the pid file, heartbeat and error files belong to the active ticker.
-        """
-        try:
-            if lock.try_acquire():
-                self.active = True
-                return True
-        except OSError:
-            log.exception("cannot open the ticker lock %s", paths.ticker_lock_path())
-        holder = heartbeat.read_ticker_pid() or {}
-        log.info(
-            "another ticker (pid %s) is active on %s; standing by to take over if it stops",
-            holder.get("pid", "?"), paths.home(),
-        )
-        self.standing_by = True
-        try:
-            while not stop_event.wait(self._standby_poll):
-                try:
-                    if lock.try_acquire():
-                        break
-                except OSError:
-                    log.exception("cannot open the ticker lock %s", paths.ticker_lock_path())
-            else:
-                return False
-        finally:
-            self.standing_by = False
-        self.active = True
-        log.info("the active ticker is gone; this process (pid %d) takes over", os.getpid())
-        return True
-
-    def _recover(self) -> None:
-        try:
-            from cron.scheduler import recover_interrupted
-
-            recover_interrupted()
-        except BaseException:
-            log.exception("could not recover interrupted executions")
-
-    def _register(self) -> None:
-        # The store's registry row (SPEC §11): every node of a shared store lists it.
-        try:
-            from cron.registry import Registration
-            from cron.store import get_store
-
-            self._registration = Registration(get_store(), provider=self.name)
-        except BaseException:
-            log.exception("could not register this ticker in the store's registry")
-
-    def _beat(self, jobs_mod: Any, *, success: bool, error: str | None = None) -> None:
-        try:
-            jobs_mod.record_ticker_heartbeat(success=success)
-        except BaseException:
-            # record_ticker_heartbeat is best-effort already; this is belt and braces.
-            log.exception("heartbeat write failed")
-        if self._registration is not None:
-            try:
-                self._registration.beat(ok=success, error=error)
-            except BaseException:
-                log.exception("registry heartbeat failed")
-
-    def run_iteration(
-        self, *, adapters: Any = None, loop: asyncio.AbstractEventLoop | None = None
-    ) -> bool:
-        """One tick plus its bookkeeping; True if the tick was clean. Never raises."""
-        from cron import jobs, scheduler
-
-        self.iterations += 1
-        tick = self._tick_fn or scheduler.tick
-        clean = False
-        error: str | None = None
-        try:
-            tick(sync=False, adapters=adapters, loop=loop)
-            clean = True
-        except BaseException as exc:
-            log.exception("cron tick failed; the ticker keeps running")
-            error = f"{type(exc).__name__}: {exc}"
-            try:
-                jobs.record_ticker_error(error)
-            except BaseException:
-                log.exception("could not record the tick error")
-        self._beat(jobs, success=clean, error=error)
-        if clean:
-            try:
-                jobs.clear_ticker_error()
-            except BaseException:
-                log.exception("could not clear the tick error")
-        return clean
-
-    def next_delay(self, interval: float) -> float:
-        """Seconds until the earliest due job, capped by ``interval`` (0 when overdue)."""
-        from cron.store import get_store
-
-        store = get_store()
-        wake = store.next_wake()
-        if wake is None:
-            return float(interval)
-        # The store's clock by default: wake times were computed by it (SPEC §11).
-        now = self._clock() if self._clock is not None else store.clock().timestamp()
-        return max(0.0, min(float(interval), wake.timestamp() - now))
-
-    def _sleep(self, stop_event: threading.Event, delay: float) -> None:
-        if self._wait_fn is not None:
-            try:
-                self._wait_fn(stop_event, delay)
-            except BaseException:
-                log.exception("the ticker's wait raised; continuing")
-            return
-        self.wait(stop_event, delay)
-
-    def wait(self, stop_event: threading.Event, delay: float) -> None:
-        """Sleep up to ``delay`` s; wake early on stop, on ``on_jobs_changed``,
-        or when another process changes the store (checked every 0.2 s)."""
-        from cron.store import get_store
-
-        store = get_store()
-        deadline = time.monotonic() + delay
-        try:
-            version = store.version()
-        except Exception:
-            version = None
-        while not stop_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            if self._wake.wait(min(remaining, 0.2)):
-                self._wake.clear()
-                return
-            try:
-                if version is not None and store.version() != version:
-                    return
-            except Exception:
-                return
 
 
 # -- selecting a provider ------------------------------------------------------
-
-_active: CronScheduler | None = None
-_active_lock = threading.Lock()
-
-
-def set_active_provider(provider: CronScheduler | None) -> None:
-    """Make ``provider`` the one this process's job changes are told about (``on_jobs_changed``)."""
-    global _active
-    with _active_lock:
-        if _active is not None:
-            changes.bus.unsubscribe(_active.on_jobs_changed)
-        _active = provider
-        if provider is not None:
-            changes.bus.subscribe(provider.on_jobs_changed)
-
-
-def active_provider() -> CronScheduler | None:
-    return _active
 
 
 def notify_jobs_changed() -> None:
