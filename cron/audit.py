@@ -60,6 +60,7 @@ def format_report(report: AuditReport, *, ok_mark: str = "✓", bad_mark: str = 
 
 GAP_FILE = "ticker_gap"
 STALL_MEMORY = timedelta(hours=24)
+"""How long after a stall ``status`` still reports what it cost."""
 
 
 def note_ticker_start(*, now: float | None = None) -> None:

@@ -31,8 +31,8 @@ a claim and its ``claimed`` row commit together.
 
 Clock (:meth:`PostgresJobStore.clock`): the database's ``clock_timestamp()``,
 as this machine's clock plus an offset measured at the midpoint of a round
-trip and refreshed every :data:`CLOCK_REFRESH` seconds — cheap, and accurate to
-half a round trip.
+trip and refreshed every :data:`~cron.stores._pgconn.CLOCK_REFRESH` seconds — cheap, and
+accurate to half a round trip.
 
 Change hints: every committed job mutation runs ``pg_notify('cronkit_jobs',
 <job id>)`` in its transaction. One daemon thread per process holds a
@@ -44,8 +44,8 @@ reconnect counts as a change (notifications may have been missed).
 Connections: a ``psycopg_pool.ConnectionPool`` per process (a forked child
 opens its own; the sockets it inherited are pointed at ``/dev/null`` so it can
 never talk on, or close, its parent's sessions). A connection idle for more
-than :data:`CHECK_IDLE` seconds is checked before use. An unreachable
-database at open or on first use is a :class:`cron.errors.StoreConfigError`;
+than :data:`~cron.stores._pgconn.CHECK_IDLE` seconds is checked before use. An
+unreachable database at open or on first use is a :class:`cron.errors.StoreConfigError`;
 losing it later makes operations raise :class:`cron.errors.StoreUnavailableError`
 (a ``ConnectionError``) and drops the pool; while down, each operation first
 probes with one direct connection (failing fast), and the first probe that
