@@ -151,7 +151,7 @@ class _LedgerTimer:
 
 def claim(n: int, singles: int, batches: int, batch_size: int) -> dict[str, Any]:
     from cron import jobs
-    from cron.schedule import _compile
+    from cron.cronexpr import _compile
     from cron.store import get_store
 
     with temp_home("claim") as home:

@@ -25,26 +25,35 @@ is raised unchanged: callers decide whether a ledger failure matters (the
 scheduler logs it and keeps firing).
 
 Timestamps are ISO-8601 UTC strings with a ``+00:00`` offset.
+
+Below this module: :mod:`cron.ledger` (where the ledger is, write
+transactions), :mod:`cron.recovery` (process groups on rows, recovery of a
+dead owner's runs) and :mod:`cron.job_events` (the audit's event rows); the
+names of the first two that callers use are importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cron import ledger_sql, procinfo
+from cron.ledger import _db, _now_iso, _opt_iso, _transact, write_ledger
 from cron.ledger_sql import LedgerRow
-from cron.ledgerdb import LedgerDB, SqlConn
-from cron.procgroup import ProcessGroup
-from cron.schedule import to_iso
+from cron.ledgerdb import SqlConn
+from cron.recovery import (
+    list_live_executions,
+    process_group_of,
+    record_process_group,
+    recover_interrupted_execution_rows,
+    recover_interrupted_executions,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 KEEP_PER_JOB = ledger_sql.KEEP_PER_JOB
 
@@ -61,46 +70,11 @@ ATTEMPT_COLUMNS = ledger_sql.ATTEMPT_COLUMNS
 _ORDER = ledger_sql.ORDER
 
 
-def _iso(dt: datetime) -> str:
-    """Aware datetime -> ISO-8601 UTC text with ``+00:00``; naive input is rejected."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"expected an aware datetime, got naive {dt!r}")
-    return dt.astimezone(UTC).isoformat()
-
-
-def _now_iso(now: datetime | None) -> str:
-    return _iso(now if now is not None else datetime.now(UTC))
-
-
-def _opt_iso(value: datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return _iso(value)
-
-
 def _check_status(status: str, allowed: frozenset[str]) -> None:
     if status not in allowed:
         raise ValueError(
             f"invalid execution status {status!r}; expected one of {', '.join(sorted(allowed))}"
         )
-
-
-def _db() -> LedgerDB:
-    # The configured store says where its ledger lives: executions.db beside
-    # jobs.json, the SQLite store's own file, or the PostgreSQL database.
-    from cron.store import get_store
-
-    return get_store().ledger()
-
-
-def _transact(fn: Callable[[SqlConn], T]) -> T:
-    """Run ``fn(conn)`` inside a write transaction (shared with concurrent writers)."""
-    return _db().transact(fn)
-
-
-def write_ledger(fn: Callable[[SqlConn], T]) -> T:
-    """Run ``fn(conn)`` in a ledger write transaction (e.g. :mod:`cron.audit`'s event rows)."""
-    return _transact(fn)
 
 
 _prune = ledger_sql.prune
@@ -442,158 +416,6 @@ def record_event(
     return exec_id
 
 
-def record_process_group(token: str, group: ProcessGroup) -> bool:
-    """Record on the ``token`` row the process group its command runs in.
-
-    Written before the command is let go (see ``cron.runners.run_command``), so
-    a gateway killed at any later moment leaves a row naming the group
-    recovery must end. Returns True when a live row was updated.
-    """
-
-    def update(conn: SqlConn) -> bool:
-        cur = conn.execute(
-            "UPDATE executions SET pgid = ?, pgid_start = ? "
-            "WHERE id = ? AND status IN ('claimed', 'running')",
-            (group.pgid, group.leader_start, token),
-        )
-        return cur.rowcount == 1
-
-    return _transact(update)
-
-
-def process_group_of(token: str) -> ProcessGroup | None:
-    """The process group recorded on the ``token`` row, or None."""
-    with _db().read() as conn:
-        if conn is None:
-            return None
-        row = conn.execute(
-            "SELECT pgid, pgid_start FROM executions WHERE id = ?", (token,)
-        ).fetchone()
-    if row is None or row["pgid"] is None:
-        return None
-    return ProcessGroup(int(row["pgid"]), row["pgid_start"])
-
-
-def list_live_executions() -> list[dict[str, Any]]:
-    """Every ``claimed``/``running`` row (with ``pgid`` and ``pgid_start``), oldest first."""
-    cols = ", ".join((*COLUMNS, "pgid", "pgid_start"))
-    with _db().read() as conn:
-        if conn is None:
-            return []
-        rows = conn.execute(
-            f"SELECT {cols} FROM executions WHERE status IN ('claimed', 'running') "
-            f"ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
-        ).fetchall()
-    return [dict(row) for row in rows]
-
-
-def recover_interrupted_executions(*, now: datetime | None = None) -> int:
-    """Mark ``unknown`` every claimed/running row whose owner is provably gone.
-
-    Returns how many rows were marked; see
-    :func:`recover_interrupted_execution_rows` for the rows themselves.
-    """
-    return len(recover_interrupted_execution_rows(now=now))
-
-
-def recover_interrupted_execution_rows(
-    *,
-    now: datetime | None = None,
-    term_grace: float | None = None,
-    remote_gone: Callable[[dict[str, Any]], bool] | None = None,
-) -> list[tuple[str, str]]:
-    """Mark ``unknown`` every claimed/running row whose owner is provably gone.
-
-    "Provably gone" is :func:`cron.procinfo.owner_gone`: same host and the pid
-    is dead, or alive with another start time (reused). Rows owned by a live
-    process, by another host, or with no owner are left alone. Nothing is
-    rerun: the run may have had effects, so its outcome is recorded as unknown.
-
-    A row whose command's process group outlived its owner (the gateway was
-    killed with ``kill -9``) has that group ended first — SIGTERM, SIGKILL
-    ``term_grace`` seconds later (default :data:`cron.procgroup.TERM_GRACE`) —
-    so settling the row (and the caller releasing the claim) can never let a
-    second run start beside it. A group that cannot be ended (another user's
-    process) keeps its row live, logged at ERROR.
-
-    A pid means nothing on another host: a row owned by another host is judged
-    by ``remote_gone(row)`` (on a shared store, the age of its claim: SPEC §11),
-    and left alone when it is not given. Its process group is never touched.
-    Returns ``(execution id = claim token, job_id)`` of each row marked.
-    """
-    from cron.procgroup import TERM_GRACE
-
-    grace = TERM_GRACE if term_grace is None else term_grace
-    with _db().read() as conn:
-        if conn is None:
-            return []
-        rows = conn.execute(
-            "SELECT id, job_id, owner, pgid, pgid_start, claimed_at, started_at FROM executions "
-            "WHERE status IN ('claimed', 'running')"
-        ).fetchall()
-    verdicts: dict[str, bool] = {}
-    dead: list[tuple[str, str, str, str]] = []
-    here = procinfo.hostname()
-    for row in rows:
-        owner = row["owner"]
-        if not owner:
-            continue
-        parsed = procinfo.split_owner(owner)
-        if parsed is not None and parsed[0] != here:
-            if remote_gone is None or not remote_gone(dict(row)):
-                continue
-            dead.append((row["id"], row["job_id"], owner,
-                         f"owner {owner} (another host) stopped refreshing its claim before "
-                         "the run finished; its outcome is unknown and it was not rerun"))
-            continue
-        if owner not in verdicts:
-            verdicts[owner] = procinfo.owner_gone(owner)
-        if not verdicts[owner]:
-            continue
-        note = ""
-        if row["pgid"] is not None:
-            group = ProcessGroup(int(row["pgid"]), row["pgid_start"])
-            if group.alive():
-                log.warning(
-                    "job %s: its run's process group %d outlived owner %s; ending it",
-                    row["job_id"], group.pgid, owner,
-                )
-                if not group.terminate(grace):
-                    log.error(
-                        "job %s: process group %d of a dead owner's run cannot be ended; "
-                        "its run stays live so no second copy starts",
-                        row["job_id"], group.pgid,
-                    )
-                    continue
-                note = f"; its process group {group.pgid} was still running and was ended"
-        dead.append((row["id"], row["job_id"], owner,
-                     f"owner process {owner} is gone (exited or pid reused) before the run "
-                     f"finished{note}; its outcome is unknown and it was not rerun"))
-    if not dead:
-        return []
-    finished = _now_iso(now)
-    marked: list[tuple[str, str]] = []
-
-    def settle(conn: SqlConn) -> None:
-        for exec_id, job_id, owner, message in dead:
-            # Re-check the status inside the write: the row may have been
-            # settled between the read above and this transaction.
-            cur = conn.execute(
-                """
-                UPDATE executions SET status = 'unknown', finished_at = ?, error = ?
-                WHERE id = ? AND owner = ? AND status IN ('claimed', 'running')
-                """,
-                (finished, message, exec_id, owner),
-            )
-            if cur.rowcount:
-                marked.append((exec_id, job_id))
-
-    _transact(settle)
-    if marked:
-        log.warning("marked %d interrupted execution(s) as unknown", len(marked))
-    return marked
-
-
 def list_executions(
     job_id: str | None = None, limit: int | None = 50, *, attempts: bool = False
 ) -> list[dict[str, Any]]:
@@ -629,42 +451,28 @@ def get_execution(exec_id: str, *, attempts: bool = False) -> dict[str, Any] | N
     return dict(row) if row is not None else None
 
 
-EVENT_KINDS = ("create", "edit", "pause", "resume", "remove")
-"""Job lifecycle events the audit reads (SPEC §13): when a job was owed slots."""
-
-
-# -- event rows ------------------------------------------------------------------------------
-
-_INSERT_EVENT = (
-    "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)"
-)
-
-
-def record_job_event(
-    kind: str, job: dict[str, Any], *, at: datetime, before: dict[str, Any] | None = None
-) -> None:
-    """Record one lifecycle event of ``job`` (its state after the event; for ``remove``
-    the job as it was). Best-effort: a failure is logged, never raised — the mutation
-    it describes is already durable."""
-    try:
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown job event kind {kind!r}")
-        removed = kind == "remove"
-        detail = {
-            "state": "removed" if removed else job.get("state"),
-            "next_run_at": None if removed else job.get("next_run_at"),
-            "prev_next_run_at": (before or {}).get("next_run_at") if before else None,
-            "catch_up": job.get("catch_up"),
-            "name": job.get("name"),
-            "created_at": job.get("created_at"),
-            "last_scheduled_at": job.get("last_scheduled_at"),
-        }
-        row = (
-            str(job["id"]), kind, to_iso(at),
-            json.dumps(job.get("schedule"), sort_keys=True),
-            json.dumps(detail, sort_keys=True),
-        )
-        write_ledger(lambda conn: conn.execute(_INSERT_EVENT, row))
-    except Exception:
-        log.warning("could not record the %s event of job %s", kind, job.get("id"),
-                    exc_info=True)
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "COLUMNS",
+    "EVENT_STATUSES",
+    "FINAL_STATUSES",
+    "KEEP_PER_JOB",
+    "LIVE_STATUSES",
+    "STATUSES",
+    "finish",
+    "finish_many",
+    "get_execution",
+    "insert_rows",
+    "list_executions",
+    "list_live_executions",
+    "mark_running",
+    "process_group_of",
+    "record_claim",
+    "record_claims",
+    "record_event",
+    "record_process_group",
+    "recover_interrupted_execution_rows",
+    "recover_interrupted_executions",
+    "start_run",
+    "write_ledger",
+]

@@ -1,8 +1,10 @@
-"""The trigger axis' abstract surface: ``CronScheduler`` (SPEC §6).
+"""The trigger axis' abstract surface: ``CronScheduler`` (SPEC §6), and which provider
+this process tells about job changes (:func:`set_active_provider`).
 
-A leaf module — providers (bundled, entry points, user plugins) and the plugin
-discovery import it without importing the built-in ticker or its resolver;
-``cron.scheduler_provider`` re-exports it under the SPEC's name.
+A leaf module but for the change bus — providers (bundled, entry points, user
+plugins), the built-in ticker (:mod:`cron.ticker`) and the plugin discovery
+import it without importing the built-in ticker or its resolver;
+``cron.scheduler_provider`` re-exports its names under the SPEC's name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import threading
 from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
+
+from cron import changes
 
 BUILTIN_ALIASES = frozenset({"", "builtin", "in-process", "inprocess"})
 
@@ -98,3 +102,25 @@ class CronScheduler(ABC):
         return True
 
 
+# -- the active provider -------------------------------------------------------
+
+_active: CronScheduler | None = None
+_active_lock = threading.Lock()
+
+
+def set_active_provider(provider: CronScheduler | None) -> None:
+    """Make ``provider`` the one this process's job changes are told about (``on_jobs_changed``)."""
+    global _active
+    with _active_lock:
+        if _active is not None:
+            changes.bus.unsubscribe(_active.on_jobs_changed)
+        _active = provider
+        if provider is not None:
+            changes.bus.subscribe(provider.on_jobs_changed)
+
+
+def active_provider() -> CronScheduler | None:
+    return _active
+
+
+__all__ = ["BUILTIN_ALIASES", "CronScheduler", "active_provider", "set_active_provider"]

@@ -33,27 +33,19 @@ looked at before the signature holds:
 
 Nothing is fired by a request that does not get a 202. Malformed input never
 yields a 5xx; a 500 means a genuine server fault (e.g. an unreadable store).
+
+The server is this module; who may fire (the secret, signatures, the replay
+record) is :mod:`cron.webhook_auth` and the client (:func:`post_fire`) is
+:mod:`cron.webhook_client`. Their public names are importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
-import hmac
 import json
 import logging
-import os
-import re
-import secrets
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -62,201 +54,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cron import paths
-from cron.config import cfg_get, read_config
-from cron.errors import ConfigError, CronkitError, ScheduleError
-from cron.groupcommit import GroupCommit, Pending
-from cron.ledgerdb import SqliteLedger
+from cron.errors import ScheduleError
 from cron.metrics import Metrics, metrics_content_type, new_metrics
+from cron.webhook_auth import (
+    _SIGNATURE_RE,
+    FIRE_PATH,
+    HEALTH_PATH,
+    MAX_BODY,
+    METRICS_PATH,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    _digest,
+    _max_skew,
+    _parse_timestamp,
+    load_or_create_secret,
+    nonces_path,
+    remember_signature,
+    sign,
+    verify,
+)
+from cron.webhook_client import GatewayNotRunningError, gateway_url, post_fire, read_gateway_info
 
 log = logging.getLogger(__name__)
-
-TIMESTAMP_HEADER = "X-Cronkit-Timestamp"
-SIGNATURE_HEADER = "X-Cronkit-Signature"
-SIGNATURE_PREFIX = "sha256="
-FIRE_PATH = "/cron/fire"
-HEALTH_PATH = "/healthz"
-METRICS_PATH = "/metrics"
-MAX_BODY = 64 * 1024
-"""Largest accepted request body, in bytes."""
-MIN_SECRET_LENGTH = 32
-"""A shorter secret could be brute-forced offline from one captured request."""
-
-_TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
-_SIGNATURE_RE = re.compile(r"^sha256=[0-9a-f]{64}$")
 
 Job = dict[str, Any]
 Runner = Callable[[Job], object]
 """Runs one claimed job (the dict carries its ``fire_claim``); should return promptly."""
-
-
-class GatewayNotRunningError(CronkitError, ConnectionError):
-    """``post_fire`` found no running gateway (or one without the webhook) to post to."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(f"no cronkit gateway webhook is reachable: {detail}; start one with "
-                         "'cronkit gateway' (or fire locally with 'cronkit run ID')")
-
-
-# -- the secret and the signature ----------------------------------------------
-
-
-def _read_secret(path: os.PathLike[str] | str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    except FileNotFoundError:
-        return None
-    if len(text) < MIN_SECRET_LENGTH:
-        raise ConfigError(
-            str(path),
-            f"the webhook secret is {len(text)} characters long (at least "
-            f"{MIN_SECRET_LENGTH} needed); delete the file to have a new one generated",
-        )
-    return text
-
-
-def load_or_create_secret() -> str:
-    """The webhook secret from ``<home>/webhook_secret``, creating it (0600) if missing.
-
-    A new secret is ``secrets.token_hex(32)``. It is written to a private temp
-    file and hard-linked into place, which fails if the name exists — the
-    ``O_EXCL`` guarantee with the content already complete — so two processes
-    racing here agree on one secret and no reader ever sees a half-written
-    file. Returns the stripped text (the HMAC key, UTF-8 encoded).
-    """
-    path = paths.webhook_secret_path()
-    existing = _read_secret(path)
-    if existing is not None:
-        return existing
-    paths.ensure_dir(path.parent)
-    fresh = secrets.token_hex(32)
-    fd, tmp = tempfile.mkstemp(prefix=".webhook_secret.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), paths.FILE_MODE)
-            fh.write(fresh + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its secret
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            _create_exclusive(path, fresh)  # a file system without hard links
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    winner = _read_secret(path)
-    if winner is None:  # pragma: no cover - removed between link and read
-        raise ConfigError(str(path), "the webhook secret vanished while being created")
-    if winner == fresh:
-        log.info("created the webhook secret %s", path)
-    return winner
-
-
-def _create_exclusive(path: os.PathLike[str] | str, secret: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _digest(secret: str, timestamp: str, body: bytes) -> str:
-    key = secret.strip().encode("utf-8")
-    message = timestamp.encode("utf-8") + b"." + body
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``"sha256=<hex HMAC-SHA256(secret, '<timestamp>.<body>')>"`` — the signature header."""
-    return SIGNATURE_PREFIX + _digest(secret, timestamp, body)
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """True if ``signature`` is the signature of ``timestamp`` and ``body``; constant time."""
-    expected = sign(secret, timestamp, body).encode("ascii")
-    given = signature.strip().encode("utf-8", "replace")
-    return hmac.compare_digest(expected, given)
-
-
-def _parse_timestamp(raw: str | None) -> float | None:
-    if raw is None or not _TIMESTAMP_RE.match(raw.strip()):
-        return None
-    return float(raw.strip())
-
-
-def _max_skew() -> float:
-    return float(cfg_get(read_config(), "cron", "webhook", "max_skew", default=300))
-
-
-# -- replay protection ----------------------------------------------------------
-
-
-def nonces_path() -> Path:
-    """Where signatures of accepted requests are kept, for replay refusal (a SQLite file).
-
-    ``<home>/cron/webhook_nonces.db`` beside ``jobs.json``; the database file of
-    a SQLite store. A store whose replay record is not a file raises
-    ``NotImplementedError`` (PostgreSQL keeps it in its database).
-    """
-    from cron.store import get_store
-
-    db = get_store().replay_db()
-    if not isinstance(db, SqliteLedger):
-        raise NotImplementedError(f"the replay record is in {db.location}, not a file")
-    return db.path
-
-
-@dataclass
-class _NonceRequest(Pending):
-    digest: str
-    at: float
-    ttl: float
-    fresh: bool = False
-
-
-def _write_nonces(batch: list[_NonceRequest]) -> None:
-    """One transaction for the signatures of concurrent requests (one fsync, not N)."""
-    from cron.store import get_store
-
-    with get_store().replay_db().write() as conn:
-        oldest = min(r.at for r in batch)
-        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
-        for req in batch:
-            # A signature recorded and not yet expired is a replay. The insert is
-            # the compare-and-set: of racing nodes exactly one inserts or updates
-            # an expired row; a live row is left alone (0 rows) and means replay.
-            row = conn.execute(
-                "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?) "
-                "ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE webhook_nonces.expires_at < ? RETURNING signature",
-                (req.digest, req.at + req.ttl, req.at),
-            ).fetchone()
-            req.fresh = row is not None
-
-
-_nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)
-
-
-def remember_signature(digest: str, *, ttl: float, now: float | None = None) -> bool:
-    """Record an accepted request's signature; False if it was already recorded (a replay).
-
-    Recording is a compare-and-set in one SQLite transaction, so of any number
-    of requests — threads or processes — carrying the same signature exactly
-    one gets True. Entries expire after ``ttl`` seconds (``2 × max_skew``: by
-    then the timestamp check alone refuses it). Concurrent calls in this
-    process share one transaction (group commit).
-    """
-    at = time.time() if now is None else now
-    return _nonces.submit(_NonceRequest(digest, at, ttl)).fresh
 
 
 # -- running accepted fires -------------------------------------------------------
@@ -448,98 +271,6 @@ def create_app(*, runner: Runner | None = None, metrics: Metrics | None = None) 
     return app
 
 
-# -- the client --------------------------------------------------------------------
-
-
-def read_gateway_info() -> dict[str, Any] | None:
-    """The live gateway's pid file (``<home>/cron/gateway.pid``) as a dict, or None."""
-    from cron.procinfo import hostname, pid_alive, process_start_time
-
-    try:
-        data = json.loads(paths.gateway_pid_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-        return None
-    if data.get("hostname") not in (None, hostname()):
-        return None
-    pid = int(data["pid"])
-    if not pid_alive(pid):
-        return None
-    start = data.get("start")
-    if start is not None and process_start_time(pid) != start:
-        return None
-    return data
-
-
-def gateway_url() -> str:
-    """Base URL of the running gateway's webhook; :class:`GatewayNotRunningError` if none."""
-    info = read_gateway_info()
-    if info is None:
-        raise GatewayNotRunningError(f"no live gateway pid file in {paths.gateway_pid_path()}")
-    if not info.get("webhook") or not isinstance(info.get("port"), int):
-        raise GatewayNotRunningError(f"the gateway (pid {info['pid']}) runs with --no-webhook")
-    host = str(info.get("host") or "127.0.0.1")
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{info['port']}"
-
-
-def post_fire(
-    job_id: str,
-    *,
-    scheduled_at: datetime | str | None = None,
-    url: str | None = None,
-    timeout: float = 10.0,
-) -> tuple[int, dict[str, Any]]:
-    """Sign and POST a fire of ``job_id`` to the running gateway; ``(http_status, json_body)``.
-
-    ``url`` is the gateway's base URL (default: from ``<home>/cron/gateway.pid``).
-    A random ``nonce`` field makes every call a distinct signed request, so
-    two calls within the same second are not mistaken for a replay. Raises
-    :class:`GatewayNotRunningError` when nothing answers.
-    """
-    base = (url or gateway_url()).rstrip("/")
-    payload: dict[str, Any] = {"job_id": job_id, "nonce": secrets.token_hex(8)}
-    if scheduled_at is not None:
-        payload["scheduled_at"] = (
-            scheduled_at.isoformat() if isinstance(scheduled_at, datetime) else scheduled_at
-        )
-    body = json.dumps(payload).encode("utf-8")
-    timestamp = str(int(time.time()))
-    request = urllib.request.Request(
-        base + FIRE_PATH,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(load_or_create_secret(), timestamp, body),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status), _json_or_text(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return int(exc.code), _json_or_text(exc.read())
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise GatewayNotRunningError(f"{base} did not answer ({reason})") from None
-
-
-def _json_or_text(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {"status": "error", "reason": raw.decode("utf-8", "replace")[:200]}
-    return data if isinstance(data, dict) else {"status": "error", "reason": repr(data)[:200]}
-
-
 __all__ = [
     "FIRE_PATH",
     "HEALTH_PATH",
@@ -552,6 +283,7 @@ __all__ = [
     "default_runner",
     "gateway_url",
     "load_or_create_secret",
+    "nonces_path",
     "post_fire",
     "read_gateway_info",
     "remember_signature",

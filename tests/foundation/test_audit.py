@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cron import audit, executions, jobs, scheduler
+from cron import audit, executions, job_events, jobs, scheduler
 from cron.errors import AuditWindowError, JobNotFoundError
 from tests.cli._helpers import cli
 from tests.conftest import write_config
@@ -210,7 +210,7 @@ def test_a_failed_event_write_never_undoes_the_mutation(
     def broken(fn: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(executions, "write_ledger", broken)
+    monkeypatch.setattr(job_events, "write_ledger", broken)
     job = jobs.create_job("every 1m", "true", now=T0)
     assert jobs.get_job(job["id"]) is not None
     assert "could not record the create event" in caplog.text

@@ -199,7 +199,7 @@ def test_on_postgresql_every_node_is_listed_by_the_database_clock(pg_home: str) 
 def test_recovery_passes_come_a_third_of_a_claim_ttl_apart() -> None:
     # A dead node's run is settled once its claim is stale: a pass every ttl/3 finds it
     # within a third of a TTL after that (the default TTL keeps the old once-a-minute pace).
-    from cron.scheduler_provider import RECOVER_EVERY, recover_every
+    from cron.ticker import RECOVER_EVERY, recover_every
 
     assert recover_every(300) == RECOVER_EVERY == 60
     assert recover_every(6) == pytest.approx(2.0)

@@ -27,8 +27,7 @@ import pytest
 
 from cron.errors import SchemaVersionError, StoreConfigError, StoreUnavailableError
 from cron.ledger_sql import LedgerRow
-from cron.stores import Swap, open_store
-from cron.stores import postgres as pgstore
+from cron.stores import Swap, _pgconn, _pgproc, open_store
 from cron.stores.postgres import SCHEMA_VERSION, PostgresJobStore
 from cron.testing.postgres import PostgresServer, _free_port
 from cron.testing.store import T0, make_job
@@ -527,7 +526,7 @@ def test_clock_follows_the_server_clock(store: PostgresJobStore, pg_url: str) ->
 def test_clock_follows_the_server_when_this_machines_clock_is_off(
     home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pgstore, "_wall", lambda: datetime.now(UTC) + timedelta(hours=1))
+    monkeypatch.setattr(_pgconn, "_wall", lambda: datetime.now(UTC) + timedelta(hours=1))
     s = PostgresJobStore(pg_url)
     try:
         assert abs((_server_now(pg_url) - s.clock()).total_seconds()) < 0.25
@@ -569,7 +568,7 @@ def test_a_forked_child_neither_uses_nor_closes_the_parents_connections(
             code = 0 if store.get(child_job["id"]) is not None else 2
             # Whatever a child does to what it inherited — here: closing every connection
             # it can find, as a collector or an atexit hook might — stays in the child.
-            for conn in list(pgstore._CONNECTIONS):
+            for conn in list(_pgproc._CONNECTIONS):
                 conn.close()
             store.close()
             store._stale.clear()
