@@ -75,7 +75,7 @@ class Frozen:
         # A rewrite of jobs.json with the same bytes is still a write.
         self.mtime = os.stat(store_file()).st_mtime_ns if self.exists and is_json() else None
         # Only read a ledger that exists: opening one creates it (on sqlite: the store file).
-        self.ledger = get_store().ledger_path()
+        self.ledger = get_store().ledger()
         self.rows = executions.list_executions(limit=None) if self.ledger.exists() else []
 
     def assert_unchanged(self) -> None:
