@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import freezegun
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -24,6 +25,11 @@ from tests.support import suite
 
 if TYPE_CHECKING:
     from cron.testing.postgres import PostgresServer
+
+# freezegun moves this process's clock in every thread. The database driver's own
+# timeouts (connect, pool waits) and the suite's database thread must keep real time:
+# a scenario jumping its frozen clock by hours would expire them at once.
+freezegun.configure(extend_ignore_list=["psycopg", "psycopg_pool", "tests.support.suite"])
 
 settings.register_profile(
     "ci",
@@ -114,6 +120,20 @@ def json_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def sqlite_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin the ``cronkit.db`` store for a test that is about that file (like ``json_store``)."""
     _pin_store(request, monkeypatch, "sqlite")
+
+
+@pytest.fixture
+def file_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a test about what only a store in the home's files has (its SQLite ledger file,
+    ``executions.db`` or ``cronkit.db``; being unshared): the configured store if it is a
+    file store (json, sqlite), else the SQLite store."""
+    from cron.store import configured_url
+    from cron.stores import scheme_of
+
+    if "home" in request.fixturenames:
+        request.getfixturevalue("home")
+    if scheme_of(configured_url()) not in ("json", "sqlite"):
+        _pin_store(request, monkeypatch, "sqlite")
 
 
 def _pin_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
