@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -102,16 +103,39 @@ def _pg_url() -> str:
     return url if mask_url(url) == store.url else store.url
 
 
-def _pg_rows(*queries: str) -> list[list[tuple[Any, ...]]] | None:
-    """Each query's rows, or None while the database holds no cronkit schema. A direct
-    psycopg connection, never the store's pool: what the database holds."""
+_direct: dict[tuple[int, str], Any] = {}  # (pid, url) -> the helpers' direct connection
+
+
+def _pg_conn() -> Any:
     import psycopg
 
-    with psycopg.connect(_pg_url(), autocommit=True, connect_timeout=10) as conn:
-        found = conn.execute("SELECT to_regclass('cronkit_meta') IS NOT NULL").fetchone()
-        if found is None or not found[0]:
-            return None
-        return [[tuple(r) for r in conn.execute(q).fetchall()] for q in queries]
+    url = _pg_url()
+    conn = _direct.get((os.getpid(), url))  # never a connection inherited over fork
+    if conn is None or conn.closed or conn.broken:
+        close_direct()
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        _direct[(os.getpid(), url)] = conn
+    return conn
+
+
+def close_direct() -> None:
+    """Close the helpers' direct connection (before the test's database goes)."""
+    for (pid, _url), conn in list(_direct.items()):
+        if pid == os.getpid():
+            with contextlib.suppress(Exception):
+                conn.close()
+    _direct.clear()
+
+
+def _pg_rows(*queries: str) -> list[list[tuple[Any, ...]]] | None:
+    """Each query's rows, or None while the database holds no cronkit schema. A direct
+    psycopg connection (autocommit: each query sees every commit), never the store's
+    pool: what the database holds."""
+    conn = _pg_conn()
+    found = conn.execute("SELECT to_regclass('cronkit_meta') IS NOT NULL").fetchone()
+    if found is None or not found[0]:
+        return None
+    return [[tuple(r) for r in conn.execute(q).fetchall()] for q in queries]
 
 
 def _pg_schema_exists() -> bool:
