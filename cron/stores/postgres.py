@@ -97,6 +97,9 @@ CHECK_IDLE = 1.0
 """A pooled connection idle longer than this is checked (an empty query) before use."""
 LISTEN_WAIT = 2.0
 """How long :meth:`PostgresJobStore.subscribe` / ``version`` wait for the first LISTEN."""
+LISTEN_POLL = 0.1
+"""The listener's longest wait for a notification before it looks at its stop flag: what
+:meth:`PostgresJobStore.close` may wait for it (an idle wake-up costs one ``poll``)."""
 CONNECT_TIMEOUT = 5
 POOL_MIN, POOL_MAX, POOL_TIMEOUT = 1, 10, 10.0
 
@@ -461,7 +464,7 @@ class _Listener:
                 delay, warned = 0.2, False
                 checked = time.monotonic()
                 while not self._stop.is_set():
-                    for note in conn.notifies(timeout=0.5):
+                    for note in conn.notifies(timeout=LISTEN_POLL):
                         if not self._proc.own_backend(note.pid):
                             self._changed()  # our own writes already moved version()
                     if time.monotonic() - checked > 10.0:
