@@ -41,7 +41,7 @@ def suite_store() -> str:
     if value == "postgresql":
         value = "postgres"
     if value not in SUITE_STORES:
-        raise ValueError(f"{SUITE_ENV}={value!r}: expected one of {SUITE_STORES[1:]} or unset")
+        raise ValueError(f"{SUITE_ENV}={value!r}: expected 'postgres' or unset")
     return value
 
 
@@ -177,14 +177,15 @@ _databases: Databases | None = None
 
 
 def install(databases: Databases | None) -> None:
-    """Make :func:`fresh_store_env` draw from ``databases`` (the session fixture does)."""
+    """Make :func:`fresh_database` draw from ``databases`` (the session fixture does)."""
     global _databases
     _databases = databases
 
 
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
-    """A fresh database for one test or example; the store closed and it dropped after."""
+    """A fresh empty database for one test or example; after it, this process's stores and
+    the helpers' connection are closed and the database goes back to be reset."""
     if _databases is None:
         raise RuntimeError(f"{SUITE_ENV}=postgres but no test server is installed "
                            "(tests/conftest.py's suite_databases fixture does it)")
