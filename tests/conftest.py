@@ -117,12 +117,6 @@ def json_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def sqlite_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pin the ``cronkit.db`` store for a test that is about that file (like ``json_store``)."""
-    _pin_store(request, monkeypatch, "sqlite")
-
-
-@pytest.fixture
 def file_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """For a test about what only a store in the home's files has (its SQLite ledger file,
     ``executions.db`` or ``cronkit.db``; being unshared): the configured store if it is a

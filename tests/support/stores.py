@@ -69,7 +69,7 @@ def store_file() -> Path:
     store = get_store()
     assert isinstance(store, JsonJobStore | SqliteJobStore), (
         f"{type(store).__name__} keeps no file; a test about the store's file pins its "
-        "store (fixture json_store / sqlite_store)")
+        "store (fixture json_store / file_store)")
     return store.path
 
 
