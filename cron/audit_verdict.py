@@ -1,6 +1,6 @@
 """The audit's verdict (SPEC §13): did every slot owed in a window get exactly one outcome?
 
-Two inputs, both in the ledger database (``get_store().ledger_path()``):
+Two inputs, both in the ledger database (``get_store().ledger()``):
 
 * **event rows** (table ``job_events``): ``create``, ``edit``, ``pause``,
   ``resume`` and ``remove``, each with its instant, the schedule in force after

@@ -14,7 +14,7 @@ from typing import Any
 from cron import paths
 from cron.config import cfg_get, load_config, stale_after
 from cron.heartbeat import live_ticker_pid, read_ticker_pid
-from cron.procinfo import hostname
+from cron.procinfo import hostname, owner_gone
 from cron.scheduler_provider import BUILTIN_ALIASES
 
 __all__ = ["TickerStatus", "live_ticker_pid", "read_ticker_pid", "ticker_status"]
@@ -51,8 +51,9 @@ class TickerStatus:
     ``from``, ``to`` (None while ongoing), ``slots`` that came due, and what became of them."""
     nodes: list[dict[str, Any]] = field(default_factory=list)
     """On a shared store (SPEC §12): every registered ticker — ``node``, ``host``, ``pid``,
-    ``home``, ``provider``, ``state`` (``running`` / ``failing`` as it last reported, or
-    ``stale``), ``heartbeat_age``, ``last_error``, ``this`` (the node of this home)."""
+    ``home``, ``provider``, ``state`` (``running`` / ``failing`` as it last reported,
+    ``stale``, or ``gone``: a process of this host that provably died, whatever its
+    heartbeat's age), ``heartbeat_age``, ``last_error``, ``this`` (the node of this home)."""
 
     @property
     def healthy(self) -> bool:
@@ -179,7 +180,8 @@ def _stall(t: float, beat: float | None, limit: float) -> dict[str, Any] | None:
 
 
 def _cluster_nodes(t: float | None, limit: float) -> list[dict[str, Any]]:
-    """The registry of a shared store, judged by heartbeat age on the store's clock."""
+    """The registry of a shared store, judged by heartbeat age on the store's clock; a node
+    of this host whose process is gone (``kill -9`` leaves its fresh row) is ``gone``."""
     from cron.registry import list_nodes
     from cron.store import get_store
 
@@ -192,9 +194,10 @@ def _cluster_nodes(t: float | None, limit: float) -> list[dict[str, Any]]:
     out = []
     for n in list_nodes(store):
         age = n.heartbeat_age(now)
+        state = "gone" if owner_gone(n.node_id) else "stale" if age > limit else n.state
         out.append({
             "node": n.node_id, "host": n.host, "pid": n.pid, "home": n.home,
-            "provider": n.provider, "state": "stale" if age > limit else n.state,
+            "provider": n.provider, "state": state,
             "heartbeat_age": age, "last_error": n.last_error,
             "this": n.home == home and n.host == here,
         })

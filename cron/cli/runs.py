@@ -38,8 +38,15 @@ from cron.errors import CronkitError, JobNotFoundError
 
 
 def _ledger_exists() -> bool:
-    # Reading history must not create a ledger: only look if its file is there.
-    return Path(ledger_location()).exists()
+    # Reading history must not create a ledger: only look if it is there (a file, or a
+    # database store's schema: the ledger's location is then a URL, not a path).
+    from cron.store import get_store
+
+    try:
+        ledger = get_store().ledger()
+    except Exception:
+        return Path(ledger_location()).exists()
+    return ledger.exists()
 
 
 def _ledger_has(job_id: str) -> bool:

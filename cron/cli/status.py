@@ -212,7 +212,7 @@ def status_lines(
 
 
 def _node_line(node: dict[str, Any], ok: str, bad: str, limit: float) -> str:
-    """One registered ticker of a shared store: ✓ when healthy, ✗ when stale or failing."""
+    """One registered ticker of a shared store: ✓ when healthy, ✗ when stale, failing or gone."""
     where = f"{node['host']} pid {node['pid']}" + (" (this home)" if node.get("this") else "")
     beat = f"heartbeat {fmt_duration(float(node['heartbeat_age']))} ago"
     if node["state"] == "running":

@@ -23,6 +23,10 @@ from psycopg_pool import ConnectionPool
 
 from cron.stores._pgschema import CHANNEL, Conn
 
+LISTEN_POLL = 0.1
+"""The listener's longest wait for a notification before it looks at its stop flag: what
+:meth:`PostgresJobStore.close` may wait for it (an idle wake-up costs one ``poll``)."""
+
 # Logged under the store's name: the gateway's log lines name it.
 log = logging.getLogger("cron.stores.postgres")
 
@@ -144,7 +148,7 @@ class _Listener:
                 delay, warned = 0.2, False
                 checked = time.monotonic()
                 while not self._stop.is_set():
-                    for note in conn.notifies(timeout=0.5):
+                    for note in conn.notifies(timeout=LISTEN_POLL):
                         if not self._proc.own_backend(note.pid):
                             self._changed()  # our own writes already moved version()
                     if time.monotonic() - checked > 10.0:

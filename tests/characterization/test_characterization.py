@@ -6,6 +6,9 @@ plus an explicit ``now=`` on every call). After each step the normalised
 are recorded together with the step's return value; the scenario's SPEC checks
 run first, then the whole record is compared with ``golden/<scenario>.json``
 (see ``conftest.py`` for regenerating). Every store must match the same goldens.
+The frozen clock is the store's clock too (:func:`frozen`): freezegun moves this
+process's clock, not a database server's, and a run finishing without an explicit
+``now`` is stamped by the store's clock (SPEC §11).
 
 Normalisation makes the record independent of the run: job ids become
 ``job-1``, ``job-2``... (in creation order), claim tokens ``token-1``... (in
@@ -18,14 +21,17 @@ this process becomes ``owner`` and of any other process ``owner-other``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -98,6 +104,16 @@ class Normaliser:
                 self.events.setdefault(row["id"], f"event-{len(self.events) + 1}")
             out.append(self.value(row))
         return out
+
+
+@contextlib.contextmanager
+def frozen(start: datetime) -> Iterator[Any]:
+    """``freeze_time(start)``, with the store's :meth:`~cron.stores.JobStore.clock` reading
+    that frozen clock (on a file store it does anyway; a database store's is its server's)."""
+    store = get_store()
+    with freeze_time(start) as clock, mock.patch.object(store, "clock",
+                                                        lambda: datetime.now(UTC)):
+        yield clock
 
 
 def _parse(value: str) -> datetime:
@@ -207,10 +223,10 @@ class Recorder:
 
     def run(self) -> list[Record]:
         first = self.now_for(self.scenario.steps[0])
-        with freeze_time(first) as frozen:
+        with frozen(first) as clock:
             for st in self.scenario.steps:
                 now = self.now_for(st)
-                frozen.move_to(now)
+                clock.move_to(now)
                 result = self.perform(st, now)
                 self.records.append(self.snapshot(st, now, result))
         return self.records
@@ -234,7 +250,7 @@ def _walk(home: Path, expr: str, start: datetime, end: datetime) -> tuple[list[s
     """
     norm = Normaliser(home)
     nexts: list[datetime] = []
-    with freeze_time(start) as frozen:
+    with frozen(start) as clock:
         job = jobs.create_job(expr, {"kind": "python", "target": OK}, now=start)
         while True:
             current = jobs.get_job(job["id"])
@@ -245,7 +261,7 @@ def _walk(home: Path, expr: str, start: datetime, end: datetime) -> tuple[list[s
             if nxt >= end:
                 break
             now = nxt + timedelta(seconds=1)
-            frozen.move_to(now)
+            clock.move_to(now)
             assert scheduler.tick(now=now, sync=True) == 1, f"no fire at {now}"
             after = jobs.get_job(job["id"])
             assert after is not None and after["last_status"] == "ok"

@@ -415,7 +415,7 @@ def test_history_human_and_json(home: Path) -> None:
     r = cli("history")
     _assert_ok(r)
     assert r.stdout.strip() == "no runs recorded yet"
-    assert not get_store().ledger_path().exists()  # reading history creates nothing
+    assert not get_store().ledger().exists()  # reading history creates nothing
 
     a = _job("alpha", command="echo a")
     b = _job("beta", command="echo b; exit 1")

@@ -37,7 +37,7 @@ def _running_row(job_id: str) -> dict[str, object] | None:
 def executions_exist() -> bool:
     from cron.store import get_store
 
-    return Path(get_store().ledger_path()).exists()
+    return get_store().ledger().exists()
 
 
 def _ran(job_id: str, at: datetime) -> dict[str, object]:

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from cron import executions, paths, procinfo
+from cron.ledgerdb import SqliteLedger
 from cron.store import get_store
 
 
 def ledger_file() -> Path:
-    # executions.db beside jobs.json, or the SQLite store's own database.
+    # executions.db beside jobs.json, or the SQLite store's own database (a test asking
+    # is about that file: it uses the file_store fixture).
     return get_store().ledger_path()
 
 
@@ -191,7 +193,9 @@ def test_retention_keeps_newest_per_job(home: Path) -> None:
     assert executions.get_execution(other) is not None
 
 
+@pytest.mark.usefixtures("file_store")
 def test_db_file_private_and_wal(home: Path) -> None:
+    """About the ledger's SQLite file (mode, WAL): a file store's."""
     executions.record_claim(_tok(), "j", scheduled_at=T0, source="tick", now=T0)
     db = ledger_file()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
@@ -268,12 +272,15 @@ def test_two_processes_insert_concurrently(home: Path) -> None:
     assert len(rows) == 400
     assert {r["status"] for r in rows} == {"ok"}
     assert len(executions.list_executions("job-a", limit=None)) == 200
-    with sqlite3.connect(ledger_file()) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
+    if isinstance(get_store().ledger(), SqliteLedger):  # a file ledger: check the file too
+        with sqlite3.connect(ledger_file()) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
 
 
+@pytest.mark.usefixtures("file_store")
 def test_corrupt_ledger_raises_database_error(home: Path) -> None:
+    """About a corrupt SQLite ledger file: a file store's."""
     paths.cron_dir(create=True)
     ledger_file().write_bytes(b"this is not a sqlite database" * 200)
     with pytest.raises(sqlite3.DatabaseError):

@@ -75,7 +75,7 @@ class Frozen:
         # A rewrite of jobs.json with the same bytes is still a write.
         self.mtime = os.stat(store_file()).st_mtime_ns if self.exists and is_json() else None
         # Only read a ledger that exists: opening one creates it (on sqlite: the store file).
-        self.ledger = get_store().ledger_path()
+        self.ledger = get_store().ledger()
         self.rows = executions.list_executions(limit=None) if self.ledger.exists() else []
 
     def assert_unchanged(self) -> None:
@@ -548,9 +548,9 @@ print(jobs.claim_job_for_fire(sys.argv[2], now=datetime.fromisoformat(sys.argv[3
 """
 
 
-def test_processes_racing_for_one_slot_exactly_one_wins(home: Path) -> None:
+def test_processes_racing_for_one_slot_exactly_one_wins(home: Path, tmp_path: Path) -> None:
     job = jobs.create_job("every 1m", "true", now=T0)
-    go = home / "go"
+    go = tmp_path / "go"  # not in the home: a database store writes no file there
     env = dict(os.environ, PYTHONPATH=str(REPO))
     procs = [
         subprocess.Popen(

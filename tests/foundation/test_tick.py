@@ -114,6 +114,7 @@ def test_contention_returns_zero_and_leaves_the_job_due(home: Path) -> None:
 
 def test_other_oserror_on_the_tick_lock_raises(home: Path) -> None:
     job = jobs.create_job("every 1m", PY_OK, now=T0)
+    paths.cron_dir(create=True)  # a database store writes nothing in the home until a tick
     paths.tick_lock_path().mkdir(mode=0o700)
     before = snapshot()
     with pytest.raises(OSError):

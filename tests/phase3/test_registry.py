@@ -119,7 +119,9 @@ def test_status_on_a_shared_store_with_no_healthy_node_is_not_running(
     assert {n["state"] for n in st.nodes} == {"failing", "stale"}
 
 
+@pytest.mark.usefixtures("file_store")
 def test_a_store_that_is_not_shared_lists_no_nodes(home: Path) -> None:
+    """About a store no other machine uses: a file store's."""
     _node(get_store(), "alpha", T0)
     assert ticker_status(now=T0).nodes == []
 

@@ -382,6 +382,12 @@ def test_replay_memory_expires_after_twice_the_skew(home: Path) -> None:
     assert webhook.remember_signature("d1", ttl=600, now=1000.0) is True
     assert webhook.remember_signature("d1", ttl=600, now=1599.0) is False
     assert webhook.remember_signature("d1", ttl=600, now=1601.0) is True
+
+
+@pytest.mark.usefixtures("file_store")
+def test_the_replay_record_file_is_private(home: Path) -> None:
+    """About the replay record's SQLite file (its mode): a file store's."""
+    assert webhook.remember_signature("d1", ttl=600, now=1000.0) is True
     assert stat.S_IMODE(webhook.nonces_path().stat().st_mode) == 0o600
 
 

@@ -1,7 +1,9 @@
 """One private CRONKIT_HOME per Hypothesis example.
 
 pytest fixtures are per test, not per example, so property tests that need a
-fresh store for every generated case use this context manager instead.
+fresh store for every generated case use this context manager instead. On
+``CRONKIT_TEST_STORE=postgres`` the example gets a fresh database too
+(``tests.support.suite.fresh_store_env``), as the ``home`` fixture does.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ def fresh_home(
 ) -> Iterator[Path]:
     """Point CRONKIT_HOME (and TZ=UTC) at a new temp home holding ``config_yaml``; restore after."""
     from cron.store import set_store
+    from tests.support.suite import fresh_store_env
 
     saved = {k: os.environ.get(k) for k in ("CRONKIT_HOME", "TZ")}
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, fresh_store_env():
         home = Path(tmp) / "home"
         home.mkdir(mode=0o700)
         (home / "config.yaml").write_text(config_yaml, encoding="utf-8")

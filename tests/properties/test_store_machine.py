@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 )
 
 from tests.support.stores import disk_jobs, is_json, snapshot
+from tests.support.suite import fresh_store_env
 
 BASE = datetime(2031, 1, 6, tzinfo=UTC)  # on an hour boundary (cron arithmetic below)
 CLAIM_TTL = 300.0
@@ -162,6 +163,8 @@ class StoreMachine(RuleBasedStateMachine):
             f"cron:\n  timezone: UTC\n  claim_ttl: {CLAIM_TTL:g}\n", encoding="utf-8"
         )
         self._saved = {k: os.environ.get(k) for k in ("CRONKIT_HOME", "TZ")}
+        self._store_env = fresh_store_env()  # a fresh database per run on postgres
+        self._store_env.__enter__()
         os.environ["CRONKIT_HOME"] = str(self.home)
         os.environ["TZ"] = "UTC"
         set_store(None)
@@ -180,6 +183,7 @@ class StoreMachine(RuleBasedStateMachine):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        self._store_env.__exit__(None, None, None)
         self._tmp.cleanup()
 
     # -- helpers -------------------------------------------------------------------

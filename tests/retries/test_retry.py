@@ -330,9 +330,11 @@ def test_job_paused_during_backoff_does_not_retry(home: Path, tmp_path: Path) ->
     assert (tmp_path / "count").read_text().strip() == "1"
 
 
+@pytest.mark.usefixtures("file_store")
 def test_an_older_ledger_gains_the_attempt_column(home: Path) -> None:
     """A ledger written before retries (no ``attempt``, no ``pgid``) is migrated in place;
-    its rows read as first attempts."""
+    its rows read as first attempts. About the SQLite ledger file: no PostgreSQL ledger
+    predates retries."""
     import sqlite3
 
     from cron.store import get_store

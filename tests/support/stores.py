@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -47,12 +48,14 @@ def by_id() -> dict[str, Job]:
 
 
 def backend() -> str:
-    """``json`` or ``sqlite``: the kind of the configured store."""
+    """``json``, ``sqlite`` or ``postgres``: the kind of the configured store."""
     store = get_store()
     if isinstance(store, JsonJobStore):
         return "json"
     if isinstance(store, SqliteJobStore):
         return "sqlite"
+    if type(store).__name__ == "PostgresJobStore":  # no psycopg import for the file stores
+        return "postgres"
     raise AssertionError(f"no test helper reads a {type(store).__name__}")
 
 
@@ -61,14 +64,20 @@ def is_json() -> bool:
 
 
 def store_file() -> Path:
-    """The file the configured store keeps its jobs in."""
+    """The file the configured store keeps its jobs in (a file store's: a test that asks
+    is about that file)."""
     store = get_store()
-    assert isinstance(store, JsonJobStore | SqliteJobStore), type(store)
+    assert isinstance(store, JsonJobStore | SqliteJobStore), (
+        f"{type(store).__name__} keeps no file; a test about the store's file pins its "
+        "store (fixture json_store / file_store)")
     return store.path
 
 
 def store_exists() -> bool:
-    """Has the configured store been created on disk (``jobs.json`` / ``cronkit.db``)?"""
+    """Has the configured store been created (``jobs.json`` / ``cronkit.db`` on disk; on
+    PostgreSQL its schema in the database: a store's first write creates it)?"""
+    if backend() == "postgres":
+        return _pg_schema_exists()
     return store_file().exists()
 
 
@@ -84,11 +93,64 @@ def _sqlite_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(sql).fetchall()]
 
 
+def _pg_url() -> str:
+    """The configured PostgreSQL store's URL, password included (``store.url`` masks it)."""
+    from cron.store import configured_url
+    from cron.urls import mask_url
+
+    store = get_store()
+    url = configured_url()
+    return url if mask_url(url) == store.url else store.url
+
+
+_direct: dict[tuple[int, str], Any] = {}  # (pid, url) -> the helpers' direct connection
+
+
+def _pg_conn() -> Any:
+    import psycopg
+
+    url = _pg_url()
+    conn = _direct.get((os.getpid(), url))  # never a connection inherited over fork
+    if conn is None or conn.closed or conn.broken:
+        close_direct()
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        _direct[(os.getpid(), url)] = conn
+    return conn
+
+
+def close_direct() -> None:
+    """Close the helpers' direct connection (before the test's database goes)."""
+    for (pid, _url), conn in list(_direct.items()):
+        if pid == os.getpid():
+            with contextlib.suppress(Exception):
+                conn.close()
+    _direct.clear()
+
+
+def _pg_rows(*queries: str) -> list[list[tuple[Any, ...]]] | None:
+    """Each query's rows, or None while the database holds no cronkit schema. A direct
+    psycopg connection (autocommit: each query sees every commit), never the store's
+    pool: what the database holds."""
+    conn = _pg_conn()
+    found = conn.execute("SELECT to_regclass('cronkit_meta') IS NOT NULL").fetchone()
+    if found is None or not found[0]:
+        return None
+    return [[tuple(r) for r in conn.execute(q).fetchall()] for q in queries]
+
+
+def _pg_schema_exists() -> bool:
+    return _pg_rows() is not None
+
+
 def disk_jobs() -> list[Job] | None:
     """Every job as stored on disk, in creation order; None if the store does not exist.
 
-    json: the parsed ``jobs.json`` (its envelope checked); sqlite: the ``doc`` column.
+    json: the parsed ``jobs.json`` (its envelope checked); sqlite: the ``doc`` column;
+    postgres: the ``doc`` column of ``cronkit_jobs``.
     """
+    if backend() == "postgres":
+        found = _pg_rows("SELECT doc FROM cronkit_jobs ORDER BY seq")
+        return None if found is None else [json.loads(doc) for (doc,) in found[0]]
     path = store_file()
     if not path.exists():
         return None
@@ -104,8 +166,13 @@ def snapshot() -> object:
 
     json: the bytes of ``jobs.json`` (None if absent). sqlite: every ``jobs`` row
     (id, rev, doc) and every ``executions`` row — the ledger lives in the same
-    database, and a write that touches neither changed nothing.
+    database, and a write that touches neither changed nothing. postgres: the
+    same of ``cronkit_jobs`` and ``executions`` (None while there is no schema).
     """
+    if backend() == "postgres":
+        found = _pg_rows("SELECT id, rev, doc FROM cronkit_jobs ORDER BY id",
+                         "SELECT * FROM executions ORDER BY id")
+        return None if found is None else tuple(found)
     path = store_file()
     if is_json():
         return path.read_bytes() if path.exists() else None
@@ -120,7 +187,8 @@ def snapshot() -> object:
 def drop_json_ledger() -> None:
     """Remove ``executions.db`` beside ``jobs.json`` (and its WAL files): creating a job
     writes its ``create`` event there, so a test about a home *without* a ledger builds
-    that state explicitly. On SQLite the ledger is the store's own file: nothing to do."""
+    that state explicitly. On SQLite and PostgreSQL the ledger is the store's own
+    database: nothing to do."""
     if not is_json():
         return
     from cron.store import get_store
