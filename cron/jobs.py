@@ -1,8 +1,9 @@
 """The job API: create, change, claim and mark jobs in the store under ``CRONKIT_HOME``.
 
 Every function acts on the process-wide store (``cron.store.get_store()``,
-``jobs.json`` by default). Reads take no lock (writes are atomic renames, so a
-reader sees a whole file); every mutation is one exclusive read-modify-write.
+``jobs.json`` by default). A read is a snapshot of whole jobs; every mutation is
+a compare-and-set on one job's revision (:func:`cron.job_core._cas`), retried
+when another writer won.
 Every successful mutation notifies the active trigger provider
 (``on_jobs_changed``) in this process; other processes notice through the
 store itself.
