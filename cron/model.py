@@ -114,7 +114,8 @@ def is_active(job: Job | JobDoc) -> bool:
 def format_ts(dt: datetime) -> str:
     """ISO-8601 in UTC with an explicit ``+00:00``; microseconds only when non-zero.
 
-    Naive input is taken to be UTC. ``parse_ts(format_ts(x)) == x`` for every aware ``x``.
+    Naive input is taken to be UTC. ``parse_ts(format_ts(x)) == x`` for every aware ``x``
+    that names a real instant (a wall time inside a DST gap names none).
     """
     utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None or dt.utcoffset() is None \
         else dt.astimezone(UTC)
