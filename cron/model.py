@@ -128,14 +128,16 @@ def parse_ts(text: str) -> datetime:
     Raises :class:`ValueError` naming the text for anything else (a wall time in
     a configured zone is :func:`cron.zones.parse_instant`'s job, not this one's).
     """
-    if not isinstance(text, str):
-        raise ValueError(f"expected ISO-8601 text, got {text!r}")
     try:
         dt = datetime.fromisoformat(text)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None or dt.utcoffset() is None \
-        else dt.astimezone(UTC)
+    tz = dt.tzinfo
+    if tz is UTC:
+        return dt  # what format_ts writes: the tick parses one per job, keep it cheap
+    if tz is None or dt.utcoffset() is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def parse_optional_ts(value: object) -> datetime | None:
