@@ -15,8 +15,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cron.audit_verdict import RUN_STATUSES, AuditReport, JobAudit, SlotProblem, verify
+from cron.audit_verdict import AuditReport, JobAudit, SlotProblem, verify
 from cron.job_events import EVENT_KINDS, record_job_event
+from cron.model import RAN_STATUSES, RunStatus
 from cron.schedule import to_iso
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ def stall_impact(*, now: float, beat: float | None, limit: float) -> dict[str, A
     t = report.totals()
     outcomes: dict[str, int] = t["outcomes"]
     passed: dict[str, int] = t["passed_over"]
-    fired = sum(n for k, n in outcomes.items() if k in RUN_STATUSES or k == "running")
+    # "running" is every live row (audit_verdict folds claimed into it).
+    fired = sum(n for k, n in outcomes.items() if k in RAN_STATUSES)
     lost = report.lost
     return {
         "from": to_iso(report.since),
@@ -126,8 +128,8 @@ def stall_impact(*, now: float, beat: float | None, limit: float) -> dict[str, A
         "slots": t["owed"],
         "fired": fired,
         "replaced_by_late_fire": passed.get("late_fire", 0) + passed.get("forced", 0),
-        "missed": outcomes.get("missed", 0) + passed.get("missed", 0),
-        "skipped": outcomes.get("skipped", 0) + passed.get("skipped", 0),
+        "missed": outcomes.get(RunStatus.MISSED, 0) + passed.get(RunStatus.MISSED, 0),
+        "skipped": outcomes.get(RunStatus.SKIPPED, 0) + passed.get(RunStatus.SKIPPED, 0),
         "waiting": t["pending"] + sum(1 for p in lost if p.overdue),
         "lost": sum(1 for p in lost if not p.overdue),
         "double": t["double"],

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cron.ledgerdb import SqlConn
+from cron.model import parse_optional_ts
 from cron.schedule import to_iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -30,12 +31,8 @@ def _from_us(value: int) -> datetime:
 
 
 def _parse_us(text: object) -> int | None:
-    if not isinstance(text, str) or not text:
-        return None
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _US
+    dt = parse_optional_ts(text)
+    return None if dt is None else (dt - _EPOCH) // _US
 
 
 def _aware(dt: datetime) -> datetime:

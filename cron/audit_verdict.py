@@ -81,13 +81,9 @@ from cron.audit_ledger import (
 )
 from cron.claim import ONE_SHOT_GRACE
 from cron.errors import AuditWindowError, JobNotFoundError
+from cron.model import LIVE_STATUSES, RAN_STATUSES, JobDoc, JobState, RunStatus
 from cron.schedule import compute_next_run, grace_seconds, iter_slots, to_iso
 
-Job = dict[str, Any]
-
-FINAL_STATUSES = ("ok", "error", "timeout", "interrupted", "unknown", "missed", "skipped")
-IN_PROGRESS = frozenset({"claimed", "running"})
-RUN_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | IN_PROGRESS
 DEFAULT_WINDOW = timedelta(hours=24)
 
 
@@ -211,7 +207,7 @@ class _Segment:
     """The job's last fired slot at the closing event."""
 
 
-def _segments(events: list[JobEvent], job: Job | None) -> list[_Segment]:
+def _segments(events: list[JobEvent], job: JobDoc | None) -> list[_Segment]:
     segs: list[_Segment] = []
     if not events or events[0].kind != "create":
         legacy = _legacy_segment(job, events[0].at if events else None)
@@ -224,7 +220,7 @@ def _segments(events: list[JobEvent], job: Job | None) -> list[_Segment]:
                 ev.at, ev.prev_next_run, ev.last_slot)
             segs.append(open_seg)
             open_seg = None
-        if (ev.kind != "remove" and ev.state == "scheduled" and ev.next_run is not None
+        if (ev.kind != "remove" and ev.state == JobState.SCHEDULED and ev.next_run is not None
                 and ev.schedule is not None):
             open_seg = _Segment(ev.schedule, ev.next_run)
     if open_seg is not None:
@@ -232,7 +228,7 @@ def _segments(events: list[JobEvent], job: Job | None) -> list[_Segment]:
     return segs
 
 
-def _legacy_segment(job: Job | None, first_event: int | None) -> _Segment | None:
+def _legacy_segment(job: JobDoc | None, first_event: int | None) -> _Segment | None:
     """A job older than the event log: its current schedule from ``created_at``."""
     if job is None:
         return None
@@ -257,7 +253,7 @@ def _legacy_segment(job: Job | None, first_event: int | None) -> _Segment | None
     paused = _parse_us(job.get("paused_at"))
     if first_event is not None:
         seg.end = first_event
-    elif paused is not None and job.get("state") == "paused":
+    elif paused is not None and job.get("state") == JobState.PAUSED:
         seg.end = paused
     return seg
 
@@ -361,7 +357,7 @@ def _verify(
 
 
 def _audit_job(
-    job_id: str, job: Job | None, events: list[JobEvent], rows: _Rows, lo: int, hi: int,
+    job_id: str, job: JobDoc | None, events: list[JobEvent], rows: _Rows, lo: int, hi: int,
     horizon: int | None,
 ) -> JobAudit:
     name = job.get("name") if job is not None else next(
@@ -442,7 +438,7 @@ def _audit_job(
                 tuple(sorted(st for _, _, st in grp))))
     outcomes: Counter[str] = Counter()
     for status, n in counts.items():
-        outcomes["running" if status in IN_PROGRESS else status] += n
+        outcomes[RunStatus.RUNNING.value if status in LIVE_STATUSES else status] += n
     passed: Counter[str] = Counter()
     horizon_us = horizon if horizon is not None else -_INF
     decisions = rows.decisions() if missing else []
@@ -463,7 +459,7 @@ def _audit_job(
             j = bisect.bisect_right(whens, whens[i]) - 1
             _, slot, status = decisions[j]
             if slot < s:
-                passed["late_fire" if status in RUN_STATUSES else status] += 1
+                passed["late_fire" if status in RAN_STATUSES else status] += 1
                 continue
             if slot not in owed and slot not in superseded and slot <= hi:
                 passed["forced"] += 1

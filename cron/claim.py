@@ -13,13 +13,17 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from cron.errors import ScheduleError
+from cron.model import JobDoc, JobState, RunStatus, parse_optional_ts
+from cron.model import is_active as is_active
 from cron.schedule import GRACE_MIN, grace_seconds, iter_slots, next_slot, to_iso
 
-Job = dict[str, Any]
+# The rules run inside every store's read-modify-write on the document it read: typed as
+# the store's raw document until the stores take cron.model.Job (see cron.model).
+Job = JobDoc
+parse_ts = parse_optional_ts
 
 ONE_SHOT_GRACE = 120.0
 MISSED_ROWS_LIMIT = 100
@@ -74,13 +78,6 @@ def _lost(code: ClaimReason, reason: str, scheduled_at: str | None = None,
     return ClaimOutcome(None, reason, scheduled_at, events or [], code)
 
 
-def parse_ts(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def claim_is_live(job: Job, now: datetime, ttl: float) -> bool:
     """A claim is live while its age is in ``[0, ttl)``.
 
@@ -102,11 +99,6 @@ def is_spent(job: Job) -> bool:
     rep = job.get("repeat") or {}
     times = rep.get("times")
     return times is not None and int(rep.get("completed", 0)) >= int(times)
-
-
-def is_active(job: Job) -> bool:
-    """Enabled and ``scheduled``: the only jobs a tick ever fires."""
-    return bool(job.get("enabled", True)) and job.get("state") == "scheduled"
 
 
 def wake_time(job: Job, claim_ttl: float) -> datetime | None:
@@ -150,9 +142,9 @@ def _advance(job: Job, *, anchor: datetime, now: datetime) -> None:
     except ScheduleError as exc:
         # A stored schedule that can no longer produce a slot (e.g. read under a newer
         # day rule) stops this job, visibly — never the tick, which serves every job.
-        job["state"] = "error"
+        job["state"] = JobState.ERROR
         job["next_run_at"] = None
-        job["last_status"] = "error"
+        job["last_status"] = RunStatus.ERROR
         job["last_error"] = f"the schedule produces no further slot: {exc}"
         return
     job["next_run_at"] = to_iso(nxt) if nxt is not None else None
@@ -182,7 +174,7 @@ def _missed_between(job: Job, start: datetime, end: datetime, reason: str) -> li
     )
     slots = [s for s in slots if s < end]
     return [
-        LedgerEvent(job["id"], "missed", to_iso(s), reason, job.get("name"))
+        LedgerEvent(job["id"], RunStatus.MISSED, to_iso(s), reason, job.get("name"))
         for s in slots[:MISSED_ROWS_LIMIT]
     ]
 
@@ -233,9 +225,9 @@ def try_claim(
     """
     if job is None:
         return _lost(ClaimReason.NO_SUCH_JOB, "no such job")
-    if job.get("state") == "completed":
+    if job.get("state") == JobState.COMPLETED:
         return _lost(ClaimReason.COMPLETED, "job is completed")
-    paused = not job.get("enabled", True) or job.get("state") == "paused"
+    paused = not job.get("enabled", True) or job.get("state") == JobState.PAUSED
     if paused and not force:
         return _lost(ClaimReason.PAUSED, "job is paused")
     if claim_is_live(job, now, claim_ttl):
@@ -304,8 +296,8 @@ def sweep_due(
     if due is None:
         if job.get("fire_claim") and is_spent(job) and not claim_is_live(job, now, claim_ttl):
             job["fire_claim"] = None
-            job["state"] = "completed"
-            job["last_status"] = "interrupted"
+            job["state"] = JobState.COMPLETED
+            job["last_status"] = RunStatus.INTERRUPTED
             job["last_error"] = "the final run's owner never reported back (claim expired)"
             return _lost(ClaimReason.EXPIRED_FINAL, "completed after an expired final claim")
         return _lost(ClaimReason.NO_NEXT_RUN, "no next run")
@@ -313,28 +305,29 @@ def sweep_due(
         return _lost(ClaimReason.NOT_DUE, "not due")
     job_id = job["id"]
     if claim_is_live(job, now, claim_ttl):
-        job["last_status"] = "skipped"
+        job["last_status"] = RunStatus.SKIPPED
         _advance(job, anchor=due, now=now)
         if job["schedule"].get("kind") == "once":
             job["next_run_at"] = None
         ev = LedgerEvent(
-            job_id, "skipped", to_iso(due), "previous run still running (overlap)", job.get("name")
+            job_id, RunStatus.SKIPPED, to_iso(due), "previous run still running (overlap)",
+            job.get("name"),
         )
         return _lost(ClaimReason.SKIPPED, "overlap: skipped", to_iso(due), [ev])
     verdict, late = _lateness(job, due, now, catch_up_default)
     if verdict is _Late.ONE_SHOT_MISSED:
-        job["state"] = "completed"
+        job["state"] = JobState.COMPLETED
         job["next_run_at"] = None
-        job["last_status"] = "missed"
+        job["last_status"] = RunStatus.MISSED
         job["last_error"] = f"one-shot was {late:.0f}s late (> {ONE_SHOT_GRACE:.0f}s)"
-        ev = LedgerEvent(job_id, "missed", to_iso(due), job["last_error"], job.get("name"))
+        ev = LedgerEvent(job_id, RunStatus.MISSED, to_iso(due), job["last_error"], job.get("name"))
         return _lost(ClaimReason.MISSED, "one-shot missed", to_iso(due), [ev])
     if verdict is _Late.BEYOND_GRACE_SKIP:
-        job["last_status"] = "missed"
+        job["last_status"] = RunStatus.MISSED
         _advance(job, anchor=due, now=now)
         ev = LedgerEvent(
             job_id,
-            "missed",
+            RunStatus.MISSED,
             to_iso(due),
             f"{late:.0f}s late, beyond grace; catch_up=skip",
             job.get("name"),
@@ -354,11 +347,11 @@ def apply_run_result(
     job["fire_claim"] = None
     job["last_run_at"] = to_iso(now)
     job["last_status"] = status
-    ok = status == "ok"
+    ok = status == RunStatus.OK
     job["last_error"] = None if ok else (error or status)
     job["failure_streak"] = 0 if ok else int(job.get("failure_streak") or 0) + 1
     if job.get("next_run_at") is None and is_spent(job):
-        job["state"] = "completed"
+        job["state"] = JobState.COMPLETED
     return True
 
 
@@ -398,7 +391,7 @@ def retry_claim(
     claim = job.get("fire_claim")
     if not claim or claim.get("token") != token:
         return RetryClaim.LOST, None
-    if job.get("state") == "paused" or not job.get("enabled", True):
+    if job.get("state") == JobState.PAUSED or not job.get("enabled", True):
         return RetryClaim.PAUSED, None
     nxt = parse_ts(job.get("next_run_at"))
     if nxt is not None and start_at >= nxt:
@@ -421,7 +414,7 @@ def may_start_retry(job: Job | None, token: str, *, now: datetime) -> RetryClaim
     claim = job.get("fire_claim")
     if not claim or claim.get("token") != token:
         return RetryClaim.LOST
-    if job.get("state") == "paused" or not job.get("enabled", True):
+    if job.get("state") == JobState.PAUSED or not job.get("enabled", True):
         return RetryClaim.PAUSED
     nxt = parse_ts(job.get("next_run_at"))
     if nxt is not None and now >= nxt:

@@ -15,6 +15,8 @@ from typing import Any
 
 from cron.config import cfg_get, load_config
 from cron.errors import JobNotFoundError
+from cron.fmt import fmt_duration, fmt_offset, fmt_time, to_dt
+from cron.model import Job, JobDoc, JobState
 from cron.store import get_store
 
 __all__ = ["ClaimInfo", "Explanation", "explain_job", "format_explanation"]
@@ -68,17 +70,7 @@ class Explanation:
         return asdict(self)
 
 
-def _parse(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _zone_of(job: dict[str, Any]) -> tzinfo:
+def _zone_of(job: Job | JobDoc) -> tzinfo:
     from cron.schedule import resolve_zone
 
     own = (job.get("schedule") or {}).get("tz")
@@ -93,13 +85,13 @@ def _zone_name(zone: tzinfo) -> str:
     return str(key) if key else str(zone)
 
 
-def _claim_info(job: dict[str, Any], now: datetime, ttl: float) -> ClaimInfo | None:
+def _claim_info(job: Job | JobDoc, now: datetime, ttl: float) -> ClaimInfo | None:
     claim = job.get("fire_claim")
     if not isinstance(claim, dict):
         return None
     from cron.procinfo import owner_gone
 
-    at = _parse(claim.get("at"))
+    at = to_dt(claim.get("at"))
     age = None if at is None else (now - at).total_seconds()
     by = claim.get("by")
     return ClaimInfo(
@@ -149,7 +141,7 @@ def explain_job(
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     claim = _claim_info(job, at, ttl)
     status = ticker_status(at, cfg=cfg)
-    nxt = _parse(job.get("next_run_at"))
+    nxt = to_dt(job.get("next_run_at"))
     sched = job.get("schedule") or {}
     will_fire, verdict = _verdict(job, nxt, claim, status.state, at, zone)
     return Explanation(
@@ -179,7 +171,7 @@ def explain_job(
 
 
 def _verdict(
-    job: dict[str, Any],
+    job: Job | JobDoc,
     nxt: datetime | None,
     claim: ClaimInfo | None,
     ticker_state: str,
@@ -188,11 +180,11 @@ def _verdict(
 ) -> tuple[bool | None, str]:
     """(will it fire, the headline) — the first rule that applies wins."""
     state = job.get("state")
-    if state == "completed":
+    if state == JobState.COMPLETED:
         return False, "will not fire again: it is completed"
-    if state == "paused" or not job.get("enabled", True):
+    if state == JobState.PAUSED or not job.get("enabled", True):
         return False, "will not fire: it is paused"
-    if state == "error":
+    if state == JobState.ERROR:
         return False, "will not fire: it is in the error state"
     if nxt is None:
         return False, "will not fire: it has no next slot"
@@ -212,21 +204,15 @@ def _verdict(
 
 
 def _when(value: object, zone: tzinfo, now: datetime, *, relative: bool = True) -> str:
-    from cron.cli._format import fmt_time
-
     return fmt_time(value, now=now, zone=zone, relative=relative)
 
 
 def _span(seconds: float) -> str:
-    from cron.cli._format import fmt_duration
-
     return fmt_duration(seconds)
 
 
 def _next_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
-    from cron.cli._format import fmt_duration, fmt_offset
-
-    nxt = _parse(exp.next_run_at)
+    nxt = to_dt(exp.next_run_at)
     if nxt is None:
         return "It has no next slot."
     local = nxt.astimezone(zone)
@@ -242,13 +228,13 @@ def _next_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
 
 
 def _state_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
-    if exp.state == "paused" or not exp.enabled:
+    if exp.state == JobState.PAUSED or not exp.enabled:
         since = f" since {_when(exp.paused_at, zone, now)}" if exp.paused_at else ""
         why = f", reason: {exp.paused_reason}" if exp.paused_reason else ""
         return f"It is paused{since}{why}; 'cronkit resume {exp.id}' fires it again."
-    if exp.state == "completed":
+    if exp.state == JobState.COMPLETED:
         return "It is completed: it has run as many times as it was meant to."
-    if exp.state == "error":
+    if exp.state == JobState.ERROR:
         err = f": {exp.last_error}" if exp.last_error else ""
         return f"It is in the error state{err}."
     return "It is scheduled and enabled."
@@ -292,12 +278,10 @@ def _claim_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
 
 
 def _row_sentence(row: dict[str, Any], zone: tzinfo, now: datetime) -> str:
-    from cron.cli._format import fmt_time
-
     slot = row.get("scheduled_at") or row.get("claimed_at") or row.get("started_at")
     when = fmt_time(slot, now=now, zone=zone)
     status = str(row.get("status"))
-    start, end = _parse(row.get("started_at")), _parse(row.get("finished_at"))
+    start, end = to_dt(row.get("started_at")), to_dt(row.get("finished_at"))
     details = [str(row.get("source") or "?")]
     if start is not None and end is not None:
         details.append(f"took {(end - start).total_seconds():.2f}s")
@@ -336,7 +320,7 @@ def format_explanation(exp: Explanation, *, now: datetime | None = None) -> list
     """The explanation as plain sentences: a headline, then one line per fact."""
     from cron.schedule import resolve_zone
 
-    at = now if now is not None else (_parse(exp.now) or datetime.now(UTC))
+    at = now if now is not None else (to_dt(exp.now) or datetime.now(UTC))
     try:
         zone = resolve_zone(exp.zone)
     except ValueError:

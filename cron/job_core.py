@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cron import changes
+from cron.model import JobDoc
 from cron.schedule import compute_next_run
-from cron.store import Job, get_store
+from cron.store import get_store
 
 T = TypeVar("T")
 
@@ -51,12 +52,12 @@ def _first_run(schedule: dict[str, Any], now: datetime) -> datetime | None:
     return compute_next_run(schedule, after=now, tz=schedule.get("tz"))
 
 
-def json_copy(job: Job) -> Job:
-    copied: Job = json.loads(json.dumps(job))
+def json_copy(job: JobDoc) -> JobDoc:
+    copied: JobDoc = json.loads(json.dumps(job))
     return copied
 
 
-def _encoded(job: Job) -> str:
+def _encoded(job: JobDoc) -> str:
     return json.dumps(job, sort_keys=True, separators=(",", ":"))
 
 
@@ -64,7 +65,7 @@ CAS_ATTEMPTS = 100
 """Bound on compare-and-set retries of one job; each loss means another writer won."""
 
 
-def _cas(job_id: str, fn: Callable[[Job | None], T]) -> T:
+def _cas(job_id: str, fn: Callable[[JobDoc | None], T]) -> T:
     """Read the job, apply ``fn`` to the copy, swap it back if it changed; retry a lost swap.
 
     ``fn`` gets None for a missing job and may raise to abort (nothing is
@@ -86,12 +87,12 @@ def _cas(job_id: str, fn: Callable[[Job | None], T]) -> T:
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
 
 
-def get_job(job_id: str) -> Job | None:
+def get_job(job_id: str) -> JobDoc | None:
     stored = get_store().get(job_id)
     return stored.job if stored is not None else None
 
 
-def _record_event(kind: str, job: Job, at: datetime, before: Job | None = None) -> None:
+def _record_event(kind: str, job: JobDoc, at: datetime, before: JobDoc | None = None) -> None:
     # The audit's record of when the job was owed slots (best-effort, never raises).
     from cron.job_events import record_job_event
 

@@ -33,16 +33,17 @@ from cron.job_fields import (
     _validate_tz,
     _warn_unimportable,
 )
+from cron.model import JobDoc, JobState, RunStatus
 from cron.retry import validate_retry
 from cron.runners import validate_action, validate_cwd, validate_env
 from cron.schedule import parse_schedule, to_iso
-from cron.store import Job, get_store
+from cron.store import get_store
 
 
-def _mutate(job_id: str, fn: Callable[[Job], None], *, at: datetime) -> Job:
-    seen: list[Job] = []  # the job as the winning attempt found it
+def _mutate(job_id: str, fn: Callable[[JobDoc], None], *, at: datetime) -> JobDoc:
+    seen: list[JobDoc] = []  # the job as the winning attempt found it
 
-    def apply(job: Job | None) -> Job:
+    def apply(job: JobDoc | None) -> JobDoc:
         if job is None:
             raise JobNotFoundError(job_id)
         seen[:] = [json_copy(job)]
@@ -56,16 +57,16 @@ def _mutate(job_id: str, fn: Callable[[Job], None], *, at: datetime) -> Job:
     return result
 
 
-def _event_kind(before: Job, after: Job) -> str:
+def _event_kind(before: JobDoc, after: JobDoc) -> str:
     was, now = before.get("state"), after.get("state")
-    if was != "paused" and now == "paused":
+    if was != JobState.PAUSED and now == JobState.PAUSED:
         return "pause"
-    if was == "paused" and now != "paused":
+    if was == JobState.PAUSED and now != JobState.PAUSED:
         return "resume"
     return "edit"
 
 
-def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> Job:
+def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> JobDoc:
     """Change editable fields; a schedule or zone change recomputes ``next_run_at``.
 
     Editable: ``name schedule action repeat enabled catch_up timeout tz cwd env retry``
@@ -107,7 +108,7 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
     if "repeat" in changes:
         repeat_times = _validate_repeat(changes["repeat"], (sched or {}).get("kind", "cron"))
 
-    def apply(job: Job) -> None:
+    def apply(job: JobDoc) -> None:
         job.update({k: v for k, v in new.items() if v is not None})
         for key in ("catch_up", "timeout", "retry"):
             if key in new and new[key] is None:
@@ -133,17 +134,17 @@ def update_job(job_id: str, *, now: datetime | None = None, **changes: Any) -> J
                 job["repeat"]["times"] = 1
         elif sched is not None and sched["kind"] == "once":
             job["repeat"] = {"times": 1, "completed": 0}
-        if sched is not None and job.get("state") == "completed":
-            job["state"] = "scheduled" if job.get("enabled", True) else "paused"
+        if sched is not None and job.get("state") == JobState.COMPLETED:
+            job["state"] = JobState.SCHEDULED if job.get("enabled", True) else JobState.PAUSED
             job["repeat"]["completed"] = 0
         if "enabled" in changes:
-            if changes["enabled"] and job.get("state") == "paused":
+            if changes["enabled"] and job.get("state") == JobState.PAUSED:
                 _resume_in_place(job, now)
                 recompute = False
-            elif not changes["enabled"] and job.get("state") == "scheduled":
+            elif not changes["enabled"] and job.get("state") == JobState.SCHEDULED:
                 _pause_in_place(job, now, None)
                 recompute = False
-        if recompute and job.get("state") == "scheduled":
+        if recompute and job.get("state") == JobState.SCHEDULED:
             nxt = _first_run(job["schedule"], now)
             if nxt is None:
                 raise ScheduleError(changes.get("schedule"), "that time is in the past")
@@ -167,51 +168,51 @@ def remove_job(job_id: str, *, now: datetime | None = None) -> bool:
     return removed
 
 
-def _pause_in_place(job: Job, now: datetime, reason: str | None) -> None:
+def _pause_in_place(job: JobDoc, now: datetime, reason: str | None) -> None:
     job["enabled"] = False
-    job["state"] = "paused"
+    job["state"] = JobState.PAUSED
     job["paused_at"] = to_iso(now)
     job["paused_reason"] = reason
     job["next_run_at"] = None
 
 
-def _resume_in_place(job: Job, now: datetime) -> None:
+def _resume_in_place(job: JobDoc, now: datetime) -> None:
     job["enabled"] = True
-    job["state"] = "scheduled"
+    job["state"] = JobState.SCHEDULED
     job["paused_at"] = None
     job["paused_reason"] = None
     # From now, never from the pause: resuming must not replay missed runs.
     nxt = _first_run(job["schedule"], now)
     if nxt is None:
         # A one-shot whose time passed while paused cannot fire any more.
-        job["state"] = "completed"
-        job["last_status"] = "missed"
+        job["state"] = JobState.COMPLETED
+        job["last_status"] = RunStatus.MISSED
         job["last_error"] = "one-shot time passed while the job was paused"
     job["next_run_at"] = to_iso(nxt) if nxt is not None else None
     _settle_spent(job)
 
 
-def _settle_spent(job: Job) -> None:
+def _settle_spent(job: JobDoc) -> None:
     """A job whose repeats are used up gets no next run, whatever else changed.
 
     Its final run may still hold the claim; ``mark_job_run`` completes it then.
     Without this, resuming or rescheduling a spent job mid-run would re-arm
     it and it would fire more than ``repeat.times``.
     """
-    if job.get("state") == "scheduled" and rules.is_spent(job):
+    if job.get("state") == JobState.SCHEDULED and rules.is_spent(job):
         job["next_run_at"] = None
         if not job.get("fire_claim"):
-            job["state"] = "completed"
+            job["state"] = JobState.COMPLETED
 
 
-def pause_job(job_id: str, reason: str | None = None, *, now: datetime | None = None) -> Job:
+def pause_job(job_id: str, reason: str | None = None, *, now: datetime | None = None) -> JobDoc:
     """Stop firing until resumed; ``next_run_at`` becomes null. A completed job stays completed."""
     at = _now(now)
 
-    def apply(job: Job) -> None:
-        if job.get("state") == "completed":
+    def apply(job: JobDoc) -> None:
+        if job.get("state") == JobState.COMPLETED:
             raise JobValueError("state", "completed", "a completed job cannot be paused")
-        if job.get("state") != "paused":
+        if job.get("state") != JobState.PAUSED:
             _pause_in_place(job, at, reason)
         elif reason is not None:
             job["paused_reason"] = reason
@@ -219,14 +220,14 @@ def pause_job(job_id: str, reason: str | None = None, *, now: datetime | None = 
     return _mutate(job_id, apply, at=at)
 
 
-def resume_job(job_id: str, *, now: datetime | None = None) -> Job:
+def resume_job(job_id: str, *, now: datetime | None = None) -> JobDoc:
     """Fire again, from the next slot after ``now``: no burst of the runs missed while paused."""
     at = _now(now)
 
-    def apply(job: Job) -> None:
-        if job.get("state") == "completed":
+    def apply(job: JobDoc) -> None:
+        if job.get("state") == JobState.COMPLETED:
             raise JobValueError("state", "completed", "a completed job cannot be resumed")
-        if job.get("state") != "scheduled" or not job.get("enabled", True):
+        if job.get("state") != JobState.SCHEDULED or not job.get("enabled", True):
             _resume_in_place(job, at)
 
     return _mutate(job_id, apply, at=at)

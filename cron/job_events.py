@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any
 
 from cron.ledger import write_ledger
+from cron.model import JobDoc
 from cron.schedule import to_iso
 
 # Logged under the ledger API's name: the gateway's log lines name it.
@@ -30,7 +30,7 @@ _INSERT_EVENT = (
 
 
 def record_job_event(
-    kind: str, job: dict[str, Any], *, at: datetime, before: dict[str, Any] | None = None
+    kind: str, job: JobDoc, *, at: datetime, before: JobDoc | None = None
 ) -> None:
     """Record one lifecycle event of ``job`` (its state after the event; for ``remove``
     the job as it was). Best-effort: a failure is logged, never raised — the mutation
@@ -40,6 +40,7 @@ def record_job_event(
             raise ValueError(f"unknown job event kind {kind!r}")
         removed = kind == "remove"
         detail = {
+            # Not a JobState: the audit's marker that the job stopped existing here.
             "state": "removed" if removed else job.get("state"),
             "next_run_at": None if removed else job.get("next_run_at"),
             "prev_next_run_at": (before or {}).get("next_run_at") if before else None,

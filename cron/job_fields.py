@@ -16,21 +16,21 @@ from typing import Any
 
 from cron.config import CATCH_UP_POLICIES
 from cron.errors import JobValueError, TimeZoneError
+from cron.model import JobDoc
 from cron.retry import validate_retry
 from cron.runners import target_import_problem, validate_action, validate_cwd, validate_env
 from cron.schedule import parse_schedule, resolve_zone
-from cron.store import Job
 
 # Logged under the job API's name: the gateway's log lines name it.
 log = logging.getLogger("cron.jobs")
 
-EDITABLE = frozenset(
-    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
-)
-
 # Where a command runs (SPEC §14): optional, absent from jobs that do not set them.
 WHERE_FIELDS = frozenset({"cwd", "env"})
-EDITABLE = EDITABLE | WHERE_FIELDS
+
+EDITABLE = frozenset(
+    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
+) | WHERE_FIELDS
+"""What ``update_job`` changes (``tz`` is the schedule's zone); the rest is the claim's."""
 
 
 def _validate_tz(tz: object) -> str | None:
@@ -86,7 +86,7 @@ def _check_where(action: dict[str, Any], env: dict[str, str] | None) -> None:
         )
 
 
-def _warn_unimportable(job: Job) -> None:
+def _warn_unimportable(job: JobDoc) -> None:
     """Log (WARNING) a python target that does not import here; the job stays.
 
     The gateway may import it from its own ``sys.path``, so this is not a

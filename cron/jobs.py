@@ -1,8 +1,9 @@
 """The job API: create, change, claim and mark jobs in the store under ``CRONKIT_HOME``.
 
 Every function acts on the process-wide store (``cron.store.get_store()``,
-``jobs.json`` by default). Reads take no lock (writes are atomic renames, so a
-reader sees a whole file); every mutation is one exclusive read-modify-write.
+``jobs.json`` by default). A read is a snapshot of whole jobs; every mutation is
+a compare-and-set on one job's revision (:func:`cron.job_core._cas`), retried
+when another writer won.
 Every successful mutation notifies the active trigger provider
 (``on_jobs_changed``) in this process; other processes notice through the
 store itself.
@@ -53,8 +54,9 @@ from cron.job_core import (
 )
 from cron.job_edits import pause_job, remove_job, resume_job, update_job
 from cron.job_fields import _validated, _warn_unimportable, validate_key
+from cron.model import Job, JobDoc, JobState
 from cron.schedule import to_iso
-from cron.store import Job, get_store
+from cron.store import get_store
 
 # -- CRUD -------------------------------------------------------------------
 
@@ -74,7 +76,7 @@ def create_job(
     now: datetime | None = None,
     cwd: str | None = None,
     env: dict[str, str] | None = None,
-) -> Job:
+) -> JobDoc:
     """Validate everything first, then add the job in one store write.
 
     ``key`` makes the job *declared* (SPEC §14): unique in the store, and a
@@ -119,14 +121,14 @@ class Declared:
 
     verdict: str
     """``created`` | ``updated`` | ``unchanged``."""
-    job: Job
+    job: JobDoc
     """The job as stored afterwards (``dry_run``: as it would be; a new one has id ``""``)."""
     changed: tuple[str, ...] = ()
     """The fields an update changed."""
 
 
 def _declared_changes(
-    existing: Job,
+    existing: JobDoc,
     *,
     sched: dict[str, Any],
     schedule: str | dict[str, Any],
@@ -251,23 +253,22 @@ def _insert_new(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     text: object = None,
-) -> Job:
+) -> JobDoc:
     """Insert a new job from already validated fields (a fresh id; with ``key``, a duplicate
     key raises :class:`DuplicateJobError` from the store: an insert never overwrites)."""
     next_run = _first_run(sched, now)
     if next_run is None:
         raise ScheduleError(text if text is not None else sched.get("display"),
                             "that time is in the past")
-    job: Job = {"id": ""}
-    if key is not None:
-        job["key"] = key
-    job.update({
+    # Built as the typed model (every key and value type checked), stored as the document.
+    job: Job = {
+        "id": "",
         "name": name,
         "schedule": sched,
         "action": act,
         "repeat": {"times": repeat, "completed": 0},
         "enabled": enabled,
-        "state": "scheduled" if enabled else "paused",
+        "state": JobState.SCHEDULED if enabled else JobState.PAUSED,
         "paused_at": None if enabled else to_iso(now),
         "paused_reason": None if enabled else "created disabled",
         "created_at": to_iso(now),
@@ -278,41 +279,50 @@ def _insert_new(
         "last_error": None,
         "failure_streak": 0,
         "fire_claim": None,
-    })
+    }
     # Optional fields are absent, not null, when unset (the goldens pin that).
-    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("cwd", cwd),
-                              ("env", env), ("retry", retry)):
-        if value is not None:
-            job[field_name] = value
+    if catch_up is not None:
+        job["catch_up"] = catch_up
+    if timeout is not None:
+        job["timeout"] = timeout
+    if cwd is not None:
+        job["cwd"] = cwd
+    if env is not None:
+        job["env"] = env
+    if retry is not None:
+        job["retry"] = retry
+    # A declared job's key comes right after its id (the goldens pin the key order).
+    doc: JobDoc = {"id": "", "key": key} if key is not None else {}
+    doc.update(job)
     store = get_store()
     while True:
-        job["id"] = _new_id()
+        doc["id"] = _new_id()
         try:
-            store.insert(job)
+            store.insert(doc)
             break
         except DuplicateJobError as exc:
             if exc.field != "id":
                 raise
-    _record_event("create", job, now)
+    _record_event("create", doc, now)
     _notify_changed()
-    _warn_unimportable(job)
-    return job
+    _warn_unimportable(doc)
+    return doc
 
 
-def find_job_by_key(key: str) -> Job | None:
+def find_job_by_key(key: str) -> JobDoc | None:
     """The job declared with ``key``, or None."""
     found = get_store().find_key(key)
     return found.job if found is not None else None
 
 
-def list_jobs(*, include_disabled: bool = True) -> list[Job]:
+def list_jobs(*, include_disabled: bool = True) -> list[JobDoc]:
     jobs = [s.job for s in get_store().scan()]
     if include_disabled:
         return jobs
     return [j for j in jobs if rules.is_active(j)]
 
 
-def get_due_jobs(now: datetime | None = None) -> list[Job]:
+def get_due_jobs(now: datetime | None = None) -> list[JobDoc]:
     """Enabled, scheduled jobs whose ``next_run_at <= now`` (a snapshot; claims decide)."""
     at = _now(now)
     out = []

@@ -24,6 +24,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cron.model import EVENT_STATUSES, JobState, RunStatus, is_active, parse_optional_ts
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
@@ -36,7 +38,8 @@ FIRE_DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 """Run start − slot: 1 ms .. 5 min (beyond that a run is a catch-up, and +Inf says so)."""
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
                     3600.0)
-JOB_STATES = ("scheduled", "paused", "completed", "error")
+JOB_STATES = tuple(state.value for state in JobState)
+"""Every ``cronkit_jobs{state}`` series, present (as 0) even when no job is in that state."""
 
 
 class Metrics:
@@ -87,7 +90,7 @@ class Metrics:
         self._labels(self.claims, job_id, result="won" if won else "lost").inc()
 
     def slot(self, job_id: str, status: str) -> None:
-        metric = self.missed if status == "missed" else self.skipped
+        metric = self.missed if status == RunStatus.MISSED else self.skipped
         self._labels(metric, job_id).inc()
 
     def retry(self, job_id: str) -> None:
@@ -131,7 +134,6 @@ class _StoreCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from cron.claim import is_active, parse_ts
         from cron.heartbeat import read_ticker_heartbeat
         from cron.store import get_store
 
@@ -156,7 +158,7 @@ class _StoreCollector:
                 + (" (per job)." if self.per_job else "."),
                 labels=["job_id"] if self.per_job else None,
             )
-            times = [(str(j["id"]), parse_ts(j.get("next_run_at"))) for j in jobs
+            times = [(str(j["id"]), parse_optional_ts(j.get("next_run_at"))) for j in jobs
                      if is_active(j)]
             due = [(jid, t.timestamp()) for jid, t in times if t is not None]
             if self.per_job:
@@ -215,9 +217,7 @@ def observe_run_start(job_id: str, scheduled_at: str | None, started: float) -> 
     """A run started at epoch ``started`` for slot ``scheduled_at`` (ISO text or None)."""
     if not BUS.sinks():
         return
-    from cron.claim import parse_ts
-
-    slot = parse_ts(scheduled_at)
+    slot = parse_optional_ts(scheduled_at)
     BUS.emit("run_started", job_id, started - slot.timestamp() if slot is not None else None)
 
 
@@ -231,9 +231,9 @@ def observe_rows(rows: Sequence[LedgerRow]) -> None:
     if not rows or not BUS.sinks():
         return
     for row in rows:
-        if row.status == "claimed":
+        if row.status == RunStatus.CLAIMED:
             BUS.emit("claim", row.job_id, True)
-        elif row.status in ("missed", "skipped"):
+        elif row.status in EVENT_STATUSES:
             BUS.emit("slot", row.job_id, row.status)
 
 

@@ -19,10 +19,14 @@ from cron import ledger_sql, procinfo
 from cron.ledger import _db, _now_iso, _transact
 from cron.ledger_sql import COLUMNS
 from cron.ledgerdb import SqlConn
+from cron.model import LIVE_STATUSES, RunStatus
 from cron.procgroup import ProcessGroup
 
 # Logged under the ledger API's name: the gateway's log lines name it.
 log = logging.getLogger("cron.executions")
+
+_LIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(LIVE_STATUSES)))
+"""The SQL test of a live row: ``status IN ('claimed', 'running')``."""
 
 
 def record_process_group(token: str, group: ProcessGroup) -> bool:
@@ -35,8 +39,7 @@ def record_process_group(token: str, group: ProcessGroup) -> bool:
 
     def update(conn: SqlConn) -> bool:
         cur = conn.execute(
-            "UPDATE executions SET pgid = ?, pgid_start = ? "
-            "WHERE id = ? AND status IN ('claimed', 'running')",
+            f"UPDATE executions SET pgid = ?, pgid_start = ? WHERE id = ? AND {_LIVE}",
             (group.pgid, group.leader_start, token),
         )
         return cur.rowcount == 1
@@ -64,7 +67,7 @@ def list_live_executions() -> list[dict[str, Any]]:
         if conn is None:
             return []
         rows = conn.execute(
-            f"SELECT {cols} FROM executions WHERE status IN ('claimed', 'running') "
+            f"SELECT {cols} FROM executions WHERE {_LIVE} "
             f"ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
         ).fetchall()
     return [dict(row) for row in rows]
@@ -112,7 +115,7 @@ def recover_interrupted_execution_rows(
             return []
         rows = conn.execute(
             "SELECT id, job_id, owner, pgid, pgid_start, claimed_at, started_at FROM executions "
-            "WHERE status IN ('claimed', 'running')"
+            f"WHERE {_LIVE}"
         ).fetchall()
     verdicts: dict[str, bool] = {}
     dead: list[tuple[str, str, str, str]] = []
@@ -162,11 +165,9 @@ def recover_interrupted_execution_rows(
             # Re-check the status inside the write: the row may have been
             # settled between the read above and this transaction.
             cur = conn.execute(
-                """
-                UPDATE executions SET status = 'unknown', finished_at = ?, error = ?
-                WHERE id = ? AND owner = ? AND status IN ('claimed', 'running')
-                """,
-                (finished, message, exec_id, owner),
+                "UPDATE executions SET status = ?, finished_at = ?, error = ? "
+                f"WHERE id = ? AND owner = ? AND {_LIVE}",
+                (RunStatus.UNKNOWN.value, finished, message, exec_id, owner),
             )
             if cur.rowcount:
                 marked.append((exec_id, job_id))

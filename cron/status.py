@@ -1,7 +1,9 @@
 """An honest answer to "will my jobs fire?" (SPEC §8).
 
-Built from files only — the ticker pid file, the heartbeat files and the
-store — so it works from any process, including one that never ran a tick.
+Built from what the ticker leaves behind — its pid file, the heartbeat files,
+the store, the ledger and, on a shared store (SPEC §11), the ticker registry —
+never by asking the ticker, so it works from any process, including one that
+never ran a tick. It writes nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Any
 from cron import paths
 from cron.config import cfg_get, load_config, stale_after
 from cron.heartbeat import live_ticker_pid, read_ticker_pid
+from cron.model import RunStatus, format_ts, is_active, parse_optional_ts
 from cron.procinfo import hostname, owner_gone
 from cron.scheduler_provider import BUILTIN_ALIASES
 
 __all__ = ["TickerStatus", "live_ticker_pid", "read_ticker_pid", "ticker_status"]
 
-STATES = ("running", "failing", "stalled", "unknown", "stopped", "external")
 FAILING_JOBS_SHOWN = 5
 """``status`` names at most this many failing jobs (and counts the rest)."""
 EXIT_CODES = {"running": 0, "external": 0, "failing": 1, "stalled": 1, "stopped": 2, "unknown": 3}
@@ -88,16 +90,15 @@ class _StoreSummary:
 
 
 def _store_summary(cfg: dict[str, Any]) -> _StoreSummary:
-    from cron.claim import parse_ts
     from cron.jobs import list_jobs
 
     try:
         jobs = list_jobs()
     except Exception as exc:
         return _StoreSummary(error=_store_error_text(exc))
-    active = [j for j in jobs if j.get("enabled", True) and j.get("state") == "scheduled"]
-    times = [t for t in (parse_ts(j.get("next_run_at")) for j in active) if t is not None]
-    earliest = min(times).isoformat() if times else None
+    active = [j for j in jobs if is_active(j)]
+    times = [t for t in (parse_optional_ts(j.get("next_run_at")) for j in active) if t is not None]
+    earliest = format_ts(min(times)) if times else None
     failing = sorted(
         (j for j in jobs if int(j.get("failure_streak") or 0) >= 1),
         key=lambda j: (-int(j.get("failure_streak") or 0), str(j.get("name") or "")),
@@ -128,7 +129,6 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     cannot be read hides this list rather than the verdict.
     """
     from cron import executions
-    from cron.claim import parse_ts
     from cron.procinfo import owner_gone
     from cron.store import get_store
 
@@ -141,9 +141,9 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
     limits = {job_id: (name, limit) for job_id, name, limit in summary.timeouts}
     out: list[dict[str, Any]] = []
     for row in rows:
-        started = parse_ts(row.get("started_at"))
+        started = parse_optional_ts(row.get("started_at"))
         name, limit = limits.get(row["job_id"], (row.get("job_name"), None))
-        if row["status"] != "running" or started is None or limit is None:
+        if row["status"] != RunStatus.RUNNING or started is None or limit is None:
             continue
         running_for = t - started.timestamp()
         if running_for <= limit or (row.get("owner") and owner_gone(str(row["owner"]))):

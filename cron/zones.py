@@ -1,10 +1,10 @@
 """Instants and zones: ISO text, wall time to instant across DST, the configured zone.
 
 Every instant this module returns is timezone-aware UTC; every instant written
-as text goes through :func:`to_iso`. A naive wall time inside a spring-forward
-gap means the first instant after the gap; one inside a fall-back fold, the
-first pass (:func:`_wall_to_instants` gives both passes to the cron walk in
-:mod:`cron.cronexpr`). The zone to read wall times in comes from
+as text goes through :func:`to_iso` (:func:`cron.model.format_ts`). A naive wall
+time inside a spring-forward gap means the first instant after the gap; one inside a
+fall-back fold, the first pass (:func:`_wall_to_instants` gives both passes to the cron
+walk in :mod:`cron.cronexpr`). The zone to read wall times in comes from
 :func:`resolve_zone`: an explicit name, ``cron.timezone``, ``$TZ``, the system, UTC.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cron.errors import ScheduleError, TimeZoneError
+from cron.model import format_ts
 
 # --------------------------------------------------------------------------- time helpers
 
@@ -28,14 +29,8 @@ def _aware_utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-def to_iso(dt: datetime) -> str:
-    """ISO-8601 in UTC with an explicit ``+00:00``; microseconds only when non-zero.
-
-    Naive input is taken to be UTC. ``parse_instant(to_iso(x)) == x`` for every
-    aware ``x``.
-    """
-    utc = _aware_utc(dt)
-    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds")
+to_iso = format_ts
+"""``cron.model.format_ts`` under the name the schedule layer has always exported."""
 
 
 def _wall_to_instants(wall: datetime, zone: tzinfo) -> tuple[datetime, datetime | None]:
@@ -84,11 +79,12 @@ def _naive_in_zone_to_utc(naive: datetime, zone: tzinfo) -> datetime:
 
 
 def parse_instant(value: str | datetime, *, tz: str | tzinfo | None = None) -> datetime:
-    """ISO-8601 text or a datetime -> aware UTC datetime.
+    """ISO-8601 text or a datetime -> aware UTC datetime: what a *user* typed.
 
-    Naive values are wall times in ``tz`` (else the configured zone, see
-    :func:`resolve_zone`); a wall time in a DST gap means the first instant after
-    the gap, one in a fold means the first pass. Raises :class:`ScheduleError`
+    Unlike :func:`cron.model.parse_ts` (stored text, naive = UTC), naive values are
+    wall times in ``tz`` (else the configured zone, see :func:`resolve_zone`); a wall
+    time in a DST gap means the first instant after the gap, one in a fold means the
+    first pass. Raises :class:`ScheduleError`
     for anything that is not a timestamp.
     """
     if isinstance(value, datetime):

@@ -40,6 +40,7 @@ from cron.cli._options import (
 )
 from cron.config import cfg_get
 from cron.errors import JobNotFoundError
+from cron.model import JobState, is_active
 
 log = logging.getLogger("cron.cli")
 
@@ -48,7 +49,6 @@ def _refuse_duplicate_name(name: str, *, except_id: str | None = None) -> None:
     """Exit 2 if an active job (not ``except_id``) already has ``name``: it would make the
     name ambiguous wherever a job is referred to by name."""
     from cron import jobs
-    from cron.claim import is_active
 
     wanted = name.strip()
     for job in jobs.list_jobs():
@@ -183,7 +183,7 @@ def list_cmd(show_all: bool, as_json: bool) -> None:
     from cron import jobs
 
     listed = jobs.list_jobs(include_disabled=show_all)
-    active = [j for j in listed if j.get("enabled", True) and j.get("state") == "scheduled"]
+    active = [j for j in listed if is_active(j)]
     if as_json:
         echo_json({"jobs": listed})
     elif not listed:
@@ -260,7 +260,7 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
                   f"{policy.max_backoff:g}s{origin}"))
     if job.get("key"):
         pairs.append(("key", str(job["key"])))
-    if job.get("state") == "paused":
+    if job.get("state") == JobState.PAUSED:
         reason = job.get("paused_reason") or "no reason given"
         pairs.append(("paused", f"{fmt_time(job.get('paused_at'), now=now, zone=zone)}: {reason}"))
     claim = job.get("fire_claim")
@@ -407,7 +407,7 @@ def resume_cmd(job_ref: str) -> None:
     from cron import jobs
 
     resumed = jobs.resume_job(job["id"])
-    if resumed.get("state") == "completed":
+    if resumed.get("state") == JobState.COMPLETED:
         click.echo(f"job {job_label(resumed)} is completed: "
                    f"{resumed.get('last_error') or 'its last run time has passed'}")
         return

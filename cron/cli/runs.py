@@ -35,6 +35,7 @@ from cron.cli._format import (
 )
 from cron.config import cfg_get
 from cron.errors import CronkitError, JobNotFoundError
+from cron.model import LIVE_STATUSES, JobState, RunStatus
 
 
 def _ledger_exists() -> bool:
@@ -75,7 +76,7 @@ def _run_fired(job_id: str, fired: Any, label: str, started: float) -> int:
             if int(later.get("attempt") or 1) > int(row.get("attempt") or 1):
                 row = later
             break
-    status = row.get("status") or ("ok" if ok else "error")
+    status = row.get("status") or (RunStatus.OK if ok else RunStatus.ERROR)
     line = f"{label} {job_label(job)}: {status} in {took:.2f}s"
     if int(row.get("attempt") or 1) > 1:
         line += f" (attempt {row['attempt']})"
@@ -115,7 +116,7 @@ def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
             raise JobNotFoundError(job["id"])
         fail(f"not run: {outcome.reason}", EXIT_FAILED)
     code = _run_fired(job["id"], fired, "ran job", started)
-    if job.get("state") == "paused":
+    if job.get("state") == JobState.PAUSED:
         click.echo("(the job stays paused)")
     ctx.exit(code)
 
@@ -314,7 +315,7 @@ def _pick_run(job_id: str, run_ref: str | None) -> dict[str, Any]:
         return found[0]
     for row in rows:
         # Rows of slots that never ran (missed, skipped) have no output to show.
-        if row.get("output_path") or row.get("status") in executions.LIVE_STATUSES:
+        if row.get("output_path") or row.get("status") in LIVE_STATUSES:
             return row
     raise CliError(f"job {job_id} has no run with output yet", EXIT_FAILED)
 
@@ -384,7 +385,7 @@ def logs_cmd(ctx: click.Context, job_ref: str, follow: bool, run_ref: str | None
     try:
         while True:
             # The row is read before the file: a row already final means the file is complete.
-            final = row.get("status") not in executions.LIVE_STATUSES
+            final = row.get("status") not in LIVE_STATUSES
             path = row.get("output_path")
             if path and tail is None:
                 tail = _Follower(str(path))
@@ -401,7 +402,7 @@ def logs_cmd(ctx: click.Context, job_ref: str, follow: bool, run_ref: str | None
                                    + ("" if follow else "; -f follows it"), EXIT_FAILED)
                 return
             time.sleep(FOLLOW_POLL)
-            row = executions.get_execution(row["id"]) or {**row, "status": "unknown"}
+            row = executions.get_execution(row["id"]) or {**row, "status": RunStatus.UNKNOWN.value}
     except KeyboardInterrupt:
         # Ctrl-C is how one stops following: one line, no traceback, the run goes on.
         echo_err("cronkit: interrupted")

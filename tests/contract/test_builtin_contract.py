@@ -14,3 +14,11 @@ class TestBuiltinProvider(ProviderContract):
     @pytest.fixture
     def provider(self, home: Path) -> CronScheduler:
         return InProcessCronScheduler()
+
+
+def test_builtin_is_a_cron_scheduler_named_builtin() -> None:
+    # The built-in ticker is phase 3's (cron.ticker); the phase-1 gate checks only the ABC.
+    p = InProcessCronScheduler()
+    assert isinstance(p, CronScheduler)
+    assert p.name == "builtin"
+    assert p.is_available() is True

@@ -1,9 +1,10 @@
 """Group commit (``cron.groupcommit``) and the APIs built on it, with real threads.
 
-The claim, the run result and the webhook's replay record each go through a
-:class:`GroupCommit`: concurrent callers share one durable write, and each
-still returns only once its own request is written. These tests hold a write
-open on an event to make the batching deterministic — no sleeps decide them.
+The claim and the run result each go through a :class:`GroupCommit` (so does the
+webhook's replay record: phase 4, ``tests/phase4/test_replay_record_concurrency.py``):
+concurrent callers share one durable write, and each still returns only once its own
+request is written. These tests hold a write open on an event to make the batching
+deterministic — no sleeps decide them.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def test_a_caller_interrupted_while_waiting_does_not_strand_the_queue() -> None:
     assert later == [20]
 
 
-# -- the APIs on top: claims, results, replay records ---------------------------------------
+# -- the APIs on top: claims and results ---------------------------------------------------
 
 
 def _due_job(schedule: str = "every 1h") -> str:
@@ -278,15 +279,6 @@ def test_concurrent_results_each_apply_only_with_their_own_token(home: Path) -> 
         job = jobs.get_job(job_id)
         assert job is not None
         assert (job["fire_claim"] is None) is (i % 2 == 0)
-
-
-def test_concurrent_replays_of_one_signature_are_recorded_once(home: Path) -> None:
-    from cron import webhook
-
-    fresh = _together(12, lambda i: webhook.remember_signature("same", ttl=600, now=1000.0 + i))
-    assert sum(1 for f in fresh if f) == 1
-    distinct = _together(12, lambda i: webhook.remember_signature(f"d{i}", ttl=600, now=1000.0))
-    assert distinct == [True] * 12
 
 
 # JsonJobStore.write_bytes is that store's crash seam (one file write per group commit).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cron import executions, jobs
-from cron.scheduler_provider import CronScheduler, InProcessCronScheduler
+from cron.trigger import CronScheduler
 
 
 class Minimal(CronScheduler):
@@ -89,10 +89,3 @@ def test_optional_hooks_have_documented_signatures() -> None:
     start = inspect.signature(CronScheduler.start)
     assert {"stop_event", "adapters", "loop", "interval"} <= set(start.parameters)
     assert start.parameters["interval"].default == 60
-
-
-def test_builtin_is_a_cron_scheduler_named_builtin() -> None:
-    p = InProcessCronScheduler()
-    assert isinstance(p, CronScheduler)
-    assert p.name == "builtin"
-    assert p.is_available() is True

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cron import paths
+from cron.model import is_active
 from cron.providers.crontab import table
 from cron.providers.crontab.table import CrontabError, CrontabRenderError
 from cron.trigger import CronScheduler
@@ -230,7 +231,7 @@ class CrontabScheduler(CronScheduler):
         return [
             table.place(job, configured_zone=configured, daemon_zone=daemon)
             for job in list_jobs()
-            if table.is_active(job)
+            if is_active(job)
         ]
 
     def desired_block(self) -> list[str]:

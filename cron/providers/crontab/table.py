@@ -28,9 +28,10 @@ import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cron.errors import CronkitError
+from cron.model import JobDoc
+from cron.model import is_active as is_active  # the tick's test: a job gets a line only if active
 from cron.providers.crontab.fields import cron_fields
 
 # Debian's cron refuses a command of 1000 characters or more ("command too long");
@@ -132,12 +133,7 @@ class Placement:
         return self.fields is not None
 
 
-def is_active(job: dict[str, Any]) -> bool:
-    """Jobs the tick would consider: enabled and ``scheduled`` (paused/completed: no line)."""
-    return bool(job.get("enabled", True)) and job.get("state") == "scheduled"
-
-
-def place(job: dict[str, Any], *, configured_zone: str, daemon_zone: str) -> Placement:
+def place(job: JobDoc, *, configured_zone: str, daemon_zone: str) -> Placement:
     """Decide whether cron can fire ``job`` at exactly its slots, or the sweep must.
 
     The job's zone is ``schedule.tz``, else ``configured_zone``
