@@ -190,11 +190,12 @@ def tick(
             return 0
         if can_dispatch is not None and not can_dispatch():
             return 0
+        since = time.monotonic()  # the claims are dated after this (fencing counts from it)
         claimed = jobs.claim_due_jobs(now)
     if not claimed:
         return 0
     futures = dispatch([job for job, _token in claimed], adapters=adapters, loop=loop,
-                       verbose=verbose)
+                       verbose=verbose, claimed_since=since)
     if sync:
         wait_futures(futures)
     return len(claimed)
@@ -206,6 +207,7 @@ def dispatch(
     adapters: Adapters | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     verbose: bool = False,
+    claimed_since: float | None = None,
 ) -> list[Future[bool]]:
     """Queue claimed jobs on the process's pool of ``cron.max_parallel_jobs`` workers.
 
@@ -214,6 +216,8 @@ def dispatch(
     dispatch here, so the bound holds for every trigger in the process. A job
     waiting for a free worker keeps its claim alive (refreshed like a running
     one), so a long queue never makes a claimed slot look crashed.
+    ``claimed_since`` (``time.monotonic()``) is a moment before the claims were
+    taken; fencing (SPEC §13) counts their age from it (default: now).
     """
     cfg = read_config()
     size = int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))
@@ -226,7 +230,7 @@ def dispatch(
             raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
         tokens.append((job["id"], token))
     # Held from now, not from the start: a job queued behind a burst keeps its claim.
-    _keeper.add_many(tokens, ttl)
+    _keeper.add_many(tokens, ttl, since=claimed_since)
     # Each future completes when its run's bookkeeping is written, not when the
     # worker is free: wait_for_running covers the whole run.
     futures: list[Future[bool]] = [Future() for _ in claimed]
@@ -249,26 +253,84 @@ def dispatch(
     return futures
 
 
+@dataclass
+class _Held:
+    """One claim the keeper keeps alive (times on the local monotonic clock)."""
+
+    job_id: str
+    ttl: float
+    every: float
+    due: float
+    """When to refresh it next."""
+    confirmed: float
+    """A moment no later than the claim's current date: the start of the last refresh
+    that succeeded (the store dates the claim after that), or of the claim itself."""
+    fenced: bool = False
+
+    @property
+    def fence_at(self) -> float:
+        return self.confirmed + self.ttl - self.every * FENCE_MARGIN
+
+
+FENCE_MARGIN = 1.0
+"""Refresh intervals (``claim_ttl / 3``) between fencing a run and its claim going stale.
+
+A claim is refreshed every third of ``claim_ttl``; after a failed refresh it is
+retried every twelfth. A run whose claim has not been confirmed for
+``claim_ttl - claim_ttl / 3`` (two regular attempts, plus the quick retries
+between them, all failed) is ended then: its group gets SIGTERM and, after at
+most half an interval (:func:`_fence_grace`), SIGKILL — so it is gone with
+half an interval (``claim_ttl / 6``) to spare before another node may judge
+the claim stale by the database's clock. One interval, not two: with
+refreshes every third of the ttl, two would fence at the first missed refresh.
+"""
+FENCE_RETRY = 4
+"""A failed refresh round is retried after ``claim_ttl / 3 / FENCE_RETRY`` seconds."""
+
+
+def _fence_grace(ttl: float) -> float:
+    """SIGTERM → SIGKILL grace for a fenced run: it must be gone before its claim is stale."""
+    return min(procgroup.TERM_GRACE, ttl / 6)
+
+
+FenceHook = Callable[[list[tuple[str, str, float]]], None]
+"""Called with ``(job_id, token, seconds unconfirmed)`` of claims about to go stale."""
+
+
 class _ClaimKeeper:
-    """Re-dates running jobs' claims every ``claim_ttl / 3`` so they never look crashed.
+    """Re-dates held claims every ``claim_ttl / 3`` so they never look crashed — and fences.
 
     One thread for the whole process (not one per run): holding a claim is a
-    dict insert, so starting a job costs no thread start.
+    dict insert, so starting a job costs no thread start. Every claim due for
+    a refresh (or due within half an interval) is re-dated in one round, one
+    store write (``jobs.refresh_claims``: one ``swap_many``). A round runs on a
+    short-lived thread of its own, so a store call that hangs (a partitioned
+    network) never delays the fencing check: a claim not confirmed for
+    ``claim_ttl`` minus :data:`FENCE_MARGIN` intervals is handed to ``on_fence``
+    so its run ends before any node may take the claim over (SPEC §13).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_fence: FenceHook | None = None) -> None:
         self._cond = threading.Condition()
-        # token -> (job_id, every, next refresh on the monotonic clock)
-        self._held: dict[str, tuple[str, float, float]] = {}
+        self._held: dict[str, _Held] = {}
         self._thread: threading.Thread | None = None
+        self._in_round = False
+        self._on_fence = on_fence
+        self.rounds = 0
+        """Refresh rounds started (each one store write)."""
 
-    def add_many(self, held: list[tuple[str, str]], ttl: float) -> None:
-        """Keep the claims of these ``(job_id, token)`` pairs alive until :meth:`release`."""
+    def add_many(self, held: list[tuple[str, str]], ttl: float, *,
+                 since: float | None = None) -> None:
+        """Keep the claims of these ``(job_id, token)`` pairs alive until :meth:`release`.
+
+        ``since`` (monotonic) is when the claims were taken, if before now.
+        """
         every = max(ttl / 3, 0.05)
         with self._cond:
-            first = time.monotonic() + every
+            now = time.monotonic()
+            confirmed = min(since, now) if since is not None else now
             for job_id, token in held:
-                self._held[token] = (job_id, every, first)
+                self._held[token] = _Held(job_id, ttl, every, confirmed + every, confirmed)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="cronkit-claim-keeper", daemon=True
@@ -283,6 +345,12 @@ class _ClaimKeeper:
     @contextlib.contextmanager
     def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
         """Keep one claim alive for the block (a run started outside :func:`dispatch`)."""
+        with self._cond:
+            kept = self._held.get(token)
+        if kept is not None:
+            # Already held (since dispatch): keep its record, or the time it went unconfirmed.
+            yield
+            return
         self.add_many([(job_id, token)], ttl)
         try:
             yield
@@ -291,34 +359,69 @@ class _ClaimKeeper:
 
     def _run(self) -> None:
         while True:
+            fence: list[tuple[str, str, float]] = []
+            pairs: list[tuple[str, str]] = []
             with self._cond:
-                if not self._held:
+                if not self._held and not self._in_round:
                     if not self._cond.wait(timeout=30) and not self._held:
                         self._thread = None
                         return
                     continue
                 now = time.monotonic()
-                due = [(t, j, e) for t, (j, e, at) in self._held.items() if at <= now]
-                if not due:
-                    soonest = min(at for _, _, at in self._held.values())
-                    self._cond.wait(timeout=max(0.0, soonest - now))
+                for token, h in self._held.items():
+                    if not h.fenced and now >= h.fence_at:
+                        h.fenced = True
+                        fence.append((h.job_id, token, now - h.confirmed))
+                if not self._in_round and any(h.due <= now for h in self._held.values()):
+                    # Those due soon ride along: one write per round, fewer rounds.
+                    pairs = [(h.job_id, t) for t, h in self._held.items()
+                             if h.due <= now + h.every / 2]
+                    self._in_round = True
+                    self.rounds += 1
+                if not fence and not pairs:
+                    wake = [h.fence_at for h in self._held.values() if not h.fenced]
+                    if not self._in_round:
+                        wake += [h.due for h in self._held.values()]
+                    self._cond.wait(timeout=max(0.0, min(wake, default=now + 30) - now))
                     continue
-                for token, job_id, every in due:
-                    self._held[token] = (job_id, every, now + every)
-            # One store write for the whole round, not one per held claim.
-            pairs = [(job_id, token) for token, job_id, _ in due]
-            try:
-                held = jobs.refresh_claims(pairs)
-            except Exception:
-                log.warning("could not refresh %d claim(s)", len(pairs), exc_info=True)
-                continue
+            if pairs:
+                threading.Thread(target=self._refresh_round, args=(pairs, now),
+                                 name="cronkit-claim-refresh", daemon=True).start()
+            if fence and self._on_fence is not None:
+                try:
+                    self._on_fence(fence)
+                except Exception:
+                    log.exception("could not fence %d run(s)", len(fence))
+
+    def _refresh_round(self, pairs: list[tuple[str, str]], started: float) -> None:
+        try:
+            held = jobs.refresh_claims(pairs)
+        except Exception:
+            log.warning("could not refresh %d claim(s)", len(pairs), exc_info=True)
             with self._cond:
-                for (_job_id, token), still in zip(pairs, held, strict=True):
-                    if not still:
-                        self._held.pop(token, None)  # the claim is gone
+                now = time.monotonic()
+                for _job_id, token in pairs:
+                    h = self._held.get(token)
+                    if h is not None:
+                        h.due = now + h.every / FENCE_RETRY
+                self._in_round = False
+                self._cond.notify()
+            return
+        with self._cond:
+            for (_job_id, token), still in zip(pairs, held, strict=True):
+                h = self._held.get(token)
+                if h is None:
+                    continue
+                if still:
+                    h.confirmed = max(h.confirmed, started)
+                    h.due = started + h.every
+                else:
+                    self._held.pop(token, None)  # the claim is gone
+            self._in_round = False
+            self._cond.notify()
 
 
-_keeper = _ClaimKeeper()
+_keeper = _ClaimKeeper(on_fence=lambda fenced: _fence(fenced))
 
 
 def _deliver(
@@ -376,6 +479,9 @@ class LiveRun:
     """The action has returned (whatever its outcome, it was not interrupted after that)."""
     runaway: bool = False
     """Past its timeout and still running (a python callable that cannot be stopped)."""
+    kind: str = "command"
+    fenced: str | None = None
+    """Why this run was fenced (its claim could not be kept live), if it was."""
 
 
 class _LiveRuns:
@@ -388,6 +494,7 @@ class _LiveRuns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, LiveRun] = {}
+        self._fenced_queued: dict[str, str] = {}
         self.closing = False
         self.wake = threading.Event()
         """Set by :meth:`close`: retries waiting through their backoff stop waiting."""
@@ -414,6 +521,8 @@ class _LiveRuns:
             run = self._runs.get(token)
             if run is not None:
                 run.group = group
+                if run.fenced:
+                    return False
             if self.closing:
                 if run is not None:
                     run.interrupted = True
@@ -442,6 +551,27 @@ class _LiveRuns:
             run.acted = True
             return run.interrupted
 
+    def fence(self, token: str, note: str) -> LiveRun | None:
+        """Mark the run of ``token`` fenced (a command not started yet will not start).
+
+        Returns the run if it is live here, else None (it is queued: it is
+        cancelled when it starts, see :meth:`fenced_note`).
+        """
+        with self._lock:
+            run = self._runs.get(token)
+            if run is None:
+                self._fenced_queued[token] = note
+                return None
+            run.fenced = note
+            if not run.acted:
+                run.interrupted = True
+            return run
+
+    def fenced_note(self, token: str) -> str | None:
+        """Why the queued run of ``token`` was fenced before it started (consumed)."""
+        with self._lock:
+            return self._fenced_queued.pop(token, None)
+
     def stopping(self) -> bool:
         """:attr:`closing`, read afresh (a call, so a loop re-reads it every time)."""
         return self.closing
@@ -453,6 +583,11 @@ class _LiveRuns:
 
 
 _live = _LiveRuns()
+
+
+def claim_keeper() -> _ClaimKeeper:
+    """The claim keeper of this process's runs (its ``rounds`` count refresh writes)."""
+    return _keeper
 
 
 def live_runs() -> list[LiveRun]:
@@ -483,6 +618,88 @@ def interrupt_running(*, term_grace: float = procgroup.TERM_GRACE) -> int:
         if not group.wait_gone(2.0):
             log.error("process group %d survived SIGKILL", group.pgid)
     return len(groups)
+
+
+def _fence(fenced: list[tuple[str, str, float]]) -> None:
+    """End the runs whose claims could not be refreshed, before the claims can go stale.
+
+    A ``command`` run's process group gets SIGTERM, then SIGKILL after
+    :func:`_fence_grace` (on a thread of its own: the keeper goes on). A run
+    not started yet will not start. A ``python`` target (or any runner that
+    starts no process group) cannot be fenced: it is logged at ERROR and runs
+    on, and another node may start the job's next slot meanwhile.
+    """
+    ttl = float(cfg_get(read_config(), "cron", "claim_ttl", default=300))
+    for job_id, token, unconfirmed in fenced:
+        note = (f"fenced: its claim could not be refreshed for {unconfirmed:.1f}s "
+                f"(claim_ttl {ttl:g}s; store unreachable?), so the run was ended before "
+                "another node could take the claim over")
+        run = _live.fence(token, note)
+        if run is None:
+            log.error("job %s: %s; its queued run will not start", job_id, note)
+        elif run.acted:
+            continue
+        elif run.group is not None:
+            log.error("job %s (%s): %s; ending process group %d", job_id, run.name, note,
+                      run.group.pgid)
+            threading.Thread(target=run.group.terminate, args=(_fence_grace(ttl),),
+                             name=f"cronkit-fence-{job_id}", daemon=True).start()
+        elif run.kind == "command":
+            log.error("job %s (%s): %s; its command will not start", job_id, run.name, note)
+        else:
+            log.error("job %s (%s): its claim could not be refreshed for %.1fs and a %s "
+                      "target cannot be fenced: it keeps running, and another node may run "
+                      "the job meanwhile", job_id, run.name, unconfirmed, run.kind)
+
+
+FENCED_RECORD_RETRY = 1.0
+"""Seconds between attempts to record a fenced run's result while the store is away."""
+
+
+def _finish_fenced(
+    ran: _Ran, adapters: Adapters | None, loop: asyncio.AbstractEventLoop | None
+) -> bool:
+    """Record a fenced run once the store answers again (it was fenced for not answering).
+
+    The result is applied only if the run's token still holds the claim
+    (``mark_job_runs`` fences by token); a claim another node took over
+    refuses it, and a ledger row settled ``unknown`` keeps that outcome.
+    Gives up when the runtime is stopping. Never retried (SPEC §13: the slot
+    may have run elsewhere).
+    """
+    out = _write_output(ran)
+    _deliver(ran.job, ran.result, adapters, loop)
+    job_id = ran.job["id"]
+    marked = closed = False
+    warned = False
+    try:
+        while not (marked and closed):
+            try:
+                if not marked:
+                    ok = jobs.mark_job_runs(
+                        [(job_id, ran.token, ran.result.status, ran.result.error)])[0]
+                    marked = True
+                    if not ok:
+                        log.warning("job %s: result not recorded on the job; its claim %s is "
+                                    "no longer live", job_id, ran.token)
+                if not closed:
+                    executions.finish_many(
+                        [(ran.token, ran.result.status, ran.result.error, out)])
+                    closed = True
+            except ConnectionError as exc:
+                if _live.stopping():
+                    log.error("job %s: fenced run %s not recorded (the store is unreachable "
+                              "and the scheduler is stopping): %s", job_id, ran.token, exc)
+                    break
+                if not warned:
+                    log.warning("job %s: fenced run %s waits for the store to record it: %s",
+                                job_id, ran.token, exc)
+                    warned = True
+                _live.wake.wait(FENCED_RECORD_RETRY)
+    finally:
+        _live.remove(ran.token)
+        _log_end(ran.job, ran.result.status, ran.live)
+    return ran.result.status == "ok"
 
 
 def allow_starts() -> None:
@@ -567,7 +784,10 @@ def _start_and_run(job: Job) -> _Ran:
             out.close()
         raise
     timeout = _timeout_for(job, cfg)
-    live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
+    action = job.get("action")
+    kind = str(action.get("kind") or "command") if isinstance(action, dict) else "command"
+    live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout,
+                   kind=kind, fenced=_live.fenced_note(token))
     _live.add(live)
     metrics.observe_run_start(job_id, scheduled_at, live.started)
     log.info(
@@ -581,7 +801,10 @@ def _start_and_run(job: Job) -> _Ran:
     )
     try:
         with _keeper.hold(job_id, token, ttl):
-            if _live.closing:
+            if live.fenced:
+                live.interrupted = True
+                result = RunResult("interrupted", "", f"cancelled before it started: {live.fenced}")
+            elif _live.closing:
                 live.interrupted = True
                 result = RunResult(
                     "interrupted", "", "cancelled before it started (the scheduler is stopping)"
@@ -601,7 +824,13 @@ def _start_and_run(job: Job) -> _Ran:
         _live.remove(token)
         _log_end(job, status, live)
         raise
-    if _live.acted(live) and result.status != "interrupted":
+    if _live.acted(live) and live.fenced and live.kind == "command":
+        if not (result.error or "").startswith("cancelled before it started: "):
+            ended = "cancelled before the command started" if result.exit_code is None \
+                else (result.error or "no error")
+            result = RunResult("interrupted", result.output, f"{live.fenced} ({ended})",
+                               result.exit_code)
+    elif live.interrupted and not live.fenced and result.status != "interrupted":
         result = RunResult(
             "interrupted",
             result.output,
@@ -665,8 +894,7 @@ class _Stragglers:
         loop: asyncio.AbstractEventLoop | None,
         fut: Future[bool],
     ) -> None:
-        ttl = float(cfg_get(ran.cfg, "cron", "claim_ttl", default=300))
-        _keeper.add_many([(ran.job["id"], ran.token)], ttl)
+        """Watch ``ran`` (its claim still held by the keeper) until its work ends."""
         with self._cond:
             self._parked.append((ran, adapters, loop, fut))
             if self._thread is None or not self._thread.is_alive():
@@ -990,6 +1218,8 @@ def run_one_job(
     while True:
         ran = _start_and_run(job)
         _settle_straggler(ran, None)
+        if ran.live is not None and ran.live.fenced:
+            return _finish_fenced(ran, adapters, loop)
         outcome = _finish_runs([ran], adapters, loop)[0]
         if not isinstance(outcome, _Retry):
             return outcome
@@ -1085,19 +1315,25 @@ def _pipelined(
     done: Future[bool],
 ) -> None:
     _count_queued(-1)
+    token = job["fire_claim"]["token"]
     try:
         ran = _start_and_run(job)
     except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
+        _keeper.release(token)
         done.set_exception(exc)
         return
-    finally:
-        # Held since dispatch; whatever happened, this worker is done with the claim
-        # (a runaway run re-takes it in _stragglers.park).
-        _keeper.release(job["fire_claim"]["token"])
     if ran.result.straggler is not None and ran.result.straggler.alive():
+        # Still held (since dispatch) while it runs on; released when it ends.
         _stragglers.park(ran, adapters, loop, done)
         return
+    _keeper.release(token)
     _settle_straggler(ran, 0)
+    if ran.live is not None and ran.live.fenced:
+        try:
+            done.set_result(_finish_fenced(ran, adapters, loop))
+        except BaseException as exc:  # noqa: B036 - handed to the waiters
+            done.set_exception(exc)
+        return
     _completer.submit(ran, adapters, loop, done)
 
 
