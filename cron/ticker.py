@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cron import heartbeat, paths
+from cron.runtime import Runtime, default_runtime
 from cron.trigger import CronScheduler, set_active_provider
 
 if TYPE_CHECKING:
@@ -129,6 +130,10 @@ class InProcessCronScheduler(CronScheduler):
     owner died (:func:`cron.scheduler.recover_interrupted`) at start and every
     :func:`recover_every` seconds.
 
+    ``runtime``: the :class:`cron.runtime.Runtime` its ticks run on (default: the
+    process's, :func:`cron.runtime.default_runtime`); the whole loop runs bound to
+    that runtime's home and store, so two tickers on two runtimes share a process.
+
     Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
     ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
     exactly N iterations by setting ``stop_event`` from it.
@@ -141,7 +146,9 @@ class InProcessCronScheduler(CronScheduler):
         wait_fn: WaitFn | None = None,
         clock: Callable[[], float] | None = None,
         standby_poll: float = STANDBY_POLL,
+        runtime: Runtime | None = None,
     ) -> None:
+        self._runtime = runtime
         self._tick_fn = tick_fn
         self._wait_fn = wait_fn
         self._clock = clock
@@ -158,6 +165,11 @@ class InProcessCronScheduler(CronScheduler):
     def name(self) -> str:
         return "builtin"
 
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime this ticker's ticks run on."""
+        return self._runtime if self._runtime is not None else default_runtime()
+
     def on_jobs_changed(self) -> None:
         self._wake.set()
 
@@ -173,6 +185,17 @@ class InProcessCronScheduler(CronScheduler):
         adapters: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
         interval: float = 60,
+    ) -> None:
+        with self.runtime.bound():
+            self._start(stop_event, adapters=adapters, loop=loop, interval=interval)
+
+    def _start(
+        self,
+        stop_event: threading.Event,
+        *,
+        adapters: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        interval: float,
     ) -> None:
         from cron import jobs
 
@@ -306,10 +329,10 @@ class InProcessCronScheduler(CronScheduler):
         self, *, adapters: Any = None, loop: asyncio.AbstractEventLoop | None = None
     ) -> bool:
         """One tick plus its bookkeeping; True if the tick was clean. Never raises."""
-        from cron import jobs, scheduler
+        from cron import jobs
 
         self.iterations += 1
-        tick = self._tick_fn or scheduler.tick
+        tick = self._tick_fn or self.runtime.tick
         clean = False
         error: str | None = None
         try:

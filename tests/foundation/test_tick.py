@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cron import executions, jobs, paths, runners, scheduler
+from cron import completer, executions, jobs, paths, runners, scheduler
 from cron.claim import parse_ts
 from cron.output import list_outputs, read_output
 from cron.runners import RunContext, RunResult
@@ -380,7 +380,7 @@ def test_bookkeeping_waits_for_queued_starts_but_only_so_long(
     quick = jobs.create_job("every 1m", PY_OK, now=T0)
     blocker = jobs.create_job("every 1m", PY_BLOCK, now=T0 + timedelta(seconds=1))
     queued = jobs.create_job("every 1m", PY_OK, now=T0 + timedelta(seconds=2))
-    monkeypatch.setattr(scheduler, "BOOKKEEPING_MAX_DELAY", 60.0)
+    monkeypatch.setattr(completer, "BOOKKEEPING_MAX_DELAY", 60.0)
     assert scheduler.tick(now=DUE + timedelta(seconds=2), sync=False) == 3
     _wait_for(lambda: f"started-{blocker['id']}" in _started(release_dir))
     # quick has finished, but `queued` still waits for the one worker: quick's
@@ -394,7 +394,7 @@ def test_bookkeeping_waits_for_queued_starts_but_only_so_long(
 
     # With the default bound, a long-running job ahead of the queue does not hold
     # finished results back for longer than the bound.
-    monkeypatch.setattr(scheduler, "BOOKKEEPING_MAX_DELAY", 0.2)
+    monkeypatch.setattr(completer, "BOOKKEEPING_MAX_DELAY", 0.2)
     (release_dir / "release").unlink()
     later = DUE + timedelta(minutes=1, seconds=2)
     assert scheduler.tick(now=later, sync=False) == 3
