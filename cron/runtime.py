@@ -183,6 +183,15 @@ class Runtime:
         _done, not_done = wait_futures(pending, timeout=timeout)
         return not not_done
 
+    def wait_for_starts(self, timeout: float) -> None:
+        """Wait until no dispatched job waits for a worker any more (or ``timeout``).
+
+        The built-in ticker calls it after a tick that dispatched jobs, before its
+        own bookkeeping (heartbeat files, the next wake-up's store reads), so that
+        work does not compete with the starts.
+        """
+        self._starts.settled(timeout)
+
     def _log_done(self, fut: Future[bool]) -> None:
         with self._inflight_lock:
             self._inflight.discard(fut)

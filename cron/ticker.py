@@ -52,6 +52,9 @@ STANDBY_POLL = 0.5
 """How often a standing-by ticker tries the ticker lock (seconds): it takes over
 within this (plus its start-up) of the active ticker's death."""
 
+STARTS_WAIT = 0.1
+"""How long, at most, the ticker lets the starts it dispatched go before its heartbeat."""
+
 RECOVER_EVERY = 60.0
 """How often, at most, the active ticker looks for runs whose owner died (seconds); more
 often when ``claim_ttl`` is short (:func:`recover_every`), so a dead node's run is settled
@@ -336,7 +339,10 @@ class InProcessCronScheduler(CronScheduler):
         clean = False
         error: str | None = None
         try:
-            tick(sync=False, adapters=adapters, loop=loop)
+            if tick(sync=False, adapters=adapters, loop=loop) and self._tick_fn is None:
+                # The heartbeat and the next wake-up's store reads wait (briefly) for
+                # the starts just dispatched, rather than compete with them.
+                self.runtime.wait_for_starts(STARTS_WAIT)
             clean = True
         except BaseException as exc:
             log.exception("cron tick failed; the ticker keeps running")
@@ -409,6 +415,8 @@ class InProcessCronScheduler(CronScheduler):
             if self._wake.wait(min(remaining, 0.2)):
                 self._wake.clear()
                 return True
+            if deadline - time.monotonic() <= 0:
+                return False  # the wait is over: no store read between it and the tick
             try:
                 if version is not None and store.version() != version:
                     return True
@@ -418,5 +426,6 @@ class InProcessCronScheduler(CronScheduler):
 
 
 __all__ = [
-    "RECOVER_EVERY", "STANDBY_POLL", "InProcessCronScheduler", "TickerLock", "recover_every",
+    "RECOVER_EVERY", "STANDBY_POLL", "STARTS_WAIT", "InProcessCronScheduler", "TickerLock",
+    "recover_every",
 ]
