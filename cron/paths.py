@@ -2,13 +2,16 @@
 
 Every path is resolved at call time from ``$CRONKIT_HOME`` (else
 ``~/.cronkit``), so a test that points the variable at a temp dir gets a fully
-isolated installation. Directories are created ``0700`` and files ``0600``:
-job commands and the webhook secret are private to the operator.
+isolated installation. :func:`bound_home` overrides it for one context (a
+``cron.runtime.Runtime`` bound to a home runs its threads in it). Directories
+are created ``0700`` and files ``0600``: job commands and the webhook secret
+are private to the operator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import fcntl
 import functools
@@ -22,9 +25,25 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+_BOUND_HOME: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "cronkit_home", default=None
+)
+
+
 def home() -> Path:
-    env = os.environ.get("CRONKIT_HOME")
+    env = _BOUND_HOME.get() or os.environ.get("CRONKIT_HOME")
     return _home_for(env, None if env else os.environ.get("HOME"))
+
+
+@contextlib.contextmanager
+def bound_home(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Resolve :func:`home` to ``path`` in this context (thread) for the block, whatever
+    ``$CRONKIT_HOME`` says: two runtimes on two homes share one process."""
+    token = _BOUND_HOME.set(os.fspath(path))
+    try:
+        yield
+    finally:
+        _BOUND_HOME.reset(token)
 
 
 # Paths are resolved on every call (CRONKIT_HOME may change), but building a Path

@@ -4,117 +4,170 @@
 and ``run_one_job`` runs one claimed job end to end (ledger, runner, output
 file, delivery, ``mark_job_run``). Providers call these; they never
 reimplement them.
+
+These are the SPEC's module functions; each acts on the process's default
+runtime (:func:`cron.runtime.default_runtime`, created on first use), which
+holds the pool, the claim keeper and the live runs. An owner that needs a
+runtime of its own (another home or store in the same process) makes a
+:class:`cron.runtime.Runtime` and calls its methods instead — see
+:mod:`cron.runtime` for why the functions do not follow "the running ticker".
+This module keeps no state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
-import inspect
 import logging
-import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cron import executions, jobs, metrics, paths, procgroup, runners
+from cron import executions, jobs, procgroup
 from cron import retry as retries
-from cron.claim import RetryClaim, parse_ts
-from cron.config import cfg_get, read_config
-from cron.output import LiveOutput, open_output, write_output
-from cron.procgroup import ProcessGroup
-from cron.runners import RunContext, RunResult, run_action
+from cron.claim_keeper import ClaimKeeper
+from cron.live_runs import LiveRun
+from cron.run_path import Adapters
+from cron.runtime import Runtime, default_runtime
 from cron.store import Job, get_store
 
 log = logging.getLogger(__name__)
 
-Adapters = Mapping[str, Callable[..., Any]]
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-_inflight: set[Future[bool]] = set()
-_inflight_lock = threading.Lock()
-# Dispatched jobs whose worker has not picked them up yet (see _Completer._run).
-_queued = 0
-_queued_cond = threading.Condition()
-BOOKKEEPING_MAX_DELAY = 0.25
-"""How long result bookkeeping may wait for a burst of queued starts (seconds)."""
+def tick(
+    *,
+    now: datetime | None = None,
+    sync: bool = True,
+    verbose: bool = False,
+    adapters: Adapters | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    can_dispatch: Callable[[], bool] | None = None,
+) -> int:
+    """Claim every due job and run the claimed ones; return how many were dispatched.
+
+    1. Takes ``<home>/cron/.tick.lock`` without blocking; contention returns 0;
+       any other OSError raises.
+    2. If ``can_dispatch`` returns False, returns 0 and leaves due jobs intact.
+    3. Claims due jobs in one store write (``jobs.claim_due_jobs``) and runs each
+       via ``run_one_job`` on a pool of ``cron.max_parallel_jobs`` threads.
+       ``sync=True`` waits for them; ``sync=False`` returns at once. The tick
+       lock is released before any job runs.
+    """
+    return default_runtime().tick(now=now, sync=sync, verbose=verbose, adapters=adapters,
+                                  loop=loop, can_dispatch=can_dispatch)
 
 
-def _starts_settled(timeout: float) -> None:
-    """Wait until no dispatched job is waiting for a worker, or ``timeout`` passes."""
-    with _queued_cond:
-        _queued_cond.wait_for(lambda: _queued == 0, timeout=timeout)
+def dispatch(
+    claimed: list[Job],
+    *,
+    adapters: Adapters | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    verbose: bool = False,
+    claimed_since: float | None = None,
+) -> list[Future[bool]]:
+    """Queue claimed jobs on the process's pool of ``cron.max_parallel_jobs`` workers.
+
+    Returns at once with one future per job, done when the run's bookkeeping
+    is written (the result of ``run_one_job``). The tick and the webhook both
+    dispatch here, so the bound holds for every trigger in the process. A job
+    waiting for a free worker keeps its claim alive (refreshed like a running
+    one), so a long queue never makes a claimed slot look crashed.
+    ``claimed_since`` (``time.monotonic()``) is a moment before the claims were
+    taken; fencing (SPEC §13) counts their age from it (default: now).
+    """
+    return default_runtime().dispatch(claimed, adapters=adapters, loop=loop, verbose=verbose,
+                                      claimed_since=claimed_since)
 
 
-def _executor(size: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size != size:
-            old = _pool
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="cronkit-job")
-            _pool_size = size
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool
+def run_one_job(
+    job: Job,
+    *,
+    adapters: Adapters | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> bool:
+    """Run one claimed job end to end; True on success.
+
+    ``job`` carries its claim (``job["fire_claim"]["token"]``). Order: ledger
+    row → ``running``; run the action through its runner with the job's
+    timeout (claim refreshed meanwhile); write the output file; deliver;
+    ``mark_job_run``; close the ledger row. A ``BaseException`` from the
+    runner (``KeyboardInterrupt``, ``SystemExit`` ...) is recorded — ledger
+    ``interrupted`` (``error`` for an ordinary exception), claim released —
+    before it propagates. A python callable that outlives its timeout is
+    waited for (its claim kept) before the result is recorded: the run ends
+    when its work does. A failed attempt with retries left waits through its
+    backoff in this thread.
+    """
+    return default_runtime().run_one_job(job, adapters=adapters, loop=loop)
 
 
 def running_jobs() -> int:
     """How many dispatched jobs have not finished yet (in this process)."""
-    with _inflight_lock:
-        return sum(1 for f in _inflight if not f.done())
+    return default_runtime().running_jobs()
 
 
 def wait_for_running(timeout: float | None) -> bool:
     """Wait for this process's dispatched jobs; True if all finished in time."""
-    with _inflight_lock:
-        pending = [f for f in _inflight if not f.done()]
-    if not pending:
-        return True
-    done, not_done = wait_futures(pending, timeout=timeout)
-    return not not_done
+    return default_runtime().wait_for_running(timeout)
 
 
-@contextlib.contextmanager
-def _tick_lock() -> Iterator[bool]:
-    """``<home>/cron/.tick.lock``, without blocking. Yields False on contention.
+def live_runs() -> list[LiveRun]:
+    """The runs this process has started whose results are not recorded yet."""
+    return default_runtime().live_runs()
 
-    Any other OSError (permissions, a missing mount, a full disk) propagates:
-    a tick that could not even try must not look like a clean one.
+
+def claim_keeper() -> ClaimKeeper:
+    """The claim keeper of this process's runs (its ``rounds`` count refresh writes)."""
+    return default_runtime().keeper
+
+
+def interrupt_running(*, term_grace: float = procgroup.TERM_GRACE) -> int:
+    """End this process's running jobs (the gateway's shutdown, after its grace).
+
+    No further command starts here. Each running command's process group gets
+    SIGTERM, and SIGKILL ``term_grace`` seconds later if any of it is still
+    alive; those runs are recorded ``interrupted``. A python callable cannot
+    be stopped: it stays live (see :func:`abandon_running`). Returns how many
+    process groups were signalled.
     """
-    paths.cron_dir(create=True)
-    fd = os.open(paths.tick_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                yield False
-                return
-            raise
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return default_runtime().interrupt_running(term_grace=term_grace)
 
 
-def _log_done(fut: Future[bool]) -> None:
-    with _inflight_lock:
-        _inflight.discard(fut)
-    exc = fut.exception()
-    if exc is not None:
-        log.error("cron job raised out of run_one_job", exc_info=exc)
+def allow_starts() -> None:
+    """Undo :func:`interrupt_running`'s ban on new starts (a gateway stopped in-process)."""
+    default_runtime().allow_starts()
+
+
+def abandon_running(reason: str) -> int:
+    """Record every run still live here as ended because this process exits now.
+
+    For the runs nothing could stop (a python callable past its timeout, or
+    one still inside its grace): the process is about to exit, which ends
+    them, so their rows are closed (``timeout`` for a run already past its
+    timeout, else ``interrupted``) and their claims released. Returns how many.
+    """
+    return default_runtime().abandon_running(reason)
+
+
+def retry_timing() -> retries.RetryTiming:
+    """The clock and random source retries wait on (see :func:`set_retry_timing`)."""
+    return default_runtime().timing
+
+
+def set_retry_timing(timing: retries.RetryTiming | None) -> retries.RetryTiming:
+    """Make retries wait on ``timing`` (None: the wall clock); returns the one replaced.
+
+    The seam for tests and simulations: with a :class:`cron.retry.FakeClock` a
+    backoff passes at once, in the clock's time, and claims are refreshed in it.
+    """
+    rt = default_runtime()
+    previous = rt.timing
+    rt.timing = timing if timing is not None else retries.RetryTiming()
+    return previous
+
+
+# -- settling runs whose owner died ------------------------------------------------
 
 
 def _remote_run_gone(row: dict[str, Any], now: datetime | None) -> bool:
@@ -164,941 +217,6 @@ def recover_interrupted(*, now: datetime | None = None) -> int:
         except Exception:
             log.exception("could not release the claim of interrupted job %s", job_id)
     return len(settled)
-
-
-def tick(
-    *,
-    now: datetime | None = None,
-    sync: bool = True,
-    verbose: bool = False,
-    adapters: Adapters | None = None,
-    loop: asyncio.AbstractEventLoop | None = None,
-    can_dispatch: Callable[[], bool] | None = None,
-) -> int:
-    """Claim every due job and run the claimed ones; return how many were dispatched.
-
-    1. Takes ``<home>/cron/.tick.lock`` without blocking; contention returns 0;
-       any other OSError raises.
-    2. If ``can_dispatch`` returns False, returns 0 and leaves due jobs intact.
-    3. Claims due jobs in one store write (``jobs.claim_due_jobs``) and runs each
-       via ``run_one_job`` on a pool of ``cron.max_parallel_jobs`` threads.
-       ``sync=True`` waits for them; ``sync=False`` returns at once. The tick
-       lock is released before any job runs.
-    """
-    with _tick_lock() as got:
-        if not got:
-            return 0
-        if can_dispatch is not None and not can_dispatch():
-            return 0
-        claimed = jobs.claim_due_jobs(now)
-    if not claimed:
-        return 0
-    futures = dispatch([job for job, _token in claimed], adapters=adapters, loop=loop,
-                       verbose=verbose)
-    if sync:
-        wait_futures(futures)
-    return len(claimed)
-
-
-def dispatch(
-    claimed: list[Job],
-    *,
-    adapters: Adapters | None = None,
-    loop: asyncio.AbstractEventLoop | None = None,
-    verbose: bool = False,
-) -> list[Future[bool]]:
-    """Queue claimed jobs on the process's pool of ``cron.max_parallel_jobs`` workers.
-
-    Returns at once with one future per job, done when the run's bookkeeping
-    is written (the result of ``run_one_job``). The tick and the webhook both
-    dispatch here, so the bound holds for every trigger in the process. A job
-    waiting for a free worker keeps its claim alive (refreshed like a running
-    one), so a long queue never makes a claimed slot look crashed.
-    """
-    cfg = read_config()
-    size = int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))
-    ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    pool = _executor(size)
-    tokens: list[tuple[str, str]] = []
-    for job in claimed:
-        token = (job.get("fire_claim") or {}).get("token")
-        if not token:
-            raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
-        tokens.append((job["id"], token))
-    # Held from now, not from the start: a job queued behind a burst keeps its claim.
-    _keeper.add_many(tokens, ttl)
-    # Each future completes when its run's bookkeeping is written, not when the
-    # worker is free: wait_for_running covers the whole run.
-    futures: list[Future[bool]] = [Future() for _ in claimed]
-    for fut in futures:
-        fut.add_done_callback(_log_done)
-    with _inflight_lock:
-        _inflight.update(futures)
-    _count_queued(len(claimed))
-    for i, (job, fut) in enumerate(zip(claimed, futures, strict=True)):
-        try:
-            pool.submit(_pipelined, job, adapters, loop, fut)
-        except BaseException:
-            # Not submitted: this job and the ones after it never run here.
-            _count_queued(-(len(claimed) - i))
-            for _job_id, token in tokens[i:]:
-                _keeper.release(token)
-            with _inflight_lock:
-                _inflight.difference_update(futures[i:])
-            raise
-    return futures
-
-
-class _ClaimKeeper:
-    """Re-dates running jobs' claims every ``claim_ttl / 3`` so they never look crashed.
-
-    One thread for the whole process (not one per run): holding a claim is a
-    dict insert, so starting a job costs no thread start.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        # token -> (job_id, every, next refresh on the monotonic clock)
-        self._held: dict[str, tuple[str, float, float]] = {}
-        self._thread: threading.Thread | None = None
-
-    def add_many(self, held: list[tuple[str, str]], ttl: float) -> None:
-        """Keep the claims of these ``(job_id, token)`` pairs alive until :meth:`release`."""
-        every = max(ttl / 3, 0.05)
-        with self._cond:
-            first = time.monotonic() + every
-            for job_id, token in held:
-                self._held[token] = (job_id, every, first)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="cronkit-claim-keeper", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def release(self, token: str) -> None:
-        with self._cond:
-            self._held.pop(token, None)
-
-    @contextlib.contextmanager
-    def hold(self, job_id: str, token: str, ttl: float) -> Iterator[None]:
-        """Keep one claim alive for the block (a run started outside :func:`dispatch`)."""
-        self.add_many([(job_id, token)], ttl)
-        try:
-            yield
-        finally:
-            self.release(token)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._held:
-                    if not self._cond.wait(timeout=30) and not self._held:
-                        self._thread = None
-                        return
-                    continue
-                now = time.monotonic()
-                due = [(t, j, e) for t, (j, e, at) in self._held.items() if at <= now]
-                if not due:
-                    soonest = min(at for _, _, at in self._held.values())
-                    self._cond.wait(timeout=max(0.0, soonest - now))
-                    continue
-                for token, job_id, every in due:
-                    self._held[token] = (job_id, every, now + every)
-            # One store write for the whole round, not one per held claim.
-            pairs = [(job_id, token) for token, job_id, _ in due]
-            try:
-                held = jobs.refresh_claims(pairs)
-            except Exception:
-                log.warning("could not refresh %d claim(s)", len(pairs), exc_info=True)
-                continue
-            with self._cond:
-                for (_job_id, token), still in zip(pairs, held, strict=True):
-                    if not still:
-                        self._held.pop(token, None)  # the claim is gone
-
-
-_keeper = _ClaimKeeper()
-
-
-def _deliver(
-    job: Job,
-    result: RunResult,
-    adapters: Adapters | None,
-    loop: asyncio.AbstractEventLoop | None,
-) -> None:
-    """Hand the result to the host's delivery adapters named in ``job["deliver"]``.
-
-    Delivery is best-effort: the run already happened, so a failing adapter is
-    logged and does not change the run's status.
-    """
-    names = job.get("deliver") or []
-    if not adapters or not names:
-        return
-    for name in names if isinstance(names, list) else [names]:
-        fn = adapters.get(name)
-        if fn is None:
-            log.warning("job %s: no delivery adapter named %r", job["id"], name)
-            continue
-        try:
-            out = fn(job, result)
-            if inspect.isawaitable(out):
-                if loop is not None and loop.is_running():
-                    asyncio.run_coroutine_threadsafe(out, loop).result(timeout=60)  # type: ignore[arg-type]
-                else:
-                    asyncio.run(out)  # type: ignore[arg-type]
-        except Exception:
-            log.exception("job %s: delivery via %r failed", job["id"], name)
-
-
-def _timeout_for(job: Job, cfg: dict[str, Any]) -> float | None:
-    value = job.get("timeout")
-    if value is None:
-        value = cfg_get(cfg, "cron", "job_timeout", default=600)
-    return float(value) if value else None
-
-
-@dataclass
-class LiveRun:
-    """A run this process has started and not yet recorded (see :func:`live_runs`)."""
-
-    token: str
-    job_id: str
-    name: str | None
-    source: str
-    scheduled_at: str | None
-    started: float
-    """Wall-clock start (epoch seconds)."""
-    timeout: float | None
-    group: ProcessGroup | None = None
-    interrupted: bool = False
-    acted: bool = False
-    """The action has returned (whatever its outcome, it was not interrupted after that)."""
-    runaway: bool = False
-    """Past its timeout and still running (a python callable that cannot be stopped)."""
-
-
-class _LiveRuns:
-    """Every run of this process from ``running`` until its result is recorded.
-
-    The gateway's shutdown ends their process groups from here; the shutdown
-    flag (:meth:`close`) cancels runs that have not started their command yet.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, LiveRun] = {}
-        self.closing = False
-        self.wake = threading.Event()
-        """Set by :meth:`close`: retries waiting through their backoff stop waiting."""
-
-    def add(self, run: LiveRun) -> None:
-        with self._lock:
-            self._runs[run.token] = run
-
-    def get(self, token: str) -> LiveRun | None:
-        with self._lock:
-            return self._runs.get(token)
-
-    def remove(self, token: str) -> None:
-        with self._lock:
-            self._runs.pop(token, None)
-
-    def snapshot(self) -> list[LiveRun]:
-        with self._lock:
-            return list(self._runs.values())
-
-    def spawned(self, token: str, group: ProcessGroup) -> bool:
-        """``RunContext.on_spawn`` of one run: record its group; False cancels it."""
-        with self._lock:
-            run = self._runs.get(token)
-            if run is not None:
-                run.group = group
-            if self.closing:
-                if run is not None:
-                    run.interrupted = True
-                return False
-        try:
-            executions.record_process_group(token, group)
-        except Exception:
-            # The run is still tracked here; only recovery after a crash loses sight of it.
-            log.exception("could not record process group %d on ledger row %s", group.pgid, token)
-        return True
-
-    def close(self) -> list[LiveRun]:
-        """Stop letting commands start; mark the runs still in their action interrupted."""
-        with self._lock:
-            self.closing = True
-            self.wake.set()
-            runs = list(self._runs.values())
-            for run in runs:
-                if not run.acted:
-                    run.interrupted = True
-        return runs
-
-    def acted(self, run: LiveRun) -> bool:
-        """The action of ``run`` returned; True if it had been interrupted first."""
-        with self._lock:
-            run.acted = True
-            return run.interrupted
-
-    def stopping(self) -> bool:
-        """:attr:`closing`, read afresh (a call, so a loop re-reads it every time)."""
-        return self.closing
-
-    def reopen(self) -> None:
-        with self._lock:
-            self.closing = False
-            self.wake.clear()
-
-
-_live = _LiveRuns()
-
-
-def live_runs() -> list[LiveRun]:
-    """The runs this process has started whose results are not recorded yet."""
-    return _live.snapshot()
-
-
-def interrupt_running(*, term_grace: float = procgroup.TERM_GRACE) -> int:
-    """End this process's running jobs (the gateway's shutdown, after its grace).
-
-    No further command starts here. Each running command's process group gets
-    SIGTERM, and SIGKILL ``term_grace`` seconds later if any of it is still
-    alive; those runs are recorded ``interrupted``. A python callable cannot
-    be stopped: it stays live (see :func:`abandon_running`). Returns how many
-    process groups were signalled.
-    """
-    runs = _live.close()
-    groups = [r.group for r in runs if r.group is not None]
-    for group in groups:
-        log.warning("ending process group %d (SIGTERM, SIGKILL after %gs)", group.pgid,
-                    term_grace)
-        group.signal(signal.SIGTERM)
-    deadline = time.monotonic() + term_grace
-    for group in groups:
-        if not group.wait_gone(max(0.0, deadline - time.monotonic())):
-            group.signal(signal.SIGKILL)
-    for group in groups:
-        if not group.wait_gone(2.0):
-            log.error("process group %d survived SIGKILL", group.pgid)
-    return len(groups)
-
-
-def allow_starts() -> None:
-    """Undo :func:`interrupt_running`'s ban on new starts (a gateway stopped in-process)."""
-    _live.reopen()
-
-
-def abandon_running(reason: str) -> int:
-    """Record every run still live here as ended because this process exits now.
-
-    For the runs nothing could stop (a python callable past its timeout, or
-    one still inside its grace): the process is about to exit, which ends
-    them, so their rows are closed (``timeout`` for a run already past its
-    timeout, else ``interrupted``) and their claims released. Returns how many.
-    """
-    runs = _live.close()
-    for run in runs:
-        status = "timeout" if run.runaway else "interrupted"
-        error = f"{reason}; the run ended with the process"
-        with contextlib.suppress(Exception):
-            jobs.mark_job_run(run.job_id, run.token, success=False, error=error, status=status)
-        with contextlib.suppress(Exception):
-            executions.finish(run.token, status=status, error=error)
-        _live.remove(run.token)
-    return len(runs)
-
-
-@dataclass
-class _Ran:
-    """A job whose action has run; what is left is bookkeeping."""
-
-    job: Job
-    token: str
-    result: RunResult
-    cfg: dict[str, Any]
-    live: LiveRun | None = None
-    output: LiveOutput | None = None
-
-
-def _open_output(job: Job, cfg: dict[str, Any]) -> LiveOutput | None:
-    """The run's output file, created before it starts (None if it cannot be: run anyway)."""
-    try:
-        retention = int(cfg_get(cfg, "cron", "output_retention", default=50))
-        # Streamed up to the runner's own cap; past it the file ends as the kept tail.
-        return open_output(job["id"], retention=retention, limit=runners.MAX_OUTPUT_BYTES)
-    except Exception:
-        log.exception("job %s: could not create its output file", job["id"])
-        return None
-
-
-def _lateness_ms(scheduled_at: str | None, started: float) -> str:
-    slot = parse_ts(scheduled_at)
-    if slot is None:
-        return "-"
-    return f"{(started - slot.timestamp()) * 1000:.0f}"
-
-
-def _start_and_run(job: Job) -> _Ran:
-    """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
-
-    A ``BaseException`` from the runner is recorded — ledger
-    ``interrupted``/``error``, claim released — before it propagates. A run
-    interrupted by :func:`interrupt_running` is recorded ``interrupted``
-    whatever its command's exit looked like.
-    """
-    claim = job.get("fire_claim") or {}
-    token = claim.get("token")
-    if not token:
-        raise ValueError(f"job {job.get('id')!r} carries no claim token; claim it first")
-    job_id = job["id"]
-    scheduled_at = claim.get("scheduled_at")
-    cfg = read_config()
-    ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
-    out = _open_output(job, cfg)
-    try:
-        source = executions.start_run(
-            token, job_id=job_id, scheduled_at=scheduled_at,
-            output_path=out.path if out is not None else None,
-        ) or "tick"
-    except BaseException:
-        if out is not None:
-            out.close()
-        raise
-    timeout = _timeout_for(job, cfg)
-    live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout)
-    _live.add(live)
-    metrics.observe_run_start(job_id, scheduled_at, live.started)
-    log.info(
-        "run start: job %s (%s) slot %s, %s ms late, source %s",
-        job_id, job.get("name"), scheduled_at or "-", _lateness_ms(scheduled_at, live.started),
-        source,
-    )
-    ctx = RunContext(
-        timeout=timeout, scheduled_at=scheduled_at,
-        on_spawn=lambda group: _live.spawned(token, group), output=out,
-    )
-    try:
-        with _keeper.hold(job_id, token, ttl):
-            if _live.closing:
-                live.interrupted = True
-                result = RunResult(
-                    "interrupted", "", "cancelled before it started (the scheduler is stopping)"
-                )
-            else:
-                result = run_action(job, ctx)
-    except BaseException as exc:
-        status = "error" if isinstance(exc, Exception) else "interrupted"
-        message = f"{type(exc).__name__}: {exc}"
-        if out is not None:
-            with contextlib.suppress(Exception):
-                out.finish("", f"[cronkit] {status}: {message}\n")
-        with contextlib.suppress(Exception):
-            jobs.mark_job_run(job_id, token, success=False, error=message, status=status)
-        with contextlib.suppress(Exception):
-            executions.finish(token, status=status, error=message)
-        _live.remove(token)
-        _log_end(job, status, live)
-        raise
-    if _live.acted(live) and result.status != "interrupted":
-        result = RunResult(
-            "interrupted",
-            result.output,
-            f"the scheduler stopped: the run was ended ({result.error or 'no error'})",
-            result.exit_code,
-        )
-    if result.straggler is not None and result.straggler.alive():
-        live.runaway = True
-        log.warning(
-            "job %s (%s): %s; its claim is kept until it ends", job_id, job.get("name"),
-            result.error,
-        )
-    return _Ran(job, token, result, cfg, live, out)
-
-
-def _log_end(job: Job, status: str, live: LiveRun | None) -> None:
-    took = f"{time.time() - live.started:.3f}s" if live is not None else "-"
-    metrics.observe_run_end(job["id"], status, time.time() - live.started if live else None)
-    log.info("run end: job %s (%s) %s in %s", job["id"], job.get("name"), status, took)
-
-
-def _settle_straggler(ran: _Ran, timeout: float | None) -> bool:
-    """Wait for a runaway run to really end, keeping its claim; True once it has.
-
-    Its result then replaces the one the runner gave at the timeout.
-    """
-    straggler = ran.result.straggler
-    if straggler is None:
-        return True
-    ttl = float(cfg_get(ran.cfg, "cron", "claim_ttl", default=300))
-    with _keeper.hold(ran.job["id"], ran.token, ttl):
-        if not straggler.wait(timeout):
-            return False
-    try:
-        ran.result = straggler.final()
-    except BaseException as exc:  # noqa: B036 - the work is over either way
-        ran.result = RunResult("timeout", "", f"{type(exc).__name__}: {exc}")
-    return True
-
-
-_Parked = tuple["_Ran", "Adapters | None", "asyncio.AbstractEventLoop | None", "Future[bool]"]
-
-
-class _Stragglers:
-    """One thread watching runaway runs; each goes to bookkeeping when it really ends.
-
-    Meanwhile it keeps its claim (so the job cannot start a second run) and
-    its ledger row stays ``running`` (so ``status`` names it) — without
-    holding one of the pool's workers.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._parked: list[_Parked] = []
-        self._thread: threading.Thread | None = None
-
-    def park(
-        self,
-        ran: _Ran,
-        adapters: Adapters | None,
-        loop: asyncio.AbstractEventLoop | None,
-        fut: Future[bool],
-    ) -> None:
-        ttl = float(cfg_get(ran.cfg, "cron", "claim_ttl", default=300))
-        _keeper.add_many([(ran.job["id"], ran.token)], ttl)
-        with self._cond:
-            self._parked.append((ran, adapters, loop, fut))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="cronkit-stragglers", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._parked:
-                    self._thread = None
-                    return
-                ended: list[_Parked] = []
-                still: list[_Parked] = []
-                for item in self._parked:
-                    straggler = item[0].result.straggler
-                    (still if straggler is not None and straggler.alive() else ended).append(item)
-                self._parked = still
-            for ran, adapters, loop, fut in ended:
-                _settle_straggler(ran, 0)
-                _keeper.release(ran.token)
-                _completer.submit(ran, adapters, loop, fut)
-            time.sleep(0.1)
-
-
-_stragglers = _Stragglers()
-
-
-def _write_output(ran: _Ran) -> str | None:
-    result = ran.result
-    try:
-        note = None
-        if result.error and result.status != "ok":
-            note = f"[cronkit] {result.status}: {result.error}\n"
-        if ran.output is not None:
-            return str(ran.output.finish(result.output, note))
-        text = result.output
-        if note:
-            text = f"{text}\n{note}" if text else note
-        retention = int(cfg_get(ran.cfg, "cron", "output_retention", default=50))
-        return str(write_output(ran.job["id"], text, retention=retention))
-    except Exception:
-        log.exception("job %s: could not write its output file", ran.job["id"])
-        return None
-
-
-@dataclass
-class _Retry:
-    """A failed attempt whose slot runs again: the job carries the claim, handed on."""
-
-    job: Job
-    token: str
-    attempt: int
-    start_at: datetime
-    status: str
-    """The failed attempt's outcome: what the slot records if the retry never starts."""
-    error: str | None
-
-
-_timing = retries.RetryTiming()
-
-
-def retry_timing() -> retries.RetryTiming:
-    """The clock and random source retries wait on (see :func:`set_retry_timing`)."""
-    return _timing
-
-
-def set_retry_timing(timing: retries.RetryTiming | None) -> retries.RetryTiming:
-    """Make retries wait on ``timing`` (None: the wall clock); returns the one replaced.
-
-    The seam for tests and simulations: with a :class:`cron.retry.FakeClock` a
-    backoff passes at once, in the clock's time, and claims are refreshed in it.
-    """
-    global _timing
-    previous = _timing
-    _timing = timing if timing is not None else retries.RetryTiming()
-    return previous
-
-
-def _with_note(result: RunResult, note: str) -> RunResult:
-    return replace(result, error=f"{result.error or result.status}; {note}")
-
-
-def _plan_retry(ran: _Ran) -> _Retry | None:
-    """After an attempt: hand its claim to the next attempt, or let the slot end here.
-
-    A job with no retries configured costs nothing here (no store read). When
-    the slot ends although a policy is set, the attempt's error says why.
-    """
-    result = ran.result
-    policy = retries.policy_for(ran.job, ran.cfg)
-    if policy.max <= 0 or result.status not in retries.RETRY_STATUSES:
-        return None
-    job_id = ran.job["id"]
-    attempt = int((ran.job.get("fire_claim") or {}).get("attempt") or 1)
-    timing = _timing
-    now = timing.clock.now()
-    try:
-        current = jobs.get_job(job_id)
-    except Exception:
-        log.exception("job %s: could not read it to plan a retry; the slot ends here", job_id)
-        return None
-    next_slot = parse_ts((current or {}).get("next_run_at"))
-    plan = retries.plan_retry(status=result.status, attempt=attempt, policy=policy, now=now,
-                              next_slot=next_slot, rng=timing.rng)
-    if plan.verdict is retries.RetryVerdict.RETRY and plan.at is not None:
-        source = ran.live.source if ran.live is not None else "tick"
-        try:
-            verdict, token, job = jobs.claim_retry(
-                job_id, ran.token, attempt=plan.attempt, start_at=plan.at, now=now, source=source
-            )
-        except Exception:
-            log.exception("job %s: could not hand its claim to retry %d", job_id, attempt)
-            verdict, token, job = RetryClaim.LOST, None, None
-        if verdict is RetryClaim.GRANTED and token is not None and job is not None:
-            log.info("job %s (%s): attempt %d %s; retry %d of %d in %.1fs", job_id,
-                     ran.job.get("name"), attempt, result.status, attempt, policy.max, plan.delay)
-            ran.result = _with_note(result, plan.note)
-            return _Retry(job, token, plan.attempt, plan.at, result.status, result.error)
-        notes = {
-            RetryClaim.PAST_NEXT_SLOT: f"retry {attempt} of {policy.max} not run: it would "
-                                       f"start at {plan.at.isoformat()}, not before the next slot",
-            RetryClaim.PAUSED: f"retry {attempt} of {policy.max} not run: the job is paused",
-            RetryClaim.LOST: f"retry {attempt} of {policy.max} not run: the claim is gone",
-        }
-        ran.result = _with_note(result, notes.get(verdict, "not retried"))
-        return None
-    if plan.note:
-        ran.result = _with_note(result, plan.note)
-    return None
-
-
-def _finish_runs(
-    runs: list[_Ran], adapters: Adapters | None, loop: asyncio.AbstractEventLoop | None
-) -> list[bool | _Retry]:
-    """Stage 2 for a batch: output files, delivery, one store write, one ledger write.
-
-    A failed attempt whose slot is retried (:func:`_plan_retry`) is not
-    delivered and leaves the job as it is: its claim has passed to the next
-    attempt, which is returned in its place.
-    """
-    outputs = []
-    outcomes: list[bool | _Retry] = []
-    for ran in runs:
-        outputs.append(_write_output(ran))
-        again = _plan_retry(ran)
-        outcomes.append(again if again is not None else ran.result.status == "ok")
-        if again is None:
-            _deliver(ran.job, ran.result, adapters, loop)
-    final = [r for r, out in zip(runs, outcomes, strict=True) if not isinstance(out, _Retry)]
-    try:
-        applied = jobs.mark_job_runs(
-            [(r.job["id"], r.token, r.result.status, r.result.error) for r in final]
-        )
-        for ran, ok in zip(final, applied, strict=True):
-            if not ok:
-                log.warning(
-                    "job %s: result not recorded on the job; its claim %s is no longer live",
-                    ran.job["id"],
-                    ran.token,
-                )
-    finally:
-        # The ledger rows are closed even if the store write failed (e.g. a lock
-        # timeout): the runs happened, and their claims simply expire.
-        try:
-            executions.finish_many(
-                [
-                    (r.token, r.result.status, r.result.error, out)
-                    for r, out in zip(runs, outputs, strict=True)
-                ]
-            )
-        finally:
-            for ran, out in zip(runs, outcomes, strict=True):
-                _live.remove(ran.token)
-                _log_end(ran.job, ran.result.status, ran.live)
-                if isinstance(out, _Retry):
-                    # Waiting counts as live: a stopping scheduler ends the wait.
-                    _live.add(LiveRun(out.token, out.job["id"], out.job.get("name"),
-                                      ran.live.source if ran.live else "tick",
-                                      (out.job.get("fire_claim") or {}).get("scheduled_at"),
-                                      time.time(), None))
-    return outcomes
-
-
-def _wait_for_retry(r: _Retry) -> Job | None:
-    """Hold the claim through the backoff, then return the job to run — or settle the slot.
-
-    The claim is re-dated every ``claim_ttl / 3`` of the retry clock's time,
-    so it stays live however long the backoff. The attempt does not start if
-    the scheduler is stopping, the job was paused or its claim lost, or its
-    next slot has come meanwhile (a late wake): then its ``claimed`` row is
-    closed saying why, and the slot ends with the failed attempt's outcome.
-    """
-    job_id = r.job["id"]
-    ttl = float(cfg_get(read_config(), "cron", "claim_ttl", default=300))
-    step = max(ttl / 3, 0.05)
-    clock = _timing.clock
-    try:
-        while not _live.stopping():
-            remaining = (r.start_at - clock.now()).total_seconds()
-            if remaining <= 0:
-                break
-            clock.sleep(min(remaining, step), _live.wake)
-            if _live.stopping():
-                break
-            try:
-                if not jobs.refresh_claim(job_id, r.token, now=clock.now()):
-                    break  # the claim is gone: may_start says so below
-            except Exception:
-                log.warning("job %s: could not refresh its claim during a backoff", job_id,
-                            exc_info=True)
-    except BaseException as exc:
-        # Ctrl-C in a synchronous `cronkit run`: the slot ends here, its claim released.
-        note = f"retry {r.attempt - 1} not run: {type(exc).__name__} during its backoff"
-        with contextlib.suppress(Exception):
-            jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
-                              error=f"{r.error or r.status}; {note}")
-        with contextlib.suppress(Exception):
-            executions.finish(r.token, status="interrupted", error=note)
-        _live.remove(r.token)
-        raise
-    now = clock.now()
-    if _live.stopping():
-        verdict, current = None, None
-    else:
-        verdict, current = jobs.retry_may_start(job_id, r.token, now=now)
-        if verdict is RetryClaim.GRANTED and current is not None:
-            metrics.observe_retry(job_id)  # a retry attempt of the slot starts now
-            return current
-    why = {
-        None: "the scheduler stopped before it could start",
-        RetryClaim.PAUSED: "the job was paused during the backoff",
-        RetryClaim.LOST: "the job's claim was lost during the backoff (job removed?)",
-        RetryClaim.PAST_NEXT_SLOT: "the job's next slot came before it could start",
-    }[verdict]
-    note = f"retry {r.attempt - 1} not run: {why}"
-    status = "interrupted" if verdict is None else "skipped"
-    try:
-        jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
-                          error=f"{r.error or r.status}; {note}", now=now)
-    finally:
-        with contextlib.suppress(Exception):
-            executions.finish(r.token, status=status, error=note)
-        _live.remove(r.token)
-    log.info("job %s: %s", job_id, note)
-    return None
-
-
-class _Retries:
-    """Retries waiting through their backoff, one thread each, off the worker pool.
-
-    A backoff may last an hour; it must not hold one of ``max_parallel_jobs``
-    workers. When it ends, the attempt is queued on the pool like any run.
-    """
-
-    def schedule(
-        self,
-        r: _Retry,
-        adapters: Adapters | None,
-        loop: asyncio.AbstractEventLoop | None,
-        fut: Future[bool],
-    ) -> None:
-        threading.Thread(
-            target=self._wait_then_queue, args=(r, adapters, loop, fut),
-            name=f"cronkit-retry-{r.job['id']}", daemon=True,
-        ).start()
-
-    @staticmethod
-    def _wait_then_queue(
-        r: _Retry,
-        adapters: Adapters | None,
-        loop: asyncio.AbstractEventLoop | None,
-        fut: Future[bool],
-    ) -> None:
-        try:
-            job = _wait_for_retry(r)
-        except BaseException as exc:  # noqa: B036 - handed to the waiters
-            fut.set_exception(exc)
-            return
-        if job is None:
-            fut.set_result(False)
-            return
-        cfg = read_config()
-        token = job["fire_claim"]["token"]
-        _keeper.add_many([(job["id"], token)],
-                         float(cfg_get(cfg, "cron", "claim_ttl", default=300)))
-        _count_queued(1)
-        try:
-            _executor(int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))).submit(
-                _pipelined, job, adapters, loop, fut
-            )
-        except BaseException as exc:  # noqa: B036 - handed to the waiters
-            _count_queued(-1)
-            _keeper.release(token)
-            fut.set_exception(exc)
-
-
-_retries = _Retries()
-
-
-def run_one_job(
-    job: Job,
-    *,
-    adapters: Adapters | None = None,
-    loop: asyncio.AbstractEventLoop | None = None,
-) -> bool:
-    """Run one claimed job end to end; True on success.
-
-    ``job`` carries its claim (``job["fire_claim"]["token"]``). Order: ledger
-    row → ``running``; run the action through its runner with the job's
-    timeout (claim refreshed meanwhile); write the output file; deliver;
-    ``mark_job_run``; close the ledger row. A ``BaseException`` from the
-    runner (``KeyboardInterrupt``, ``SystemExit`` ...) is recorded — ledger
-    ``interrupted`` (``error`` for an ordinary exception), claim released —
-    before it propagates. A python callable that outlives its timeout is
-    waited for (its claim kept) before the result is recorded: the run ends
-    when its work does.
-    """
-    while True:
-        ran = _start_and_run(job)
-        _settle_straggler(ran, None)
-        outcome = _finish_runs([ran], adapters, loop)[0]
-        if not isinstance(outcome, _Retry):
-            return outcome
-        # The same slot again, after its backoff, in this thread: the caller waits.
-        again = _wait_for_retry(outcome)
-        if again is None:
-            return False
-        job = again
-
-
-class _Completer:
-    """One thread that does the tick's post-run bookkeeping in batches.
-
-    Workers hand over as soon as an action returns, so a burst of due jobs
-    is not throttled by per-run store and ledger writes: results that finish
-    together are recorded with one store write and one ledger transaction.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: list[
-            tuple[_Ran, Adapters | None, asyncio.AbstractEventLoop | None, Future[bool]]
-        ] = []
-        self._thread: threading.Thread | None = None
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="cronkit-completer", daemon=True)
-            self._thread.start()
-
-    def submit(
-        self,
-        ran: _Ran,
-        adapters: Adapters | None,
-        loop: asyncio.AbstractEventLoop | None,
-        fut: Future[bool],
-    ) -> None:
-        with self._cond:
-            self._queue.append((ran, adapters, loop, fut))
-            self._ensure_thread()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    if not self._cond.wait(timeout=30):
-                        self._thread = None
-                        return
-            # Starts before bookkeeping: while a burst still waits for workers, the
-            # output files and result writes would compete with those starts for
-            # the GIL. They wait (bounded) and are then written in one bigger batch.
-            _starts_settled(BOOKKEEPING_MAX_DELAY)
-            with self._cond:
-                batch, self._queue = self._queue, []
-            # Group by delivery target so each group shares one bookkeeping pass.
-            groups: dict[tuple[int, int], list[tuple[_Ran, Future[bool]]]] = {}
-            targets: dict[tuple[int, int], tuple[Adapters | None, Any]] = {}
-            for ran, adapters, loop, fut in batch:
-                key = (id(adapters), id(loop))
-                groups.setdefault(key, []).append((ran, fut))
-                targets[key] = (adapters, loop)
-            for key, items in groups.items():
-                adapters, loop = targets[key]
-                try:
-                    oks = _finish_runs([r for r, _ in items], adapters, loop)
-                except BaseException as exc:  # noqa: B036 - handed to the waiters
-                    for _, fut in items:
-                        fut.set_exception(exc)
-                    continue
-                for (_, fut), ok in zip(items, oks, strict=True):
-                    if isinstance(ok, _Retry):
-                        _retries.schedule(ok, adapters, loop, fut)
-                    else:
-                        fut.set_result(ok)
-
-
-_completer = _Completer()
-
-
-def _count_queued(delta: int) -> None:
-    global _queued
-    with _queued_cond:
-        _queued += delta
-        if _queued == 0:
-            _queued_cond.notify_all()
-
-
-def _pipelined(
-    job: Job,
-    adapters: Adapters | None,
-    loop: asyncio.AbstractEventLoop | None,
-    done: Future[bool],
-) -> None:
-    _count_queued(-1)
-    try:
-        ran = _start_and_run(job)
-    except BaseException as exc:  # noqa: B036 - recorded by _start_and_run; handed to waiters
-        done.set_exception(exc)
-        return
-    finally:
-        # Held since dispatch; whatever happened, this worker is done with the claim
-        # (a runaway run re-takes it in _stragglers.park).
-        _keeper.release(job["fire_claim"]["token"])
-    if ran.result.straggler is not None and ran.result.straggler.alive():
-        _stragglers.park(ran, adapters, loop, done)
-        return
-    _settle_straggler(ran, 0)
-    _completer.submit(ran, adapters, loop, done)
 
 
 # -- the one fire path -------------------------------------------------------------
@@ -1163,3 +281,11 @@ def fire_job(
         release_claim(job_id, token, REMOVED_BEFORE_RUN)
         return Fired(outcome, removed=True)
     return Fired(outcome, job)
+
+
+__all__ = [
+    "REMOVED_BEFORE_RUN", "Fired", "LiveRun", "Runtime", "abandon_running", "allow_starts",
+    "claim_keeper", "default_runtime", "dispatch", "fire_job", "interrupt_running", "live_runs",
+    "recover_interrupted", "release_claim", "retry_timing", "run_one_job", "running_jobs",
+    "set_retry_timing", "tick", "wait_for_running",
+]

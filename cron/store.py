@@ -4,13 +4,17 @@
 store as a URL; see :mod:`cron.stores` for the seam and the URL table. The
 store is resolved per call — ``CRONKIT_HOME`` and the config may change
 between calls — and opened stores are kept per (home, URL) so their caches and
-connections live as long as the process.
+connections live as long as the process. :func:`bound_store` installs a store
+for one context only (a ``cron.runtime.Runtime`` given its own store).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
+from collections.abc import Iterator
 
 from cron import paths
 from cron.claim import Job
@@ -24,6 +28,7 @@ __all__ = [
     "JsonJobStore",
     "Stored",
     "Swap",
+    "bound_store",
     "configured_url",
     "due_index",
     "get_store",
@@ -43,6 +48,9 @@ class _Stores:
 
 
 _stores = _Stores()
+_BOUND: contextvars.ContextVar[JobStore | None] = contextvars.ContextVar(
+    "cronkit_store", default=None
+)
 
 
 def configured_url() -> str:
@@ -59,7 +67,7 @@ def get_store() -> JobStore:
     Raises :class:`cron.errors.StoreConfigError` for a URL that cannot be
     opened — never a silent fallback to ``jobs.json``.
     """
-    installed = _stores.installed
+    installed = _BOUND.get() or _stores.installed
     if installed is not None:
         return installed
     url = configured_url()
@@ -72,6 +80,16 @@ def get_store() -> JobStore:
                 store = open_store(url)
                 _stores.opened[key] = store
     return store
+
+
+@contextlib.contextmanager
+def bound_store(store: JobStore) -> Iterator[None]:
+    """:func:`get_store` returns ``store`` in this context (thread) for the block."""
+    token = _BOUND.set(store)
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
 
 
 def set_store(store: JobStore | None) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cron import heartbeat, paths
+from cron.runtime import Runtime, default_runtime
 from cron.trigger import CronScheduler, set_active_provider
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ WaitFn = Callable[[threading.Event, float], None]
 STANDBY_POLL = 0.5
 """How often a standing-by ticker tries the ticker lock (seconds): it takes over
 within this (plus its start-up) of the active ticker's death."""
+
+STARTS_WAIT = 0.1
+"""How long, at most, the ticker lets the starts it dispatched go before its heartbeat."""
 
 RECOVER_EVERY = 60.0
 """How often, at most, the active ticker looks for runs whose owner died (seconds); more
@@ -129,6 +133,10 @@ class InProcessCronScheduler(CronScheduler):
     owner died (:func:`cron.scheduler.recover_interrupted`) at start and every
     :func:`recover_every` seconds.
 
+    ``runtime``: the :class:`cron.runtime.Runtime` its ticks run on (default: the
+    process's, :func:`cron.runtime.default_runtime`); the whole loop runs bound to
+    that runtime's home and store, so two tickers on two runtimes share a process.
+
     Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
     ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
     exactly N iterations by setting ``stop_event`` from it.
@@ -141,7 +149,9 @@ class InProcessCronScheduler(CronScheduler):
         wait_fn: WaitFn | None = None,
         clock: Callable[[], float] | None = None,
         standby_poll: float = STANDBY_POLL,
+        runtime: Runtime | None = None,
     ) -> None:
+        self._runtime = runtime
         self._tick_fn = tick_fn
         self._wait_fn = wait_fn
         self._clock = clock
@@ -158,6 +168,11 @@ class InProcessCronScheduler(CronScheduler):
     def name(self) -> str:
         return "builtin"
 
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime this ticker's ticks run on."""
+        return self._runtime if self._runtime is not None else default_runtime()
+
     def on_jobs_changed(self) -> None:
         self._wake.set()
 
@@ -173,6 +188,17 @@ class InProcessCronScheduler(CronScheduler):
         adapters: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
         interval: float = 60,
+    ) -> None:
+        with self.runtime.bound():
+            self._start(stop_event, adapters=adapters, loop=loop, interval=interval)
+
+    def _start(
+        self,
+        stop_event: threading.Event,
+        *,
+        adapters: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        interval: float,
     ) -> None:
         from cron import jobs
 
@@ -306,14 +332,17 @@ class InProcessCronScheduler(CronScheduler):
         self, *, adapters: Any = None, loop: asyncio.AbstractEventLoop | None = None
     ) -> bool:
         """One tick plus its bookkeeping; True if the tick was clean. Never raises."""
-        from cron import jobs, scheduler
+        from cron import jobs
 
         self.iterations += 1
-        tick = self._tick_fn or scheduler.tick
+        tick = self._tick_fn or self.runtime.tick
         clean = False
         error: str | None = None
         try:
-            tick(sync=False, adapters=adapters, loop=loop)
+            if tick(sync=False, adapters=adapters, loop=loop) and self._tick_fn is None:
+                # The heartbeat and the next wake-up's store reads wait (briefly) for
+                # the starts just dispatched, rather than compete with them.
+                self.runtime.wait_for_starts(STARTS_WAIT)
             clean = True
         except BaseException as exc:
             log.exception("cron tick failed; the ticker keeps running")
@@ -386,6 +415,8 @@ class InProcessCronScheduler(CronScheduler):
             if self._wake.wait(min(remaining, 0.2)):
                 self._wake.clear()
                 return True
+            if deadline - time.monotonic() <= 0:
+                return False  # the wait is over: no store read between it and the tick
             try:
                 if version is not None and store.version() != version:
                     return True
@@ -395,5 +426,6 @@ class InProcessCronScheduler(CronScheduler):
 
 
 __all__ = [
-    "RECOVER_EVERY", "STANDBY_POLL", "InProcessCronScheduler", "TickerLock", "recover_every",
+    "RECOVER_EVERY", "STANDBY_POLL", "STARTS_WAIT", "InProcessCronScheduler", "TickerLock",
+    "recover_every",
 ]

@@ -3,9 +3,11 @@
 Node p runs in a network namespace of its own (and a UTS namespace: to the others it
 is another host, so only its claim's age can tell them it is gone), reaching the
 database over a veth pair. It claims a long run; the link is cut for longer than
-``claim_ttl``. The survivors must settle that run ``unknown`` by its claim's age and
-keep firing; when the link returns, p's late result must be refused — the job's
-result not applied, the ledger row still ``unknown`` — and the slot never ran twice.
+``claim_ttl``. p must fence itself: its command's process group is gone before the
+claim it last wrote could be judged stale (so the job never runs on two nodes at once).
+The survivors must settle that run ``unknown`` by its claim's age and keep firing; when
+the link returns, p's late result must be refused — the job's result not applied, the
+ledger row still ``unknown`` — and the slot never ran twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from cron import jobs
+from cron.claim import parse_ts
+from cron.procgroup import ProcessGroup
 from cron.registry import list_nodes
 from cron.store import get_store
 from tests.cluster.harness import (
@@ -37,7 +41,7 @@ from tests.cluster.harness import (
 
 CLAIM_TTL = 4.0
 LONG_RUN = 25.0
-"""Seconds p's run sleeps: it outlives the partition, so its result comes late."""
+"""Seconds p's run would sleep: it would outlive the partition if p did not fence it."""
 PARTITION_MAX = 25.0
 """Longest the link stays cut while the survivors settle and take over."""
 SHORT_JOBS = 6
@@ -95,6 +99,13 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
             what="p runs the long job",
         )[0]
         assert held["owner"] == p.current.owner, held
+        # The command's shell leads its process group and wrote its pid to the marker.
+        fire = wait_for(
+            lambda: [f for f in Fires(cluster.marker).read() if f.job_id == long_job["id"]],
+            20, what="p's run writes its marker line",
+        )[0]
+        group = ProcessGroup.of_leader(fire.pid)
+        assert group.alive(), fire
         cluster["a"].start(wait=False)
         cluster["b"].start(wait=False)
         cluster["a"].wait_ready()
@@ -105,7 +116,15 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
 
         netns.cut()
         cut_at = time.time()
+        # p cannot re-date its claim from now on: this is the last date it wrote.
+        last_refresh = parse_ts(jobs.get_job(long_job["id"])["fire_claim"]["at"])
+        assert last_refresh is not None
         beat_at_cut = _beat_of(str(p.home))
+        wait_for(lambda: not group.alive(), CLAIM_TTL * 2, step=0.02,
+                 what="p fences itself: its command's process group ends")
+        fenced_at = get_store().clock()  # the database's clock (this host's, offset measured)
+        stale_at = last_refresh + timedelta(seconds=CLAIM_TTL)
+        assert fenced_at < stale_at, (fenced_at, stale_at)
 
         def settled_and_taken_over() -> bool:
             rows = _rows(long_job["id"])
@@ -161,6 +180,7 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
     print(summary_line(
         "partition", settled_after=settled_in, cut_for=healed_at - cut_at,
         p_resumed_after_heal=resumed_at - healed_at,
+        fenced_before_stale=(stale_at - fenced_at).total_seconds(),
         takeovers=len([r for r in long_rows if r["owner"] != mine["owner"]]),
         short_fires_while_cut=sum(1 for r in fire_rows(rows) if r["job_id"] != long_job["id"]
                                   and cut_at <= datetime.fromisoformat(

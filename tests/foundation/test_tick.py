@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cron import executions, jobs, paths, runners, scheduler
+from cron import completer, executions, jobs, paths, runners, scheduler
 from cron.claim import parse_ts
 from cron.output import list_outputs, read_output
 from cron.runners import RunContext, RunResult
@@ -380,7 +380,7 @@ def test_bookkeeping_waits_for_queued_starts_but_only_so_long(
     quick = jobs.create_job("every 1m", PY_OK, now=T0)
     blocker = jobs.create_job("every 1m", PY_BLOCK, now=T0 + timedelta(seconds=1))
     queued = jobs.create_job("every 1m", PY_OK, now=T0 + timedelta(seconds=2))
-    monkeypatch.setattr(scheduler, "BOOKKEEPING_MAX_DELAY", 60.0)
+    monkeypatch.setattr(completer, "BOOKKEEPING_MAX_DELAY", 60.0)
     assert scheduler.tick(now=DUE + timedelta(seconds=2), sync=False) == 3
     _wait_for(lambda: f"started-{blocker['id']}" in _started(release_dir))
     # quick has finished, but `queued` still waits for the one worker: quick's
@@ -394,7 +394,7 @@ def test_bookkeeping_waits_for_queued_starts_but_only_so_long(
 
     # With the default bound, a long-running job ahead of the queue does not hold
     # finished results back for longer than the bound.
-    monkeypatch.setattr(scheduler, "BOOKKEEPING_MAX_DELAY", 0.2)
+    monkeypatch.setattr(completer, "BOOKKEEPING_MAX_DELAY", 0.2)
     (release_dir / "release").unlink()
     later = DUE + timedelta(minutes=1, seconds=2)
     assert scheduler.tick(now=later, sync=False) == 3
@@ -404,3 +404,53 @@ def test_bookkeeping_waits_for_queued_starts_but_only_so_long(
     assert jobs.get_job(blocker["id"])["fire_claim"] is not None  # type: ignore[index]
     (release_dir / "release").touch()
     assert scheduler.wait_for_running(10)
+
+
+def test_a_python_run_past_its_timeout_frees_its_worker(home: Path, release_dir: Path) -> None:
+    """Once a python callable outlives its timeout its worker is free again, so with
+    ``max_parallel_jobs: 1`` the next job still runs while the runaway goes on holding its
+    claim; when it ends, its run is a ``timeout`` that says how it ended. (Pinned from the
+    start-path rework on the ``perf`` branch: whatever runs the callable must keep this.)"""
+    write_config(home, "cron:\n  max_parallel_jobs: 1\n")
+    start = datetime.now(UTC)
+    runaway = jobs.create_job("every 1h", PY_BLOCK, timeout=0.3,
+                              now=start - timedelta(hours=1, seconds=2))
+    after = jobs.create_job("every 1h", PY_OK, now=start - timedelta(hours=1, seconds=1))
+    assert scheduler.tick(sync=False) == 2
+    _wait_for(lambda: _started(release_dir) == [f"started-{runaway['id']}"])
+    # The runaway holds the one worker until its timeout; then the queued job runs.
+    _wait_for(lambda: [r["status"] for r in _ledger(after["id"])] == ["ok"])
+    assert [r["status"] for r in _ledger(runaway["id"])] == ["running"]
+    held = jobs.get_job(runaway["id"])["fire_claim"]  # type: ignore[index]
+    assert held is not None and held["token"] == _ledger(runaway["id"])[0]["id"]
+    (release_dir / "release").touch()
+    assert scheduler.wait_for_running(10)
+    (row,) = _ledger(runaway["id"])
+    assert row["status"] == "timeout"
+    assert "could not be killed and returned after" in row["error"]
+    assert jobs.get_job(runaway["id"])["fire_claim"] is None  # type: ignore[index]
+
+
+def test_a_silent_run_has_its_output_file_while_it_runs(home: Path, release_dir: Path) -> None:
+    """A run that has printed nothing yet already has its (empty) output file, named on
+    its ledger row (``cronkit logs -f`` can open it)."""
+    job = jobs.create_job("every 1m", PY_BLOCK, now=T0)
+    assert scheduler.tick(now=DUE, sync=False) == 1
+    _wait_for(lambda: _started(release_dir) == [f"started-{job['id']}"])
+    (row,) = _ledger(job["id"])
+    assert row["status"] == "running" and row["output_path"]
+    _wait_for(lambda: Path(row["output_path"]).exists(), timeout=5)
+    assert read_output(row["output_path"]) == ""
+    (release_dir / "release").touch()
+    assert scheduler.wait_for_running(10)
+    assert read_output(row["output_path"]) == "released"
+
+
+def test_output_retention_is_applied_by_the_run_s_end(home: Path) -> None:
+    write_config(home, "cron:\n  output_retention: 2\n")
+    job = jobs.create_job("every 1m", "echo run", now=T0)
+    for i in range(4):
+        assert scheduler.tick(now=DUE + timedelta(minutes=i), sync=True) == 1
+    files = list_outputs(job["id"])
+    assert len(files) == 2
+    assert files[-1] == Path(_ledger(job["id"])[0]["output_path"])
