@@ -310,7 +310,8 @@ class PostgresJobStore(PgConnections, JobStore):
 
     # The claim, whole: lock the rows still at the expected revision, skipping any
     # another transaction holds (that node is swapping it now, so ours would lose,
-    # and we never wait); update them; insert the winners' ledger rows; notify. One
+    # and we never wait); update them; insert the winners' ledger rows; notify the
+    # jobs whose wake time moved earlier. One
     # autocommit statement: one round trip, and nothing of it commits without the
     # rest. The batch travels as two JSON arrays (one json.dumps each, where 17 array
     # parameters cost more to adapt than the statement costs to run), so the text is
@@ -319,11 +320,12 @@ class PostgresJobStore(PgConnections, JobStore):
         "WITH s AS (SELECT * FROM json_to_recordset(%s::json) "
         "AS s(id text, rev bigint, doc text, wake_at timestamptz, key text)), "
         # By the primary key (a join on a function's rows may plan a scan of the table).
-        "l AS (SELECT j.id FROM cronkit_jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM s)) "
+        "l AS (SELECT j.id, j.wake_at AS was FROM cronkit_jobs j "
+        "WHERE j.id = ANY(ARRAY(SELECT id FROM s)) "
         "AND (j.id, j.rev) IN (SELECT id, rev FROM s) FOR UPDATE SKIP LOCKED), "
         "u AS (UPDATE cronkit_jobs j SET doc = s.doc, wake_at = s.wake_at, key = s.key, "
         "rev = j.rev + 1 FROM s, l WHERE j.id = s.id AND j.id = l.id AND j.rev = s.rev "
-        "RETURNING j.id, j.rev), "
+        "RETURNING j.id, j.rev, j.wake_at, l.was), "
         "r AS (SELECT r.* FROM json_to_recordset(%s::json) AS r(sw text, id text, "
         "job_id text, job_name text, scheduled_at text, claimed_at text, finished_at text, "
         "status text, source text, owner text, error text, attempt int, keep bool) "
@@ -334,7 +336,11 @@ class PostgresJobStore(PgConnections, JobStore):
         "WHERE keep ON CONFLICT (id) DO NOTHING), "
         f"e AS (INSERT INTO executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM r "
         "WHERE NOT keep) "
-        f"SELECT u.id, u.rev, pg_notify('{CHANNEL}', u.id) FROM u"
+        # Other nodes hear only a job that may now be due sooner: a claim or a run's
+        # result moves a wake time later, and waking every node for it is a storm of
+        # idle ticks on every fire (user edits go through swap, which always notifies).
+        "SELECT u.id, u.rev, CASE WHEN u.wake_at < u.was OR (u.was IS NULL AND "
+        f"u.wake_at IS NOT NULL) THEN pg_notify('{CHANNEL}', u.id) END FROM u"
     )
 
     @staticmethod
