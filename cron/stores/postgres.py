@@ -23,19 +23,24 @@ identity column of ``executions``.
 
 The claim: :meth:`PostgresJobStore.swap` is one ``UPDATE cronkit_jobs ...
 WHERE id = %s AND rev = %s RETURNING rev`` (no row = lost).
-:meth:`PostgresJobStore.swap_many` is one transaction: ``SELECT id ... FOR
-UPDATE SKIP LOCKED`` first — a row another node is swapping right now is lost
-for this caller, so nodes never wait on each other — then the conditional
-``UPDATE`` of each locked row, then the winners' ledger rows, one ``COMMIT``:
-a claim and its ``claimed`` row commit together.
+:meth:`PostgresJobStore.swap_many` (every claim, result and claim refresh) is
+one autocommit statement, a data-modifying CTE: lock the rows still at their
+expected revision ``FOR UPDATE SKIP LOCKED`` — a row another node is swapping
+right now is lost for this caller, so nodes never wait on each other — update
+them, insert the winners' ledger rows, notify; a claim and its ``claimed`` row
+commit together, in one round trip. The ledger is pruned every
+:data:`PRUNE_EVERY` rows per job, after the commit, not in it.
 
 Clock (:meth:`PostgresJobStore.clock`): the database's ``clock_timestamp()``,
-as this machine's clock plus an offset measured at the midpoint of a round
-trip and refreshed every :data:`~cron.stores._pgconn.CLOCK_REFRESH` seconds — cheap, and
-accurate to half a round trip.
+as this machine's clock plus an offset measured at the midpoint of the shortest
+of a few round trips and refreshed every :data:`~cron.stores._pgconn.CLOCK_REFRESH`
+seconds — cheap, and accurate to half a round trip (a slower measurement does
+not replace a better one).
 
-Change hints: every committed job mutation runs ``pg_notify('cronkit_jobs',
-<job id>)`` in its transaction. One daemon thread per process holds a
+Change hints: every committed insert, delete and :meth:`~PostgresJobStore.swap`
+(a user's edit) runs ``pg_notify('cronkit_jobs', <job id>)`` in its statement; a
+:meth:`~PostgresJobStore.swap_many` notifies only for a job whose wake time moved
+earlier (a claim or a result moves it later: no other node needs to wake). One daemon thread per process holds a
 dedicated autocommit connection (outside the pool) doing ``LISTEN
 cronkit_jobs``; it calls :meth:`~PostgresJobStore.subscribe`'s callbacks and
 moves :meth:`~PostgresJobStore.version`. It reconnects with backoff; a
