@@ -40,9 +40,9 @@ not replace a better one).
 Change hints: every committed insert, delete and :meth:`~PostgresJobStore.swap`
 (a user's edit) runs ``pg_notify('cronkit_jobs', <job id>)`` in its statement; a
 :meth:`~PostgresJobStore.swap_many` notifies only for a job whose wake time moved
-earlier (a claim or a result moves it later: no other node needs to wake). One daemon thread per process holds a
-dedicated autocommit connection (outside the pool) doing ``LISTEN
-cronkit_jobs``; it calls :meth:`~PostgresJobStore.subscribe`'s callbacks and
+earlier (a claim or a result moves it later: no other node needs to wake). One
+daemon thread per process holds a dedicated autocommit connection (outside the
+pool) doing ``LISTEN cronkit_jobs``; it calls :meth:`~PostgresJobStore.subscribe`'s callbacks and
 moves :meth:`~PostgresJobStore.version`. It reconnects with backoff; a
 reconnect counts as a change (notifications may have been missed).
 
@@ -316,11 +316,11 @@ class PostgresJobStore(PgConnections, JobStore):
     # The claim, whole: lock the rows still at the expected revision, skipping any
     # another transaction holds (that node is swapping it now, so ours would lose,
     # and we never wait); update them; insert the winners' ledger rows; notify the
-    # jobs whose wake time moved earlier. One
-    # autocommit statement: one round trip, and nothing of it commits without the
-    # rest. The batch travels as two JSON arrays (one json.dumps each, where 17 array
-    # parameters cost more to adapt than the statement costs to run), so the text is
-    # the same for every batch size and is prepared once per connection.
+    # jobs whose wake time moved earlier. One autocommit statement: one round trip,
+    # and nothing of it commits without the rest. The batch travels as two JSON arrays
+    # (one json.dumps each, where 17 array parameters cost more to adapt than the
+    # statement costs to run), so the text is the same for every batch size and is
+    # prepared once per connection.
     _SWAP_MANY = (
         "WITH s AS (SELECT * FROM json_to_recordset(%s::json) "
         "AS s(id text, rev bigint, doc text, wake_at timestamptz, key text)), "

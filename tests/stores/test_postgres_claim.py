@@ -98,6 +98,25 @@ def test_the_claim_its_ledger_rows_and_the_job_commit_in_one_transaction(
     assert rows == {claim.id: job_xmin, missed.id: job_xmin}
 
 
+def test_a_batch_naming_two_revisions_of_one_job_applies_them_in_order(
+    store: PostgresJobStore,
+) -> None:
+    job = make_job()
+    rev = store.insert(job).rev
+    assert isinstance(rev, int)
+    first, second = _row(job["id"]), _row(job["id"])
+    # The second names the revision the first one leaves (this store's revisions count up).
+    out = store.swap_many([Swap(job["id"], rev, dict(job, name="first"), (first,)),
+                           Swap(job["id"], rev + 1, dict(job, name="second"), (second,))])
+    assert [o.rev if o is not None else None for o in out] == [rev + 1, rev + 2]
+    got = store.get(job["id"])
+    assert got is not None and (got.job["name"], got.rev) == ("second", rev + 2)
+    with store.ledger().read() as conn:
+        assert conn is not None
+        ids = {r[0] for r in conn.execute("SELECT id FROM executions")}
+    assert ids == {first.id, second.id}
+
+
 # -- the ledger, pruned off the claim -----------------------------------------------------
 
 
