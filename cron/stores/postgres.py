@@ -72,6 +72,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from cron import ledger_sql
 from cron.claim import Job, wake_time
 from cron.errors import DuplicateJobError
@@ -94,6 +96,10 @@ log = logging.getLogger("cron.stores.postgres")
 
 _ROW_COLUMNS = ("id, job_id, job_name, scheduled_at, claimed_at, finished_at, status, source, "
                 "owner, error, attempt")
+
+
+class _Duplicate(Exception):
+    """An id or key of a bulk insert is taken: roll the bulk statement back."""
 
 
 # -- the store ------------------------------------------------------------------------
@@ -208,6 +214,14 @@ class PostgresJobStore(PgConnections, JobStore):
         "WHERE id = %s AND rev = %s RETURNING id, rev) "
         f"SELECT rev, pg_notify('{CHANNEL}', id) FROM u"
     )
+    _INSERT_MANY = (
+        "WITH i AS (INSERT INTO cronkit_jobs (id, rev, doc, wake_at, key) "
+        "SELECT b.id, 1, b.doc, b.wake_at, b.key FROM ROWS FROM (json_to_recordset(%s::json) "
+        "AS (id text, doc text, wake_at timestamptz, key text)) WITH ORDINALITY "
+        "AS b(id, doc, wake_at, key, n) "
+        "ORDER BY b.n ON CONFLICT DO NOTHING RETURNING id) "
+        f"SELECT pg_notify('{CHANNEL}', id) FROM i"
+    )
     _DELETE = (
         "WITH d AS (DELETE FROM cronkit_jobs WHERE id = %s AND (%s::bigint IS NULL OR rev = %s) "
         f"RETURNING id) SELECT pg_notify('{CHANNEL}', id) FROM d"
@@ -243,7 +257,26 @@ class PostgresJobStore(PgConnections, JobStore):
         ttl = self.claim_ttl
         out: list[Stored] = []
         failed: DuplicateJobError | None = None
+        docs = [json.dumps(job, separators=(",", ":")) for job in jobs]
+        batch = json.dumps([
+            {"id": job["id"], "doc": doc, "key": job.get("key"),
+             "wake_at": wake.isoformat() if (wake := wake_time(job, ttl)) is not None else None}
+            for job, doc in zip(jobs, docs, strict=True)
+        ])
         with self._tx() as conn:
+            # All at once (one statement, in order) unless an id or key is taken: then
+            # row by row from the start, to stop at the first duplicate (and keep the
+            # jobs before it) as JobStore.insert_many says.
+            try:
+                with conn.transaction():
+                    got = conn.execute(self._INSERT_MANY, (batch,)).fetchall()
+                    if len(got) != len(jobs):
+                        raise _Duplicate
+            except (_Duplicate, psycopg.errors.UniqueViolation):
+                pass
+            else:
+                self._wrote()
+                return [Stored(json.loads(doc), 1) for doc in docs]
             for job in jobs:
                 result = self._insert_in(conn, job, ttl)
                 if isinstance(result, DuplicateJobError):
