@@ -34,6 +34,10 @@ PG_BENCHES = frozenset({"lateness", "idle", "claim", "contention", "cluster"})
 """What runs on ``--stores postgres`` (the issue's PostgreSQL targets); ``cluster`` runs only
 there (several gateways need a shared database)."""
 
+PG_NOTE = ("postgres: a throwaway loopback server (cron.testing.postgres) run with fsync=off, "
+           "synchronous_commit=off, full_page_writes=off; the store itself never changes a "
+           "database's durability settings")
+
 FULL: dict[str, Any] = {
     "lateness": {"duration": 60.0, "b_jobs": 1000, "c_jobs": 200, "reps_ab": 2, "reps_c": 5},
     "idle": {"sizes": [100, 1000, 10000, 100000], "reps": 3, "ticks": 300},
@@ -592,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs_log,
         "targets": rows,
         "table_markdown": md,
+        **({"postgres_server": PG_NOTE} if "postgres" in stores else {}),
         "results": results,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -601,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine['apscheduler']}, load avg {machine['loadavg_start'][0]:.2f} -> "
           f"{machine['loadavg_end'][0]:.2f}, {report['elapsed_s']:.0f} s\n")
     print(md)
+    if "postgres" in stores:
+        print(f"\n{PG_NOTE}")
     print(f"\nreport: {out_path}")
     failed = any(isinstance(v, dict) and "error" in v for v in results.values())
     return 1 if failed else 0

@@ -39,6 +39,12 @@ log = logging.getLogger("cron.stores.postgres")
 
 CLOCK_REFRESH = 5.0
 """Seconds between measurements of the database clock's offset."""
+CLOCK_SAMPLES = 3
+"""Round trips per measurement at most; the one with the shortest trip is used."""
+CLOCK_GOOD = 0.0005
+"""A sample within this many seconds (half its round trip) ends a measurement early."""
+CLOCK_DRIFT = 5e-4
+"""Seconds per second a kept offset's error is assumed to grow (clock drift and slew)."""
 CHECK_IDLE = 1.0
 """A pooled connection idle longer than this is checked (an empty query) before use."""
 CONNECT_TIMEOUT = 5
@@ -97,7 +103,9 @@ class PgConnections:
         self._schema_ok = False
         self._found_version: int | None = None
         self._offset: timedelta | None = None
-        self._offset_at = 0.0
+        self._offset_at = 0.0  # when the offset was last measured (kept or not)
+        self._offset_err = 0.0  # the kept offset's error bound when measured, seconds
+        self._offset_measured = 0.0
         self._clock_lock = threading.Lock()
 
     # -- URL -------------------------------------------------------------------------
@@ -345,20 +353,42 @@ class PgConnections:
     # -- clock -----------------------------------------------------------------------
 
     def _measure_clock_on(self, conn: Conn) -> None:
-        t0 = _wall()
-        row = conn.execute("SELECT clock_timestamp()").fetchone()
-        t1 = _wall()
-        assert row is not None
-        self._offset = row[0] - (t0 + (t1 - t0) / 2)
-        self._offset_at = time.monotonic()
+        # The best of a few round trips: a sample's error is at most half its round trip,
+        # and one slow trip (a loaded machine) would otherwise skew every tick's "now",
+        # and with it every node's sleep, for CLOCK_REFRESH seconds.
+        best: tuple[float, timedelta] | None = None
+        for _ in range(CLOCK_SAMPLES):
+            t0 = _wall()
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            t1 = _wall()
+            assert row is not None
+            half = (t1 - t0) / 2
+            if best is None or half.total_seconds() < best[0]:
+                best = (half.total_seconds(), row[0] - (t0 + half))
+            if best[0] <= CLOCK_GOOD:
+                break
+        assert best is not None
+        err, offset = best
+        now = time.monotonic()
+        self._offset_at = now
+        if self._offset is not None:
+            # Keep the offset we have while it is still the better bound (its error grows
+            # with CLOCK_DRIFT) — unless the two disagree beyond both bounds: a clock
+            # was stepped, and the new sample is the only one that can be right.
+            kept = self._offset_err + CLOCK_DRIFT * (now - self._offset_measured)
+            apart = abs((offset - self._offset).total_seconds())
+            if kept < err and apart <= kept + err:
+                return
+        self._offset, self._offset_err, self._offset_measured = offset, err, now
 
     def clock(self) -> datetime:
         """The database's clock: this machine's plus an offset measured every few seconds.
 
         The offset is ``clock_timestamp()`` minus the midpoint of the round trip
-        that read it, so the result is within half a round trip of the server's
-        clock (plus the drift of this machine's clock since the last measurement,
-        at most :data:`CLOCK_REFRESH` seconds ago). While the database is
+        that read it — the shortest of up to :data:`CLOCK_SAMPLES` trips, kept
+        over later measurements with a longer trip while its error bound (half
+        its trip plus :data:`CLOCK_DRIFT` per second since) is the smaller — so
+        the result is within that bound of the server's clock. While the database is
         unreachable the last offset is kept; with none measured yet this raises.
         """
         if self._offset is None or time.monotonic() - self._offset_at >= CLOCK_REFRESH:

@@ -23,21 +23,26 @@ identity column of ``executions``.
 
 The claim: :meth:`PostgresJobStore.swap` is one ``UPDATE cronkit_jobs ...
 WHERE id = %s AND rev = %s RETURNING rev`` (no row = lost).
-:meth:`PostgresJobStore.swap_many` is one transaction: ``SELECT id ... FOR
-UPDATE SKIP LOCKED`` first — a row another node is swapping right now is lost
-for this caller, so nodes never wait on each other — then the conditional
-``UPDATE`` of each locked row, then the winners' ledger rows, one ``COMMIT``:
-a claim and its ``claimed`` row commit together.
+:meth:`PostgresJobStore.swap_many` (every claim, result and claim refresh) is
+one autocommit statement, a data-modifying CTE: lock the rows still at their
+expected revision ``FOR UPDATE SKIP LOCKED`` — a row another node is swapping
+right now is lost for this caller, so nodes never wait on each other — update
+them, insert the winners' ledger rows, notify; a claim and its ``claimed`` row
+commit together, in one round trip. The ledger is pruned every
+:data:`PRUNE_EVERY` rows per job, after the commit, not in it.
 
 Clock (:meth:`PostgresJobStore.clock`): the database's ``clock_timestamp()``,
-as this machine's clock plus an offset measured at the midpoint of a round
-trip and refreshed every :data:`~cron.stores._pgconn.CLOCK_REFRESH` seconds — cheap, and
-accurate to half a round trip.
+as this machine's clock plus an offset measured at the midpoint of the shortest
+of a few round trips and refreshed every :data:`~cron.stores._pgconn.CLOCK_REFRESH`
+seconds — cheap, and accurate to half a round trip (a slower measurement does
+not replace a better one).
 
-Change hints: every committed job mutation runs ``pg_notify('cronkit_jobs',
-<job id>)`` in its transaction. One daemon thread per process holds a
-dedicated autocommit connection (outside the pool) doing ``LISTEN
-cronkit_jobs``; it calls :meth:`~PostgresJobStore.subscribe`'s callbacks and
+Change hints: every committed insert, delete and :meth:`~PostgresJobStore.swap`
+(a user's edit) runs ``pg_notify('cronkit_jobs', <job id>)`` in its statement; a
+:meth:`~PostgresJobStore.swap_many` notifies only for a job whose wake time moved
+earlier (a claim or a result moves it later: no other node needs to wake). One
+daemon thread per process holds a dedicated autocommit connection (outside the
+pool) doing ``LISTEN cronkit_jobs``; it calls :meth:`~PostgresJobStore.subscribe`'s callbacks and
 moves :meth:`~PostgresJobStore.version`. It reconnects with backoff; a
 reconnect counts as a change (notifications may have been missed).
 
@@ -61,9 +66,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import psycopg
 
 from cron import ledger_sql
 from cron.claim import Job, wake_time
@@ -79,6 +88,18 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "PostgresJobStore", "PostgresLedger", "cr
 
 LISTEN_WAIT = 2.0
 """How long :meth:`PostgresJobStore.subscribe` / ``version`` wait for the first LISTEN."""
+PRUNE_EVERY = 64
+"""A job's ledger is pruned (to ``KEEP_PER_JOB`` rows) after every this many rows this
+process added for it through a swap: the bound holds within ``PRUNE_EVERY`` per process."""
+
+log = logging.getLogger("cron.stores.postgres")
+
+_ROW_COLUMNS = ("id, job_id, job_name, scheduled_at, claimed_at, finished_at, status, source, "
+                "owner, error, attempt")
+
+
+class _Duplicate(Exception):
+    """An id or key of a bulk insert is taken: roll the bulk statement back."""
 
 
 # -- the store ------------------------------------------------------------------------
@@ -98,6 +119,8 @@ class PostgresJobStore(PgConnections, JobStore):
         self._writes = itertools.count(1)
         self._write_seq = 0
         self._ledger = PostgresLedger(self)
+        self._unpruned: dict[str, int] = {}
+        self._prune_lock = threading.Lock()
         self._replay = self._ledger
 
     def __repr__(self) -> str:
@@ -191,6 +214,14 @@ class PostgresJobStore(PgConnections, JobStore):
         "WHERE id = %s AND rev = %s RETURNING id, rev) "
         f"SELECT rev, pg_notify('{CHANNEL}', id) FROM u"
     )
+    _INSERT_MANY = (
+        "WITH i AS (INSERT INTO cronkit_jobs (id, rev, doc, wake_at, key) "
+        "SELECT b.id, 1, b.doc, b.wake_at, b.key FROM ROWS FROM (json_to_recordset(%s::json) "
+        "AS (id text, doc text, wake_at timestamptz, key text)) WITH ORDINALITY "
+        "AS b(id, doc, wake_at, key, n) "
+        "ORDER BY b.n ON CONFLICT DO NOTHING RETURNING id) "
+        f"SELECT pg_notify('{CHANNEL}', id) FROM i"
+    )
     _DELETE = (
         "WITH d AS (DELETE FROM cronkit_jobs WHERE id = %s AND (%s::bigint IS NULL OR rev = %s) "
         f"RETURNING id) SELECT pg_notify('{CHANNEL}', id) FROM d"
@@ -226,7 +257,26 @@ class PostgresJobStore(PgConnections, JobStore):
         ttl = self.claim_ttl
         out: list[Stored] = []
         failed: DuplicateJobError | None = None
+        docs = [json.dumps(job, separators=(",", ":")) for job in jobs]
+        batch = json.dumps([
+            {"id": job["id"], "doc": doc, "key": job.get("key"),
+             "wake_at": wake.isoformat() if (wake := wake_time(job, ttl)) is not None else None}
+            for job, doc in zip(jobs, docs, strict=True)
+        ])
         with self._tx() as conn:
+            # All at once (one statement, in order) unless an id or key is taken: then
+            # row by row from the start, to stop at the first duplicate (and keep the
+            # jobs before it) as JobStore.insert_many says.
+            try:
+                with conn.transaction():
+                    got = conn.execute(self._INSERT_MANY, (batch,)).fetchall()
+                    if len(got) != len(jobs):
+                        raise _Duplicate
+            except (_Duplicate, psycopg.errors.UniqueViolation):
+                pass
+            else:
+                self._wrote()
+                return [Stored(json.loads(doc), 1) for doc in docs]
             for job in jobs:
                 result = self._insert_in(conn, job, ttl)
                 if isinstance(result, DuplicateJobError):
@@ -267,31 +317,131 @@ class PostgresJobStore(PgConnections, JobStore):
         ttl = self.claim_ttl
         params = [self._swap_params(s.job_id, s.rev, s.new, ttl) for s in swaps]
         out: list[Stored | None] = [None] * len(swaps)
+        first: dict[str, int] = {}
+        todo: list[int] = []
+        for i, s in enumerate(swaps):
+            if not self._is_rev(s.rev):
+                continue  # not a revision this store handed out: lost
+            j = first.setdefault(s.job_id, i)
+            if j == i:
+                todo.append(i)
+            elif swaps[j].rev != s.rev:
+                # Two revisions of one job in a batch: only the in-order path decides
+                # whether the second names the revision the first left (rare).
+                return self._swap_many_in_order(swaps, params)
+            # else: a second swap of the revision the first one names loses either way
+        if not todo:
+            return out
+        self._ensure_schema()
+        rows = [(swaps[i].job_id, r) for i in todo for r in swaps[i].rows]
+        with self._connection() as conn:
+            won = {jid: rev for jid, rev, _ in conn.execute(
+                self._SWAP_MANY, self._swap_many_params([params[i] for i in todo], rows))}
+        for i in todo:
+            rev = won.get(swaps[i].job_id)
+            if rev is not None:
+                out[i] = Stored(swaps[i].new, rev)
+        if won:
+            self._wrote()
+            self._prune_later([r for jid, r in rows if jid in won])
+        return out
+
+    # The claim, whole: lock the rows still at the expected revision, skipping any
+    # another transaction holds (that node is swapping it now, so ours would lose,
+    # and we never wait); update them; insert the winners' ledger rows; notify the
+    # jobs whose wake time moved earlier. One autocommit statement: one round trip,
+    # and nothing of it commits without the rest. The batch travels as two JSON arrays
+    # (one json.dumps each, where 17 array parameters cost more to adapt than the
+    # statement costs to run), so the text is the same for every batch size and is
+    # prepared once per connection.
+    _SWAP_MANY = (
+        "WITH s AS (SELECT * FROM json_to_recordset(%s::json) "
+        "AS s(id text, rev bigint, doc text, wake_at timestamptz, key text)), "
+        # By the primary key (a join on a function's rows may plan a scan of the table).
+        "l AS (SELECT j.id, j.wake_at AS was FROM cronkit_jobs j "
+        "WHERE j.id = ANY(ARRAY(SELECT id FROM s)) "
+        "AND (j.id, j.rev) IN (SELECT id, rev FROM s) FOR UPDATE SKIP LOCKED), "
+        "u AS (UPDATE cronkit_jobs j SET doc = s.doc, wake_at = s.wake_at, key = s.key, "
+        "rev = j.rev + 1 FROM s, l WHERE j.id = s.id AND j.id = l.id AND j.rev = s.rev "
+        "RETURNING j.id, j.rev, j.wake_at, l.was), "
+        "r AS (SELECT r.* FROM json_to_recordset(%s::json) AS r(sw text, id text, "
+        "job_id text, job_name text, scheduled_at text, claimed_at text, finished_at text, "
+        "status text, source text, owner text, error text, attempt int, keep bool) "
+        "JOIN u ON r.sw = u.id), "
+        # A claim's row already there is kept (ledger_sql.insert_rows); an event row's id
+        # taken fails the statement, and with it the swap.
+        f"w AS (INSERT INTO executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM r "
+        "WHERE keep ON CONFLICT (id) DO NOTHING), "
+        f"e AS (INSERT INTO executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM r "
+        "WHERE NOT keep) "
+        # Other nodes hear only a job that may now be due sooner: a claim or a run's
+        # result moves a wake time later, and waking every node for it is a storm of
+        # idle ticks on every fire (user edits go through swap, which always notifies).
+        "SELECT u.id, u.rev, CASE WHEN u.wake_at < u.was OR (u.was IS NULL AND "
+        f"u.wake_at IS NOT NULL) THEN pg_notify('{CHANNEL}', u.id) END FROM u"
+    )
+
+    @staticmethod
+    def _swap_many_params(swaps: list[tuple[Any, ...]],
+                          rows: list[tuple[str, LedgerRow]]) -> tuple[str, str]:
+        # _swap_params order: (doc, wake_at, key, job_id, rev).
+        jobs = [{"id": job_id, "rev": rev, "doc": doc,
+                 "wake_at": wake.isoformat() if wake is not None else None, "key": key}
+                for doc, wake, key, job_id, rev in swaps]
+        ledger = [{"sw": sw, "id": r.id, "job_id": r.job_id, "job_name": r.job_name,
+                   "scheduled_at": r.scheduled_at,
+                   "claimed_at": r.at if r.status == "claimed" else None,
+                   "finished_at": None if r.status == "claimed" else r.at,
+                   "status": r.status, "source": r.source, "owner": r.owner,
+                   "error": r.error, "attempt": r.attempt,
+                   "keep": r.status == "claimed" or r.attempt != 1}
+                  for sw, r in rows]
+        return (json.dumps(jobs, separators=(",", ":")),
+                json.dumps(ledger, separators=(",", ":")))
+
+    def _swap_many_in_order(self, swaps: Sequence[Swap],
+                            params: list[tuple[Any, ...]]) -> list[Stored | None]:
+        """:meth:`swap_many` one swap after another in one transaction (a batch naming two
+        revisions of one job: a later swap may name the revision an earlier one left)."""
+        out: list[Stored | None] = [None] * len(swaps)
         with self._tx() as conn:
-            # Lock first, skipping rows another transaction holds: that node is
-            # swapping them now, so ours would lose anyway — and we never wait.
             locked = {r[0] for r in conn.execute(
                 "SELECT id FROM cronkit_jobs WHERE id = ANY(%s::text[]) "
                 "FOR UPDATE SKIP LOCKED",
                 (sorted({s.job_id for s in swaps}),),
             )}
-            todo = [i for i, s in enumerate(swaps) if s.job_id in locked and self._is_rev(s.rev)]
-            if todo:
-                cur = conn.cursor()
-                # In order, one pipeline: a second swap of one revision in the batch loses.
-                cur.executemany(self._UPDATE, [params[i] for i in todo], returning=True)
-                for i in todo:
-                    row = cur.fetchone()
-                    if row is not None:
-                        out[i] = Stored(swaps[i].new, row[0])
-                    cur.nextset()
+            for i, s in enumerate(swaps):
+                if s.job_id not in locked or not self._is_rev(s.rev):
+                    continue
+                row = conn.execute(self._UPDATE, params[i]).fetchone()
+                if row is not None:
+                    out[i] = Stored(s.new, row[0])
             rows = [r for s, o in zip(swaps, out, strict=True) if o is not None for r in s.rows]
             if rows:
-                # Same transaction: a won claim without its ledger row cannot exist.
                 ledger_sql.insert_rows(_LedgerConn(conn), rows, KEEP_PER_JOB)
         if any(o is not None for o in out):
             self._wrote()
         return out
+
+    def _prune_later(self, rows: list[LedgerRow]) -> None:
+        """Prune a job's ledger rows once every :data:`PRUNE_EVERY` rows this process added
+        for it — off the claim's statement (a run's ``finish`` prunes too)."""
+        due: list[str] = []
+        with self._prune_lock:
+            for r in rows:
+                n = self._unpruned.get(r.job_id, 0) + 1
+                if n >= PRUNE_EVERY:
+                    due.append(r.job_id)
+                    n = 0
+                self._unpruned[r.job_id] = n
+        if due:
+            try:
+                with self._tx() as conn:
+                    for job_id in due:
+                        ledger_sql.prune(_LedgerConn(conn), job_id, KEEP_PER_JOB)
+            except Exception:
+                # The claim is committed; an unpruned ledger is only longer. Next time.
+                log.warning("job store %s: pruning the ledger failed", self.url, exc_info=True)
 
     def write_rows(self, rows: list[LedgerRow]) -> None:
         with self._tx() as conn:
