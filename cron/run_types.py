@@ -23,9 +23,6 @@ DRAIN_GRACE = 1.0
 """Seconds to keep reading output after the shell exits while a background
 process it started still holds the output pipe open."""
 
-RUN_STATUSES = ("ok", "error", "timeout", "interrupted")
-
-
 SpawnHook = Callable[[ProcessGroup], bool]
 
 
@@ -144,6 +141,6 @@ def one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "DRAIN_GRACE", "MAX_OUTPUT_BYTES", "RUN_STATUSES", "TERM_GRACE", "OutputSink", "RunContext",
+    "DRAIN_GRACE", "MAX_OUTPUT_BYTES", "TERM_GRACE", "OutputSink", "RunContext",
     "RunResult", "Runner", "SpawnHook", "Straggler", "Tail", "cap_text", "one_line",
 ]

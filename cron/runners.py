@@ -31,7 +31,6 @@ from cron.python_runner import _resolve_target, run_python, target_import_proble
 from cron.run_types import (
     DRAIN_GRACE,
     MAX_OUTPUT_BYTES,
-    RUN_STATUSES,
     TERM_GRACE,
     OutputSink,
     RunContext,
@@ -267,7 +266,7 @@ _BUILTINS: dict[str, Runner] = {"command": run_command, "python": run_python}
 
 __all__ = [
     "DRAIN_GRACE", "ENTRY_POINT_GROUP", "GATE_CANCELLED", "MAX_OUTPUT_BYTES", "RESERVED_ENV",
-    "RUN_STATUSES", "TERM_GRACE", "OutputSink", "RunContext", "RunResult", "Runner", "SpawnHook",
+    "TERM_GRACE", "OutputSink", "RunContext", "RunResult", "Runner", "SpawnHook",
     "Straggler", "_Pipe", "get_runner", "register_runner", "run_action", "run_command",
     "run_python", "target_import_problem", "unregister_runner", "validate_action",
     "validate_cwd", "validate_env",
