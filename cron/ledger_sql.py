@@ -222,3 +222,35 @@ def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> 
     for job_id in touched:
         prune(conn, job_id, keep_per_job)
     return inserted
+
+
+# -- the webhook's replay record (SPEC §7) ---------------------------------------------------
+
+NONCE_PRUNE_EVERY = 60.0
+"""Seconds between two deletions of expired signatures by this process (see below)."""
+
+_pruned_at: float | None = None
+
+
+def remember_nonce(conn: SqlConn, digest: str, *, at: float, ttl: float) -> bool:
+    """Record a signature in ``webhook_nonces``, inside the caller's transaction; False = replay.
+
+    A signature recorded and not yet expired is a replay. The insert is the
+    compare-and-set: of racing callers (threads, processes, nodes) exactly one
+    inserts or revives an expired row; a live row is left alone and means replay.
+
+    Expired rows are deleted at most every :data:`NONCE_PRUNE_EVERY` seconds per
+    process: the table has no index on ``expires_at`` (a scan), and an expired
+    row left in place is harmless — the compare-and-set above revives it.
+    """
+    global _pruned_at
+    if _pruned_at is None or not 0 <= at - _pruned_at < NONCE_PRUNE_EVERY:
+        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (at,))
+        _pruned_at = at
+    row = conn.execute(
+        "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?) "
+        "ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at "
+        "WHERE webhook_nonces.expires_at < ? RETURNING signature",
+        (digest, at + ttl, at),
+    ).fetchone()
+    return row is not None
