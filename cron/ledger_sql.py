@@ -219,9 +219,31 @@ def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> 
         if cur.rowcount == 1:
             inserted += 1
             touched.add(r.job_id)
-    for job_id in touched:
+    for job_id in over_bound(conn, touched, keep_per_job):
         prune(conn, job_id, keep_per_job)
     return inserted
+
+
+_IN_CHUNK = 500  # bound parameters per query (SQLite's limit is 999 on old builds)
+
+
+def over_bound(conn: SqlConn, job_ids: set[str], keep: int) -> list[str]:
+    """Which of ``job_ids`` have more than ``keep`` rows: one grouped count per 500 jobs,
+    not one count per job (a batch claim of 100 jobs touches 100)."""
+    if keep < 1:
+        raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
+    ids = sorted(job_ids)
+    out: list[str] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT job_id, COUNT(*) FROM executions WHERE job_id IN ({marks}) "
+            "GROUP BY job_id",
+            chunk,
+        ).fetchall()
+        out.extend(str(r[0]) for r in rows if int(r[1]) > keep)
+    return out
 
 
 # -- the webhook's replay record (SPEC §7) ---------------------------------------------------
