@@ -176,10 +176,16 @@ class SqliteJobStore(JobStore):
         with self._conn() as conn:
             yield conn
 
+    def _ensure_checked(self) -> None:
+        # The schema check (and its error mapping) once per file and process; after
+        # that a write goes straight to its transaction.
+        if str(self._path()) not in self._checked:
+            with self._conn():
+                pass
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._conn():  # the schema check and the error mapping
-            pass
+        self._ensure_checked()
         try:
             with self._wal.transaction() as conn:
                 yield conn
@@ -339,8 +345,7 @@ class SqliteJobStore(JobStore):
         # replay record's FULL connection (its fsync makes the claim durable too), shared
         # with concurrent requests of this process: a burst of fires costs one fsync.
         ttl = self.claim_ttl
-        with self._conn():  # the schema check and the error mapping
-            pass
+        self._ensure_checked()
 
         def write(conn: SqlConn) -> list[Stored | None] | None:
             assert isinstance(conn, sqlite3.Connection)
