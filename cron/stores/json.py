@@ -29,6 +29,7 @@ import bisect
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -199,7 +200,23 @@ class JsonJobStore(JobStore):
     def version(self) -> object | None:
         return (str(self.path), self._stat_key())
 
-    def _parse(self, data: bytes) -> list[Job]:
+    def _parse(self, data: bytes) -> _Cached:
+        """The file's contents (key not set yet): the one place a store file is parsed.
+
+        A file in the exact shape :meth:`_write` produces is decoded one job at
+        a time, each job's dict dropped once its text and index entries are
+        taken: the whole file is never held parsed (10,000 jobs: ~17 MB of
+        dicts whose freed memory a long-lived process keeps). Anything else —
+        another writer's layout, a broken file — goes through one full parse,
+        which also names what is wrong.
+        """
+        ttl = self._ttl_or_none()
+        lean = _parse_lean(data, ttl)
+        if lean is not None:
+            return lean
+        return _Cached.of((), self._parse_full(data), ttl)
+
+    def _parse_full(self, data: bytes) -> list[Job]:
         try:
             doc = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -247,12 +264,12 @@ class JsonJobStore(JobStore):
             # Only cache when the file did not change while we read it.
             if self._stat_key() != key:
                 continue
-            parsed = _Cached.of(key, self._parse(data), self._ttl_or_none())
+            parsed = self._parse(data).with_key(key)
             del data
             self._cache = parsed
             return parsed
         data = self.path.read_bytes()
-        return _Cached.of((), self._parse(data), self._ttl_or_none())
+        return self._parse(data)
 
     def _ttl_or_none(self) -> float | None:
         # The due index is built with the parse when the claim ttl can be known;
@@ -469,3 +486,58 @@ def _drop_key(keys: dict[str, str], old: Job) -> None:
     key = old.get("key")
     if key is not None and keys.get(str(key)) == old.get("id"):
         del keys[str(key)]
+
+
+_PREFIX = f'{{"version":{STORE_VERSION},"jobs":['
+_TAIL_RE = re.compile(r',"updated_at":"[^"\\]*"\}\s*\Z')
+_decoder = json.JSONDecoder()
+
+
+def _parse_lean(data: bytes, claim_ttl: float | None) -> _Cached | None:
+    """:class:`_Cached` from a file exactly as :meth:`JsonJobStore._write` lays it out,
+    decoding one job at a time; None for any other text (the caller parses it whole).
+
+    Each job must be an object with a string ``id``, separated by bare commas;
+    the revision kept is the job's compact encoding, as on the full path.
+    """
+    if not data.startswith(_PREFIX.encode()):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    encoded: list[bytes] = []
+    ids: list[str] = []
+    keys: dict[str, str] = {}
+    by_id: dict[str, tuple[datetime, str]] = {}
+    i = len(_PREFIX)
+    try:
+        if text[i] == "]":
+            i += 1
+        else:
+            while True:
+                job, end = _decoder.raw_decode(text, i)
+                if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+                    return None
+                job_id = job["id"]
+                encoded.append(_encode(job))
+                ids.append(job_id)
+                if job.get("key") is not None:
+                    keys.setdefault(str(job["key"]), job_id)  # the first, as a scan finds it
+                if claim_ttl is not None:
+                    t = wake_time(job, claim_ttl)
+                    if t is not None:
+                        by_id[job_id] = (t, job_id)
+                sep = text[end]
+                i = end + 1
+                if sep == "]":
+                    break
+                if sep != ",":
+                    return None
+    except (ValueError, IndexError, RecursionError):
+        return None
+    if not _TAIL_RE.match(text, i):
+        return None
+    due = DueIndex(sorted(by_id.values()), by_id) if claim_ttl is not None else None
+    return _Cached((), encoded, ids, {job_id: n for n, job_id in enumerate(ids)}, keys, due,
+                   claim_ttl)
