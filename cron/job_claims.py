@@ -25,6 +25,7 @@ from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
 from cron.schedule import to_iso
 from cron.store import Job, Stored, Swap, get_store
+from cron.stores import Replay
 
 
 def _event_rows(events: list[rules.LedgerEvent], source: str, at: str) -> list[LedgerRow]:
@@ -106,6 +107,44 @@ def claim_job_for_fire_ex(
     source: str = "manual",
 ) -> rules.ClaimOutcome:
     """:func:`claim_job_for_fire`, returning the outcome with its reason (``outcome.code``)."""
+    outcome = _claim_one(job_id, scheduled_at=scheduled_at, now=now, force=force, source=source,
+                         replay=None)
+    assert outcome is not None  # only a replay record can refuse
+    return outcome
+
+
+def claim_signed_fire(
+    job_id: str,
+    replay: Replay,
+    *,
+    scheduled_at: datetime | str | None = None,
+    now: datetime | None = None,
+    source: str = "webhook",
+) -> rules.ClaimOutcome | None:
+    """:func:`claim_job_for_fire_ex` for a signed webhook request, refusing a replay.
+
+    Returns None when ``replay.digest`` is already recorded and live (a
+    replayed request): nothing changes and nothing is claimed. Otherwise the
+    digest is recorded — also when the claim is lost, so a request refused
+    now cannot be replayed into a later slot — and the claim's outcome is
+    returned. Of any number of requests carrying one digest, at most one is
+    ever claimed. The record, the claim and its ledger rows are written by
+    one :meth:`~cron.stores.JobStore.swap_many_unless_replayed` (one
+    transaction on a SQLite store).
+    """
+    return _claim_one(job_id, scheduled_at=scheduled_at, now=now, force=False, source=source,
+                      replay=replay)
+
+
+def _claim_one(
+    job_id: str,
+    *,
+    scheduled_at: datetime | str | None,
+    now: datetime | None,
+    force: bool,
+    source: str,
+    replay: Replay | None,
+) -> rules.ClaimOutcome | None:
     at = _now(now)
     slot: datetime | None
     if isinstance(scheduled_at, str):
@@ -124,13 +163,24 @@ def claim_job_for_fire_ex(
             scheduled_at=slot, force=force,
         )
         if not outcome.won or stored is None or job is None:
+            if replay is not None and store.swap_many_unless_replayed(replay, []) is None:
+                return None
             if stored is not None:
                 metrics.observe_claim_lost(job_id)
             return outcome
         assert outcome.token is not None
         rows = (_claim_row(job, outcome.token, source, stamp),
                 *_event_rows(outcome.events, source, stamp))
-        if store.swap_many([Swap(job_id, stored.rev, job, rows)])[0] is not None:
+        swaps = [Swap(job_id, stored.rev, job, rows)]
+        if replay is None:
+            results = store.swap_many(swaps)
+        else:
+            got = store.swap_many_unless_replayed(replay, swaps)
+            if got is None:
+                return None
+            results = got
+            replay = None  # recorded: a retry after a lost swap is a plain claim
+        if results[0] is not None:
             metrics.observe_rows(rows)
             return outcome
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")
@@ -375,6 +425,7 @@ __all__ = [
     "claim_job_for_fire",
     "claim_job_for_fire_ex",
     "claim_retry",
+    "claim_signed_fire",
     "mark_job_run",
     "mark_job_runs",
     "refresh_claim",

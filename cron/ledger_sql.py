@@ -219,6 +219,60 @@ def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> 
         if cur.rowcount == 1:
             inserted += 1
             touched.add(r.job_id)
-    for job_id in touched:
+    for job_id in over_bound(conn, touched, keep_per_job):
         prune(conn, job_id, keep_per_job)
     return inserted
+
+
+_IN_CHUNK = 500  # bound parameters per query (SQLite's limit is 999 on old builds)
+
+
+def over_bound(conn: SqlConn, job_ids: set[str], keep: int) -> list[str]:
+    """Which of ``job_ids`` have more than ``keep`` rows: one grouped count per 500 jobs,
+    not one count per job (a batch claim of 100 jobs touches 100)."""
+    if keep < 1:
+        raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
+    ids = sorted(job_ids)
+    out: list[str] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT job_id, COUNT(*) FROM executions WHERE job_id IN ({marks}) "
+            "GROUP BY job_id",
+            chunk,
+        ).fetchall()
+        out.extend(str(r[0]) for r in rows if int(r[1]) > keep)
+    return out
+
+
+# -- the webhook's replay record (SPEC §7) ---------------------------------------------------
+
+NONCE_PRUNE_EVERY = 60.0
+"""Seconds between two deletions of expired signatures by this process (see below)."""
+
+_pruned_at: float | None = None
+
+
+def remember_nonce(conn: SqlConn, digest: str, *, at: float, ttl: float) -> bool:
+    """Record a signature in ``webhook_nonces``, inside the caller's transaction; False = replay.
+
+    A signature recorded and not yet expired is a replay. The insert is the
+    compare-and-set: of racing callers (threads, processes, nodes) exactly one
+    inserts or revives an expired row; a live row is left alone and means replay.
+
+    Expired rows are deleted at most every :data:`NONCE_PRUNE_EVERY` seconds per
+    process: the table has no index on ``expires_at`` (a scan), and an expired
+    row left in place is harmless — the compare-and-set above revives it.
+    """
+    global _pruned_at
+    if _pruned_at is None or not 0 <= at - _pruned_at < NONCE_PRUNE_EVERY:
+        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (at,))
+        _pruned_at = at
+    row = conn.execute(
+        "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?) "
+        "ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at "
+        "WHERE webhook_nonces.expires_at < ? RETURNING signature",
+        (digest, at + ttl, at),
+    ).fetchone()
+    return row is not None

@@ -56,6 +56,7 @@ from starlette.routing import Route
 
 from cron.errors import ScheduleError
 from cron.metrics import Metrics, metrics_content_type, new_metrics
+from cron.stores import Replay
 from cron.webhook_auth import (
     _SIGNATURE_RE,
     FIRE_PATH,
@@ -153,31 +154,39 @@ def _parse_fire(body: bytes) -> tuple[str, datetime | None] | str:
 
 
 def _claim_and_dispatch(
-    job_id: str, slot: datetime | None, digest: str, ttl: float, runner: Runner
+    job_id: str, slot: datetime | None, replay: Replay, runner: Runner
 ) -> JSONResponse:
-    """Steps 6–9 of the module docstring (blocking: runs in the thread pool)."""
+    """Steps 6–9 of the module docstring (blocking: runs in the thread pool).
 
-    if not remember_signature(digest, ttl=ttl):
-        return _reply(409, status="not_claimed", reason="replayed request")
-    # The claim reads the job: it is also the lookup for 404.
+    The replay record, the claim and its ``claimed`` row are one store write
+    (:func:`cron.jobs.claim_signed_fire`); the rest is
+    :func:`cron.scheduler.fire_job`'s second half: re-read the job, release a
+    claim whose job vanished meanwhile, never run it.
+    """
+    from cron import jobs
     from cron.claim import ClaimReason
-    from cron.scheduler import REMOVED_BEFORE_RUN, fire_job, release_claim
+    from cron.scheduler import REMOVED_BEFORE_RUN, release_claim
 
-    fired = fire_job(job_id, scheduled_at=slot, source="webhook")
-    outcome = fired.outcome
-    if fired.removed:
-        return _reply(409, status="not_claimed", reason=REMOVED_BEFORE_RUN)
-    job, token = fired.job, outcome.token
-    if job is None or token is None:
+    # The claim reads the job: it is also the lookup for 404.
+    outcome = jobs.claim_signed_fire(job_id, replay, scheduled_at=slot, source="webhook")
+    if outcome is None:
+        return _reply(409, status="not_claimed", reason="replayed request")
+    token = outcome.token
+    if token is None:
         if outcome.code is ClaimReason.NO_SUCH_JOB:
             return _reply(404, status="not_found", reason=f"no job with id {job_id!r}")
         return _reply(409, status="not_claimed", reason=outcome.reason)
+    job = jobs.get_job(job_id)
+    if job is None or (job.get("fire_claim") or {}).get("token") != token:
+        release_claim(job_id, token, REMOVED_BEFORE_RUN)
+        return _reply(409, status="not_claimed", reason=REMOVED_BEFORE_RUN)
     try:
         runner(job)
     except Exception as exc:
         release_claim(job_id, token, f"could not start the run: {type(exc).__name__}: {exc}")
         raise
-    log.info("webhook fired job %s for slot %s", job_id, outcome.scheduled_at)
+    # DEBUG: the run's own "run start: ... source webhook" line already says it at INFO.
+    log.debug("webhook fired job %s for slot %s", job_id, outcome.scheduled_at)
     return _reply(202, status="accepted", job_id=job_id, scheduled_at=outcome.scheduled_at)
 
 
@@ -205,9 +214,9 @@ def _authenticate_and_fire(
     if isinstance(parsed, str):
         return _bad_request(parsed)
     job_id, slot = parsed
-    digest = _digest(secret, raw_ts, body)
+    replay = Replay(_digest(secret, raw_ts, body), time.time(), 2 * max_skew)
     try:
-        return _claim_and_dispatch(job_id, slot, digest, 2 * max_skew, runner)
+        return _claim_and_dispatch(job_id, slot, replay, runner)
     except Exception:
         log.exception("webhook: firing job %s failed", job_id)
         return _reply(500, status="error", reason="internal error; see the gateway log")

@@ -20,13 +20,11 @@ import re
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cron import paths
 from cron.config import cfg_get, read_config
 from cron.errors import ConfigError
-from cron.groupcommit import GroupCommit, Pending
 from cron.ledgerdb import SqliteLedger
 
 # Logged under the webhook's name: the gateway's log lines name it.
@@ -65,6 +63,26 @@ def _read_secret(path: os.PathLike[str] | str) -> str | None:
     return text
 
 
+_secret_cache: tuple[tuple[str, int, int, int, int], str] | None = None
+
+
+def _cached_secret(path: Path) -> str | None:
+    """:func:`_read_secret`, skipped while the file's stat is unchanged (every fire asks)."""
+    global _secret_cache
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    key = (str(path), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _secret_cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = _read_secret(path)
+    if text is not None:
+        _secret_cache = (key, text)
+    return text
+
+
 def load_or_create_secret() -> str:
     """The webhook secret from ``<home>/webhook_secret``, creating it (0600) if missing.
 
@@ -75,7 +93,7 @@ def load_or_create_secret() -> str:
     file. Returns the stripped text (the HMAC key, UTF-8 encoded).
     """
     path = paths.webhook_secret_path()
-    existing = _read_secret(path)
+    existing = _cached_secret(path)
     if existing is not None:
         return existing
     paths.ensure_dir(path.parent)
@@ -163,37 +181,6 @@ def nonces_path() -> Path:
     return db.path
 
 
-@dataclass
-class _NonceRequest(Pending):
-    digest: str
-    at: float
-    ttl: float
-    fresh: bool = False
-
-
-def _write_nonces(batch: list[_NonceRequest]) -> None:
-    """One transaction for the signatures of concurrent requests (one fsync, not N)."""
-    from cron.store import get_store
-
-    with get_store().replay_db().write() as conn:
-        oldest = min(r.at for r in batch)
-        conn.execute("DELETE FROM webhook_nonces WHERE expires_at < ?", (oldest,))
-        for req in batch:
-            # A signature recorded and not yet expired is a replay. The insert is
-            # the compare-and-set: of racing nodes exactly one inserts or updates
-            # an expired row; a live row is left alone (0 rows) and means replay.
-            row = conn.execute(
-                "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?) "
-                "ON CONFLICT (signature) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE webhook_nonces.expires_at < ? RETURNING signature",
-                (req.digest, req.at + req.ttl, req.at),
-            ).fetchone()
-            req.fresh = row is not None
-
-
-_nonces: GroupCommit[_NonceRequest] = GroupCommit(_write_nonces)
-
-
 def remember_signature(digest: str, *, ttl: float, now: float | None = None) -> bool:
     """Record an accepted request's signature; False if it was already recorded (a replay).
 
@@ -201,10 +188,14 @@ def remember_signature(digest: str, *, ttl: float, now: float | None = None) -> 
     of requests — threads or processes — carrying the same signature exactly
     one gets True. Entries expire after ``ttl`` seconds (``2 × max_skew``: by
     then the timestamp check alone refuses it). Concurrent calls in this
-    process share one transaction (group commit).
+    process share one transaction (group commit). The webhook itself records
+    the signature together with its claim (:func:`cron.jobs.claim_signed_fire`).
     """
+    from cron.store import get_store
+    from cron.stores import Replay
+
     at = time.time() if now is None else now
-    return _nonces.submit(_NonceRequest(digest, at, ttl)).fresh
+    return get_store().swap_many_unless_replayed(Replay(digest, at, ttl), []) is not None
 
 
 __all__ = [

@@ -47,6 +47,7 @@ from cron.urls import mask_url
 __all__ = [
     "JobStore",
     "LedgerRow",
+    "Replay",
     "Stored",
     "Swap",
     "mask_url",
@@ -81,6 +82,16 @@ class Swap:
     rows: tuple[LedgerRow, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A signed webhook request's replay record entry (SPEC §7): its signature ``digest``,
+    seen at ``at`` (epoch seconds), remembered for ``ttl`` seconds."""
+
+    digest: str
+    at: float
+    ttl: float
+
+
 class JobStore(ABC):
     """Where jobs live. Each method's docstring is its contract.
 
@@ -88,7 +99,8 @@ class JobStore(ABC):
     :meth:`swap`, :meth:`delete`, :attr:`url`.
 
     Optional, with correct defaults: :meth:`swap_many` (a loop of
-    :meth:`swap`), :meth:`insert_many`, :meth:`next_wake` (the minimum over :meth:`scan`),
+    :meth:`swap`), :meth:`swap_many_unless_replayed`, :meth:`insert_many`,
+    :meth:`next_wake` (the minimum over :meth:`scan`),
     :meth:`version` (``None``: unknown), :meth:`count`, :meth:`find_key`,
     :meth:`ledger`, :meth:`replay_db`, :meth:`write_rows`, :meth:`clock`,
     :meth:`info`, :meth:`close`.
@@ -180,6 +192,30 @@ class JobStore(ABC):
                 self.write_rows(list(item.rows))
             out.append(won)
         return out
+
+    def swap_many_unless_replayed(
+        self, replay: Replay, swaps: Sequence[Swap]
+    ) -> list[Stored | None] | None:
+        """Record ``replay`` in :meth:`replay_db`; then, only if it was new, :meth:`swap_many`.
+
+        Returns None — and swaps nothing — when ``replay.digest`` is already
+        recorded and not expired (a replayed request); of any number of callers
+        carrying one digest, threads, processes or nodes, exactly one gets a
+        list. ``swaps`` may be empty (record only). The record is durable
+        before anything is swapped.
+
+        Default: one :meth:`replay_db` transaction (shared with concurrent
+        callers of this process), then :meth:`swap_many`. Note for
+        implementers: a store whose replay record lives in its own database
+        can commit the record, the swaps and their rows in one transaction.
+        """
+        fresh = self.replay_db().transact(
+            lambda conn: ledger_sql.remember_nonce(conn, replay.digest, at=replay.at,
+                                                   ttl=replay.ttl)
+        )
+        if not fresh:
+            return None
+        return self.swap_many(swaps) if swaps else []
 
     def insert_many(self, jobs: Sequence[Job]) -> list[Stored]:
         """:meth:`insert` for each job; if any insert fails, those before it are kept.

@@ -29,6 +29,7 @@ import bisect
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,29 +95,47 @@ def _encode(job: Job) -> bytes:
 
 @dataclass
 class _Cached:
+    """The file's contents as this process holds them: each job's compact JSON, indexed.
+
+    No parsed job is kept: the text is the revision, a read decodes its own
+    copy from it anyway, and holding both doubled a big store's memory
+    (10,000 jobs: ~17 MB of dicts beside ~5 MB of text).
+    """
+
     key: tuple[object, ...]
-    jobs: list[Job]
-    # Built lazily: each job's compact JSON (its revision), id → position, the due index.
-    encoded: list[bytes] | None = None
-    index: dict[str, int] | None = None
+    encoded: list[bytes]  # file order; each job's revision
+    ids: list[str]
+    index: dict[str, int]  # id -> position
+    keys: dict[str, str]  # declared ``key`` -> id
     due: DueIndex | None = None
     due_ttl: float | None = None
 
+    @classmethod
+    def of(cls, key: tuple[object, ...], jobs: list[Job], claim_ttl: float | None) -> _Cached:
+        """From parsed jobs (a file just read); the due index too, while they are at hand."""
+        ids = [j["id"] for j in jobs]
+        keys: dict[str, str] = {}
+        for j in jobs:
+            if j.get("key") is not None:
+                keys.setdefault(str(j["key"]), j["id"])  # the first, as a scan finds it
+        due = due_index(jobs, claim_ttl) if claim_ttl is not None else None
+        return cls(key, [_encode(j) for j in jobs], ids, {i: n for n, i in enumerate(ids)},
+                   keys, due, claim_ttl)
+
     def encoded_jobs(self) -> list[bytes]:
-        if self.encoded is None:
-            self.encoded = [_encode(j) for j in self.jobs]
         return self.encoded
 
     def positions(self) -> dict[str, int]:
-        if self.index is None:
-            self.index = {j["id"]: i for i, j in enumerate(self.jobs)}
         return self.index
 
     def due_index(self, claim_ttl: float) -> DueIndex:
         if self.due is None or self.due_ttl != claim_ttl:
-            self.due = due_index(self.jobs, claim_ttl)
+            self.due = due_index([json.loads(t) for t in self.encoded], claim_ttl)
             self.due_ttl = claim_ttl
         return self.due
+
+    def with_key(self, key: tuple[object, ...]) -> _Cached:
+        return _Cached(key, self.encoded, self.ids, self.index, self.keys, self.due, self.due_ttl)
 
 
 @dataclass
@@ -181,7 +200,23 @@ class JsonJobStore(JobStore):
     def version(self) -> object | None:
         return (str(self.path), self._stat_key())
 
-    def _parse(self, data: bytes) -> list[Job]:
+    def _parse(self, data: bytes) -> _Cached:
+        """The file's contents (key not set yet): the one place a store file is parsed.
+
+        A file in the exact shape :meth:`_write` produces is decoded one job at
+        a time, each job's dict dropped once its text and index entries are
+        taken: the whole file is never held parsed (10,000 jobs: ~17 MB of
+        dicts whose freed memory a long-lived process keeps). Anything else —
+        another writer's layout, a broken file — goes through one full parse,
+        which also names what is wrong.
+        """
+        ttl = self._ttl_or_none()
+        lean = _parse_lean(data, ttl)
+        if lean is not None:
+            return lean
+        return _Cached.of((), self._parse_full(data), ttl)
+
+    def _parse_full(self, data: bytes) -> list[Job]:
         try:
             doc = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -210,7 +245,7 @@ class JsonJobStore(JobStore):
         for _ in range(5):
             key = self._stat_key()
             if key is None:
-                return _Cached((), [])
+                return _Cached.of((), [], self._ttl_or_none())
             cached = self._cache
             if cached is not None and cached.key == key:
                 return cached
@@ -219,10 +254,7 @@ class JsonJobStore(JobStore):
                 # Our own write, renamed into place but not yet finished (the
                 # directory fsync): its contents are known, no parse needed.
                 # Only this process can be writing now: it holds the lock.
-                written = pending[2]
-                done = _Cached(
-                    key, written.jobs, written.encoded, written.index, written.due, written.due_ttl
-                )
+                done = pending[2].with_key(key)
                 self._cache = done
                 return done
             try:
@@ -232,11 +264,20 @@ class JsonJobStore(JobStore):
             # Only cache when the file did not change while we read it.
             if self._stat_key() != key:
                 continue
-            parsed = _Cached(key, self._parse(data))
+            parsed = self._parse(data).with_key(key)
+            del data
             self._cache = parsed
             return parsed
         data = self.path.read_bytes()
-        return _Cached((), self._parse(data))
+        return self._parse(data)
+
+    def _ttl_or_none(self) -> float | None:
+        # The due index is built with the parse when the claim ttl can be known;
+        # a broken config leaves it to the first reader that needs it.
+        try:
+            return self.claim_ttl
+        except Exception:
+            return None
 
     def _current(self) -> _Cached:
         with self._mutex:
@@ -275,15 +316,16 @@ class JsonJobStore(JobStore):
             return self._read_current().due_index(self.claim_ttl).wake_at()
 
     def count(self) -> int:
-        return len(self._current().jobs)
+        return len(self._current().encoded)
 
     def find_key(self, key: str) -> Stored | None:
         with self._mutex:
             cur = self._read_current()
-            for job, text in zip(cur.jobs, cur.encoded_jobs(), strict=True):
-                if job.get("key") == key:
-                    return Stored(json.loads(text), text)
-        return None
+            job_id = cur.keys.get(key)
+            if job_id is None:
+                return None
+            text = cur.encoded[cur.index[job_id]]
+        return Stored(json.loads(text), text)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "json", "url": self.url, "location": str(self.path),
@@ -358,11 +400,10 @@ class JsonJobStore(JobStore):
         with self._locked():
             with self._mutex:
                 cur = self._read_current()
-                encoded = cur.encoded_jobs()
-                where = cur.positions()
-            jobs = list(cur.jobs)
-            new_encoded = list(encoded)
-            positions = dict(where)
+            new_encoded = list(cur.encoded)
+            ids = list(cur.ids)
+            positions = dict(cur.index)
+            keys = dict(cur.keys)
             changed: dict[str, Job] = {}
             removed: list[str] = []
             for req in batch:
@@ -373,73 +414,130 @@ class JsonJobStore(JobStore):
                         req.failure = DuplicateJobError("id", req.job_id)
                         continue
                     key = req.new.get("key")
-                    if key is not None and any(j.get("key") == key for j in jobs):
+                    if key is not None and str(key) in keys:
                         req.failure = DuplicateJobError("key", str(key))
                         continue
                     text = _encode(req.new)
-                    positions[req.job_id] = len(jobs)
-                    jobs.append(json.loads(text))
+                    positions[req.job_id] = len(new_encoded)
                     new_encoded.append(text)
-                    changed[req.job_id] = jobs[-1]
+                    ids.append(req.job_id)
+                    if key is not None:
+                        keys[str(key)] = req.job_id
+                    changed[req.job_id] = req.new  # only read below, before we return
                     req.result = Stored(json.loads(text), text)
                     continue
                 if pos is None or (req.rev is not None and new_encoded[pos] != req.rev):
                     req.result = None if req.op == "swap" else False
                     continue
                 if req.op == "delete":
-                    del jobs[pos]
+                    _drop_key(keys, json.loads(new_encoded[pos]))
                     del new_encoded[pos]
-                    positions = {j["id"]: i for i, j in enumerate(jobs)}
+                    del ids[pos]
+                    positions = {job_id: i for i, job_id in enumerate(ids)}
                     changed.pop(req.job_id, None)
                     removed.append(req.job_id)
                     req.result = True
                     continue
                 assert req.new is not None
                 text = _encode(req.new)
-                jobs[pos] = json.loads(text)
+                if b'"key":' in new_encoded[pos]:
+                    _drop_key(keys, json.loads(new_encoded[pos]))
+                key = req.new.get("key")
+                if key is not None:
+                    keys[str(key)] = req.job_id
                 new_encoded[pos] = text
-                changed[req.job_id] = jobs[pos]
-                req.result = Stored(req.new, text)  # the caller's own dict; we keep a parse
+                changed[req.job_id] = req.new  # only read below (the due index), before we return
+                req.result = Stored(req.new, text)  # the caller's own dict; we keep its text
             if not changed and not removed:
                 return
             due = None
             ttl = self.claim_ttl
             if cur.due is not None and cur.due_ttl == ttl:
                 due = cur.due.with_changes(list(changed.values()), removed, ttl)
-            self._write(jobs, new_encoded, index=positions, due=due, due_ttl=ttl)
+            self._write(_Cached((), new_encoded, ids, positions, keys, due,
+                                ttl if due is not None else None))
 
-    def _write(
-        self,
-        jobs: list[Job],
-        encoded: list[bytes],
-        *,
-        index: dict[str, int] | None = None,
-        due: DueIndex | None = None,
-        due_ttl: float | None = None,
-    ) -> None:
+    def _write(self, contents: _Cached) -> None:
         stamp = datetime.now(UTC).isoformat()
         # Assembled from per-job JSON so unchanged jobs are never re-encoded.
         data = b"".join(
             (
                 f'{{"version":{STORE_VERSION},"jobs":['.encode(),
-                b",".join(encoded),
+                b",".join(contents.encoded),
                 f'],"updated_at":{json.dumps(stamp)}}}\n'.encode(),
             )
         )
-        written = _Cached((), jobs, encoded=encoded, index=index, due=due, due_ttl=due_ttl)
         with self._mutex:
             # Readers that see the new file before this write returns use
-            # ``written`` instead of parsing it (see _read_current).
-            self._pending = (len(data), data[-48:], written)
+            # ``contents`` instead of parsing it (see _read_current).
+            self._pending = (len(data), data[-48:], contents)
         try:
             self.write_bytes(self.path, data)
         finally:
             with self._mutex:
                 self._pending = None
+        del data
         with self._mutex:
             key = self._stat_key()
-            self._cache = (
-                _Cached(key, jobs, encoded=encoded, index=index, due=due, due_ttl=due_ttl)
-                if key is not None
-                else None
-            )
+            self._cache = contents.with_key(key) if key is not None else None
+
+
+def _drop_key(keys: dict[str, str], old: Job) -> None:
+    key = old.get("key")
+    if key is not None and keys.get(str(key)) == old.get("id"):
+        del keys[str(key)]
+
+
+_PREFIX = f'{{"version":{STORE_VERSION},"jobs":['
+_TAIL_RE = re.compile(r',"updated_at":"[^"\\]*"\}\s*\Z')
+_decoder = json.JSONDecoder()
+
+
+def _parse_lean(data: bytes, claim_ttl: float | None) -> _Cached | None:
+    """:class:`_Cached` from a file exactly as :meth:`JsonJobStore._write` lays it out,
+    decoding one job at a time; None for any other text (the caller parses it whole).
+
+    Each job must be an object with a string ``id``, separated by bare commas;
+    the revision kept is the job's compact encoding, as on the full path.
+    """
+    if not data.startswith(_PREFIX.encode()):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    encoded: list[bytes] = []
+    ids: list[str] = []
+    keys: dict[str, str] = {}
+    by_id: dict[str, tuple[datetime, str]] = {}
+    i = len(_PREFIX)
+    try:
+        if text[i] == "]":
+            i += 1
+        else:
+            while True:
+                job, end = _decoder.raw_decode(text, i)
+                if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+                    return None
+                job_id = job["id"]
+                encoded.append(_encode(job))
+                ids.append(job_id)
+                if job.get("key") is not None:
+                    keys.setdefault(str(job["key"]), job_id)  # the first, as a scan finds it
+                if claim_ttl is not None:
+                    t = wake_time(job, claim_ttl)
+                    if t is not None:
+                        by_id[job_id] = (t, job_id)
+                sep = text[end]
+                i = end + 1
+                if sep == "]":
+                    break
+                if sep != ",":
+                    return None
+    except (ValueError, IndexError, RecursionError):
+        return None
+    if not _TAIL_RE.match(text, i):
+        return None
+    due = DueIndex(sorted(by_id.values()), by_id) if claim_ttl is not None else None
+    return _Cached((), encoded, ids, {job_id: n for n, job_id in enumerate(ids)}, keys, due,
+                   claim_ttl)

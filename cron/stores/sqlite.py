@@ -12,7 +12,8 @@ Schema (version :data:`SCHEMA_VERSION`, recorded in ``cronkit_meta``)::
 A swap is one conditional ``UPDATE jobs ... WHERE id = ? AND rev = ?`` whose
 row count decides: 1 = won, 0 = lost. ``swap_many`` runs every swap and the
 ledger rows of the winners in one ``BEGIN IMMEDIATE`` transaction, so a claim
-and its ``claimed`` row commit together. WAL, ``busy_timeout``, one cached
+and its ``claimed`` row commit together; ``swap_many_unless_replayed`` adds the
+webhook's replay record to that transaction. WAL, ``busy_timeout``, one cached
 connection per thread; SQLite serialises writers, which is exactly the
 compare-and-set's need.
 """
@@ -20,7 +21,9 @@ compare-and-set's need.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,9 +35,9 @@ from cron import ledger_sql, paths
 from cron.claim import Job, wake_time
 from cron.errors import DuplicateJobError, SchemaVersionError, StoreConfigError
 from cron.ledger_sql import KEEP_PER_JOB, LedgerRow
-from cron.ledgerdb import LedgerDB, SqliteLedger
+from cron.ledgerdb import LedgerDB, SqlConn, SqliteLedger
 from cron.sqlitewal import WalFile
-from cron.stores import JobStore, Stored, Swap
+from cron.stores import JobStore, Replay, Stored, Swap
 
 SCHEMA_VERSION = 1
 
@@ -73,6 +76,13 @@ def _from_wake_text(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=64)
+def _home_db(cron_dir: Path) -> Path:
+    # Resolved on every call (CRONKIT_HOME may change) and a claim asks ~10 times:
+    # memoised, like cron.paths' own paths.
+    return cron_dir / "cronkit.db"
+
+
 def _encode(job: Job) -> str:
     return json.dumps(job, separators=(",", ":"))
 
@@ -96,7 +106,7 @@ class SqliteJobStore(JobStore):
         self._lock = threading.Lock()
 
     def _path(self) -> Path:
-        return self._explicit if self._explicit is not None else paths.cron_dir() / "cronkit.db"
+        return self._explicit if self._explicit is not None else _home_db(paths.cron_dir())
 
     @property
     def path(self) -> Path:
@@ -160,16 +170,22 @@ class SqliteJobStore(JobStore):
     def _read(self) -> Iterator[sqlite3.Connection | None]:
         """A connection for a read, or None while the file does not exist: a read
         never creates the database (bad input writes nothing, SPEC §8)."""
-        if not self._path().exists():
+        if not os.path.exists(self._path()):
             yield None
             return
         with self._conn() as conn:
             yield conn
 
+    def _ensure_checked(self) -> None:
+        # The schema check (and its error mapping) once per file and process; after
+        # that a write goes straight to its transaction.
+        if str(self._path()) not in self._checked:
+            with self._conn():
+                pass
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._conn():  # the schema check and the error mapping
-            pass
+        self._ensure_checked()
         try:
             with self._wal.transaction() as conn:
                 yield conn
@@ -298,24 +314,51 @@ class SqliteJobStore(JobStore):
                 self._bump(conn)
             return won
 
+    def _swaps_in(self, conn: sqlite3.Connection, swaps: Sequence[Swap],
+                  ttl: float) -> list[Stored | None]:
+        """The body of :meth:`swap_many`, inside the caller's transaction."""
+        out: list[Stored | None] = []
+        rows: list[LedgerRow] = []
+        for item in swaps:
+            won = self._swap_in(conn, item.job_id, item.rev, item.new, ttl)
+            if won is not None:
+                rows.extend(item.rows)
+            out.append(won)
+        if rows:
+            # Same transaction: a won claim without its ledger row cannot exist.
+            ledger_sql.insert_rows(conn, rows, KEEP_PER_JOB)
+        if any(o is not None for o in out):
+            self._bump(conn)
+        return out
+
     def swap_many(self, swaps: Sequence[Swap]) -> list[Stored | None]:
         if not swaps:
             return []
         ttl = self.claim_ttl
-        out: list[Stored | None] = []
         with self._write() as conn:
-            rows: list[LedgerRow] = []
-            for item in swaps:
-                won = self._swap_in(conn, item.job_id, item.rev, item.new, ttl)
-                if won is not None:
-                    rows.extend(item.rows)
-                out.append(won)
-            if rows:
-                # Same transaction: a won claim without its ledger row cannot exist.
-                ledger_sql.insert_rows(conn, rows, KEEP_PER_JOB)
-            if any(o is not None for o in out):
-                self._bump(conn)
-        return out
+            return self._swaps_in(conn, swaps, ttl)
+
+    def swap_many_unless_replayed(
+        self, replay: Replay, swaps: Sequence[Swap]
+    ) -> list[Stored | None] | None:
+        # ONE transaction for the signature, the swaps and their ledger rows, on the
+        # replay record's FULL connection (its fsync makes the claim durable too), shared
+        # with concurrent requests of this process: a burst of fires costs one fsync.
+        ttl = self.claim_ttl
+        self._ensure_checked()
+
+        def write(conn: SqlConn) -> list[Stored | None] | None:
+            assert isinstance(conn, sqlite3.Connection)
+            if not ledger_sql.remember_nonce(conn, replay.digest, at=replay.at, ttl=replay.ttl):
+                return None
+            return self._swaps_in(conn, swaps, ttl)
+
+        try:
+            return self.replay_db().transact(write)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+                raise
+            raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
 
     def write_rows(self, rows: list[LedgerRow]) -> None:
         with self._write() as conn:
