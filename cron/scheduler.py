@@ -31,6 +31,7 @@ from cron.live_runs import LiveRun
 from cron.run_path import Adapters
 from cron.runtime import Runtime, default_runtime
 from cron.store import Job, get_store
+from cron.stores import Replay
 
 log = logging.getLogger(__name__)
 
@@ -226,14 +227,17 @@ def recover_interrupted(*, now: datetime | None = None) -> int:
 class Fired:
     """What :func:`fire_job` did: the claim's outcome and, if this caller won it, the job.
 
-    ``job`` is None when the claim was lost (``outcome.code`` says why) or when
+    ``job`` is None when the claim was lost (``outcome.code`` says why), when
     the job vanished or was re-claimed between the claim and the run
-    (``removed``: the claim was released and its ledger row closed ``skipped``).
+    (``removed``: the claim was released and its ledger row closed ``skipped``),
+    or when a signed request was a replay (``replayed``: ``outcome`` is None and
+    nothing changed).
     """
 
-    outcome: Any  # cron.claim.ClaimOutcome
+    outcome: Any  # cron.claim.ClaimOutcome, None for a replayed request
     job: Job | None = None
     removed: bool = False
+    replayed: bool = False
 
     @property
     def token(self) -> str | None:
@@ -262,17 +266,31 @@ def fire_job(
     scheduled_at: datetime | str | None = None,
     now: datetime | None = None,
     force: bool = False,
+    replay: Replay | None = None,
 ) -> Fired:
     """Claim ``job_id`` and re-read it: the first half of every fire from outside a tick.
 
     ``CronScheduler.fire_due``, ``cronkit run`` / ``fire`` and the webhook all
     start here, then run ``fired.job`` (inline with :func:`run_one_job`, or on
     the pool with :func:`dispatch`). A lost claim changes nothing; a won claim
-    whose job is gone by the re-read is released, never run.
+    whose job is gone by the re-read is released, never run. With ``replay``
+    (a signed webhook request) the claim is :func:`cron.jobs.claim_signed_fire`:
+    the replay record and the claim are one store write, and a replayed request
+    returns ``Fired(None, replayed=True)`` having changed nothing.
     """
-    outcome = jobs.claim_job_for_fire_ex(
-        job_id, scheduled_at=scheduled_at, now=now, force=force, source=source
-    )
+    if replay is not None:
+        if force:
+            raise ValueError("fire_job: a signed request (replay=) cannot be a forced run")
+        signed = jobs.claim_signed_fire(
+            job_id, replay, scheduled_at=scheduled_at, now=now, source=source
+        )
+        if signed is None:
+            return Fired(None, replayed=True)
+        outcome = signed
+    else:
+        outcome = jobs.claim_job_for_fire_ex(
+            job_id, scheduled_at=scheduled_at, now=now, force=force, source=source
+        )
     token = outcome.token
     if token is None:
         return Fired(outcome)

@@ -20,7 +20,8 @@ from cron import paths
 from cron.claim import Job
 from cron.config import cfg_get, read_config
 from cron.stores import JobStore, Stored, Swap, open_store
-from cron.stores.json import JsonJobStore, due_index
+from cron.stores._jsoncache import due_index
+from cron.stores.json import JsonJobStore
 
 __all__ = [
     "Job",

@@ -158,28 +158,25 @@ def _claim_and_dispatch(
 ) -> JSONResponse:
     """Steps 6–9 of the module docstring (blocking: runs in the thread pool).
 
-    The replay record, the claim and its ``claimed`` row are one store write
-    (:func:`cron.jobs.claim_signed_fire`); the rest is
-    :func:`cron.scheduler.fire_job`'s second half: re-read the job, release a
-    claim whose job vanished meanwhile, never run it.
+    :func:`cron.scheduler.fire_job` with the request's ``replay``: the replay
+    record, the claim and its ``claimed`` row are one store write, a job gone by
+    the re-read has its claim released and is never run.
     """
-    from cron import jobs
     from cron.claim import ClaimReason
-    from cron.scheduler import REMOVED_BEFORE_RUN, release_claim
+    from cron.scheduler import REMOVED_BEFORE_RUN, fire_job, release_claim
 
     # The claim reads the job: it is also the lookup for 404.
-    outcome = jobs.claim_signed_fire(job_id, replay, scheduled_at=slot, source="webhook")
-    if outcome is None:
+    fired = fire_job(job_id, source="webhook", scheduled_at=slot, replay=replay)
+    if fired.replayed:
         return _reply(409, status="not_claimed", reason="replayed request")
-    token = outcome.token
-    if token is None:
+    outcome = fired.outcome
+    if fired.removed:
+        return _reply(409, status="not_claimed", reason=REMOVED_BEFORE_RUN)
+    job, token = fired.job, outcome.token
+    if job is None or token is None:
         if outcome.code is ClaimReason.NO_SUCH_JOB:
             return _reply(404, status="not_found", reason=f"no job with id {job_id!r}")
         return _reply(409, status="not_claimed", reason=outcome.reason)
-    job = jobs.get_job(job_id)
-    if job is None or (job.get("fire_claim") or {}).get("token") != token:
-        release_claim(job_id, token, REMOVED_BEFORE_RUN)
-        return _reply(409, status="not_claimed", reason=REMOVED_BEFORE_RUN)
     try:
         runner(job)
     except Exception as exc:

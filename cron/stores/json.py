@@ -25,11 +25,9 @@ seam:
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,103 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from cron import paths
-from cron.claim import Job, wake_time
+from cron.claim import Job
 from cron.errors import DuplicateJobError, StoreCorruptError, StoreLockTimeout
 from cron.groupcommit import GroupCommit, Pending
 from cron.stores import JobStore, Stored, Swap
+from cron.stores._jsoncache import (
+    STORE_VERSION,
+    Cached,
+    drop_key,
+    encode_job,
+    parse_lean,
+)
 
-STORE_VERSION = 1
 LOCK_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class DueIndex:
-    """Each active job's wake time, sorted: behind both ``next_wake`` and ``scan(due_by=)``."""
-
-    entries: list[tuple[datetime, str]]
-    by_id: dict[str, tuple[datetime, str]]
-
-    def wake_at(self) -> datetime | None:
-        return self.entries[0][0] if self.entries else None
-
-    def due_ids(self, now: datetime) -> list[str]:
-        cut = bisect.bisect_right(self.entries, (now, "\uffff"))
-        return [job_id for _, job_id in self.entries[:cut]]
-
-    def with_changes(self, changed: list[Job], removed: list[str], claim_ttl: float) -> DueIndex:
-        """The index after ``changed`` jobs were rewritten: O(changed · log n), not a rebuild."""
-        entries = list(self.entries)
-        by_id = dict(self.by_id)
-        for job_id in [j["id"] for j in changed] + removed:
-            old = by_id.pop(job_id, None)
-            if old is not None:
-                del entries[bisect.bisect_left(entries, old)]
-        for job in changed:
-            t = wake_time(job, claim_ttl)
-            if t is not None:
-                bisect.insort(entries, (t, job["id"]))
-                by_id[job["id"]] = (t, job["id"])
-        return DueIndex(entries, by_id)
-
-
-def due_index(jobs: list[Job], claim_ttl: float) -> DueIndex:
-    """Index the active jobs by wake time (:func:`cron.claim.wake_time`)."""
-    by_id: dict[str, tuple[datetime, str]] = {}
-    for job in jobs:
-        t = wake_time(job, claim_ttl)
-        if t is not None:
-            by_id[job["id"]] = (t, job["id"])
-    return DueIndex(sorted(by_id.values()), by_id)
-
-
-def _encode(job: Job) -> bytes:
-    # Bytes, so a write joins cached pieces without re-encoding the whole file.
-    return json.dumps(job, separators=(",", ":")).encode("utf-8")
-
-
-@dataclass
-class _Cached:
-    """The file's contents as this process holds them: each job's compact JSON, indexed.
-
-    No parsed job is kept: the text is the revision, a read decodes its own
-    copy from it anyway, and holding both doubled a big store's memory
-    (10,000 jobs: ~17 MB of dicts beside ~5 MB of text).
-    """
-
-    key: tuple[object, ...]
-    encoded: list[bytes]  # file order; each job's revision
-    ids: list[str]
-    index: dict[str, int]  # id -> position
-    keys: dict[str, str]  # declared ``key`` -> id
-    due: DueIndex | None = None
-    due_ttl: float | None = None
-
-    @classmethod
-    def of(cls, key: tuple[object, ...], jobs: list[Job], claim_ttl: float | None) -> _Cached:
-        """From parsed jobs (a file just read); the due index too, while they are at hand."""
-        ids = [j["id"] for j in jobs]
-        keys: dict[str, str] = {}
-        for j in jobs:
-            if j.get("key") is not None:
-                keys.setdefault(str(j["key"]), j["id"])  # the first, as a scan finds it
-        due = due_index(jobs, claim_ttl) if claim_ttl is not None else None
-        return cls(key, [_encode(j) for j in jobs], ids, {i: n for n, i in enumerate(ids)},
-                   keys, due, claim_ttl)
-
-    def encoded_jobs(self) -> list[bytes]:
-        return self.encoded
-
-    def positions(self) -> dict[str, int]:
-        return self.index
-
-    def due_index(self, claim_ttl: float) -> DueIndex:
-        if self.due is None or self.due_ttl != claim_ttl:
-            self.due = due_index([json.loads(t) for t in self.encoded], claim_ttl)
-            self.due_ttl = claim_ttl
-        return self.due
-
-    def with_key(self, key: tuple[object, ...]) -> _Cached:
-        return _Cached(key, self.encoded, self.ids, self.index, self.keys, self.due, self.due_ttl)
 
 
 @dataclass
@@ -155,9 +69,9 @@ class JsonJobStore(JobStore):
     def __init__(self, path: Path | None = None, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self._explicit = path
         self.lock_timeout = lock_timeout
-        self._cache: _Cached | None = None
+        self._cache: Cached | None = None
         # (size, last 48 bytes, contents) of the write in flight, if any.
-        self._pending: tuple[int, bytes, _Cached] | None = None
+        self._pending: tuple[int, bytes, Cached] | None = None
         self._mutex = threading.Lock()
         self._thread_lock = threading.Lock()
         self._writes: GroupCommit[_Write] = GroupCommit(self._write_batch)
@@ -200,7 +114,7 @@ class JsonJobStore(JobStore):
     def version(self) -> object | None:
         return (str(self.path), self._stat_key())
 
-    def _parse(self, data: bytes) -> _Cached:
+    def _parse(self, data: bytes) -> Cached:
         """The file's contents (key not set yet): the one place a store file is parsed.
 
         A file in the exact shape :meth:`_write` produces is decoded one job at
@@ -211,10 +125,10 @@ class JsonJobStore(JobStore):
         which also names what is wrong.
         """
         ttl = self._ttl_or_none()
-        lean = _parse_lean(data, ttl)
+        lean = parse_lean(data, ttl)
         if lean is not None:
             return lean
-        return _Cached.of((), self._parse_full(data), ttl)
+        return Cached.of((), self._parse_full(data), ttl)
 
     def _parse_full(self, data: bytes) -> list[Job]:
         try:
@@ -240,12 +154,12 @@ class JsonJobStore(JobStore):
             raise StoreCorruptError(self.path, "'jobs' must be a list of objects with an 'id'")
         return jobs
 
-    def _read_current(self) -> _Cached:
+    def _read_current(self) -> Cached:
         """Parse the file unless the cached copy is still current. Call with ``_mutex``."""
         for _ in range(5):
             key = self._stat_key()
             if key is None:
-                return _Cached.of((), [], self._ttl_or_none())
+                return Cached.of((), [], self._ttl_or_none())
             cached = self._cache
             if cached is not None and cached.key == key:
                 return cached
@@ -279,7 +193,7 @@ class JsonJobStore(JobStore):
         except Exception:
             return None
 
-    def _current(self) -> _Cached:
+    def _current(self) -> Cached:
         with self._mutex:
             return self._read_current()
 
@@ -417,7 +331,7 @@ class JsonJobStore(JobStore):
                     if key is not None and str(key) in keys:
                         req.failure = DuplicateJobError("key", str(key))
                         continue
-                    text = _encode(req.new)
+                    text = encode_job(req.new)
                     positions[req.job_id] = len(new_encoded)
                     new_encoded.append(text)
                     ids.append(req.job_id)
@@ -430,7 +344,7 @@ class JsonJobStore(JobStore):
                     req.result = None if req.op == "swap" else False
                     continue
                 if req.op == "delete":
-                    _drop_key(keys, json.loads(new_encoded[pos]))
+                    drop_key(keys, json.loads(new_encoded[pos]))
                     del new_encoded[pos]
                     del ids[pos]
                     positions = {job_id: i for i, job_id in enumerate(ids)}
@@ -439,9 +353,9 @@ class JsonJobStore(JobStore):
                     req.result = True
                     continue
                 assert req.new is not None
-                text = _encode(req.new)
+                text = encode_job(req.new)
                 if b'"key":' in new_encoded[pos]:
-                    _drop_key(keys, json.loads(new_encoded[pos]))
+                    drop_key(keys, json.loads(new_encoded[pos]))
                 key = req.new.get("key")
                 if key is not None:
                     keys[str(key)] = req.job_id
@@ -454,10 +368,10 @@ class JsonJobStore(JobStore):
             ttl = self.claim_ttl
             if cur.due is not None and cur.due_ttl == ttl:
                 due = cur.due.with_changes(list(changed.values()), removed, ttl)
-            self._write(_Cached((), new_encoded, ids, positions, keys, due,
+            self._write(Cached((), new_encoded, ids, positions, keys, due,
                                 ttl if due is not None else None))
 
-    def _write(self, contents: _Cached) -> None:
+    def _write(self, contents: Cached) -> None:
         stamp = datetime.now(UTC).isoformat()
         # Assembled from per-job JSON so unchanged jobs are never re-encoded.
         data = b"".join(
@@ -480,64 +394,3 @@ class JsonJobStore(JobStore):
         with self._mutex:
             key = self._stat_key()
             self._cache = contents.with_key(key) if key is not None else None
-
-
-def _drop_key(keys: dict[str, str], old: Job) -> None:
-    key = old.get("key")
-    if key is not None and keys.get(str(key)) == old.get("id"):
-        del keys[str(key)]
-
-
-_PREFIX = f'{{"version":{STORE_VERSION},"jobs":['
-_TAIL_RE = re.compile(r',"updated_at":"[^"\\]*"\}\s*\Z')
-_decoder = json.JSONDecoder()
-
-
-def _parse_lean(data: bytes, claim_ttl: float | None) -> _Cached | None:
-    """:class:`_Cached` from a file exactly as :meth:`JsonJobStore._write` lays it out,
-    decoding one job at a time; None for any other text (the caller parses it whole).
-
-    Each job must be an object with a string ``id``, separated by bare commas;
-    the revision kept is the job's compact encoding, as on the full path.
-    """
-    if not data.startswith(_PREFIX.encode()):
-        return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    encoded: list[bytes] = []
-    ids: list[str] = []
-    keys: dict[str, str] = {}
-    by_id: dict[str, tuple[datetime, str]] = {}
-    i = len(_PREFIX)
-    try:
-        if text[i] == "]":
-            i += 1
-        else:
-            while True:
-                job, end = _decoder.raw_decode(text, i)
-                if not isinstance(job, dict) or not isinstance(job.get("id"), str):
-                    return None
-                job_id = job["id"]
-                encoded.append(_encode(job))
-                ids.append(job_id)
-                if job.get("key") is not None:
-                    keys.setdefault(str(job["key"]), job_id)  # the first, as a scan finds it
-                if claim_ttl is not None:
-                    t = wake_time(job, claim_ttl)
-                    if t is not None:
-                        by_id[job_id] = (t, job_id)
-                sep = text[end]
-                i = end + 1
-                if sep == "]":
-                    break
-                if sep != ",":
-                    return None
-    except (ValueError, IndexError, RecursionError):
-        return None
-    if not _TAIL_RE.match(text, i):
-        return None
-    due = DueIndex(sorted(by_id.values()), by_id) if claim_ttl is not None else None
-    return _Cached((), encoded, ids, {job_id: n for n, job_id in enumerate(ids)}, keys, due,
-                   claim_ttl)
