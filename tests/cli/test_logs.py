@@ -6,6 +6,7 @@ prints, waits, prints again, while ``cronkit logs -f`` follows it.
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
@@ -152,12 +153,18 @@ def test_logs_follow_stops_cleanly_on_ctrl_c(home: Path, tmp_path: Path) -> None
     try:
         wait_until(lambda: _running_row(job["id"]) is not None, 30, "the run to start")
         follow = _spawn("logs", "slow", "-f")
-        time.sleep(1.0)
+        # Interrupt only once it is following (it printed the output so far): a
+        # fixed sleep raced the interpreter's start-up on a loaded machine.
+        assert follow.stdout is not None
+        ready, _, _ = select.select([follow.stdout], [], [], 30)
+        assert ready, "logs -f printed nothing within 30 s"
+        first = follow.stdout.readline()
+        assert first == "working\n"
         assert follow.poll() is None
         follow.send_signal(signal.SIGINT)
         out, err = follow.communicate(timeout=30)
         assert follow.returncode == 130
-        assert out == "working\n"
+        assert first + out == "working\n"
         assert err.splitlines() == ["cronkit: interrupted"]
         # Following never touched the run.
         assert run.poll() is None
