@@ -18,10 +18,14 @@ from pathlib import Path
 from cron import paths
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """Is this SQLite's "database is locked" / "busy" conflict (worth a retry)?"""
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Is this SQLite's "database is locked" / "busy" conflict (worth a retry)?
+
+    Decided on the result code (``SQLITE_BUSY`` / ``SQLITE_LOCKED``, any
+    extended code), never on the message text.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def initialise_wal(conn: sqlite3.Connection, schema: str, *, timeout: float) -> None:

@@ -36,7 +36,7 @@ from cron.claim import Job, wake_time
 from cron.errors import DuplicateJobError, SchemaVersionError, StoreConfigError
 from cron.ledger_sql import KEEP_PER_JOB, LedgerRow
 from cron.ledgerdb import LedgerDB, SqlConn, SqliteLedger
-from cron.sqlitewal import WalFile
+from cron.sqlitewal import WalFile, is_busy
 from cron.stores import JobStore, Replay, Stored, Swap
 
 SCHEMA_VERSION = 1
@@ -85,6 +85,8 @@ def _home_db(cron_dir: Path) -> Path:
 
 def _encode(job: Job) -> str:
     return json.dumps(job, separators=(",", ":"))
+
+
 
 
 class SqliteJobStore(JobStore):
@@ -140,7 +142,7 @@ class SqliteJobStore(JobStore):
                 self._check_schema(conn)
                 yield conn
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+            if is_busy(exc):
                 raise
             raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
         except OSError as exc:
@@ -190,7 +192,7 @@ class SqliteJobStore(JobStore):
             with self._wal.transaction() as conn:
                 yield conn
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+            if is_busy(exc):
                 raise
             raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
 
@@ -356,7 +358,7 @@ class SqliteJobStore(JobStore):
         try:
             return self.replay_db().transact(write)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+            if is_busy(exc):
                 raise
             raise StoreConfigError(self.url, f"cannot use the database: {exc}") from None
 
