@@ -45,6 +45,7 @@ from cron import ledger_sql, procinfo
 from cron.ledger import _db, _now_iso, _opt_iso, _transact, write_ledger
 from cron.ledger_sql import LedgerRow
 from cron.ledgerdb import SqlConn
+from cron.model import EVENT_STATUSES, FINAL_STATUSES, LIVE_STATUSES, RunStatus
 from cron.recovery import (
     list_live_executions,
     process_group_of,
@@ -57,13 +58,9 @@ log = logging.getLogger(__name__)
 
 KEEP_PER_JOB = ledger_sql.KEEP_PER_JOB
 
-STATUSES = frozenset(
-    {"claimed", "running", "ok", "error", "timeout", "interrupted", "missed", "skipped", "unknown"}
-)
-LIVE_STATUSES = ("claimed", "running")
-EVENT_STATUSES = frozenset({"missed", "skipped"})
+# The statuses are cron.model's; re-exported here, where the ledger's callers look.
 # A claimed row may also end as skipped/missed (e.g. the job vanished before it ran).
-FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"}) | EVENT_STATUSES
+STATUSES: frozenset[str] = frozenset(RunStatus)
 
 COLUMNS = ledger_sql.COLUMNS
 ATTEMPT_COLUMNS = ledger_sql.ATTEMPT_COLUMNS
@@ -285,7 +282,7 @@ def _close_live(conn: SqlConn, token: str, row: Any, status: str, finished: str,
     (``unknown``: the owner was cut off for longer than ``claim_ttl`` and another
     node settled it): that late result is refused, as the job refuses it.
     """
-    if row["status"] not in ("claimed", "running"):
+    if row["status"] not in LIVE_STATUSES:
         log.warning(
             "ledger row %s of job %s is already %s; the late result %s is not recorded",
             token, row["job_id"], row["status"], status,
