@@ -283,7 +283,8 @@ def test_an_interval_past_the_last_representable_instant_has_no_next_run() -> No
 @pytest.mark.parametrize("fn", ["compute_next_run", "next_slot", "iter_slots", "period"])
 def test_an_unknown_kind_is_a_schedule_error(fn: str) -> None:
     bad = {"kind": "weekly"}
-    with pytest.raises(ScheduleError, match="'kind' must be one of cron, interval, once"):
+    with pytest.raises(ScheduleError, match=r"\{'kind': 'weekly'\}: 'kind' must be one of "
+                       "cron, interval, once"):
         if fn == "compute_next_run":
             compute_next_run(bad, after=T0)
         elif fn == "next_slot":

@@ -205,13 +205,23 @@ def full(args: argparse.Namespace) -> int:
         names = _sample(groups, args.seed, args.sample)
     else:
         names = [p for pats in groups.values() for p in pats]
+    selected = list(names)
+    if args.rerun:
+        # Re-run only the mutants a previous run left with this status (e.g. "timeout"
+        # after raising timeout_constant); the report still covers the whole selection.
+        known = _score(_results(ROOT), groups)
+        names = [n for sc in known for n, st in sc.statuses.items() if st == args.rerun
+                 and (not args.sample or n in set(selected))]
+        if not names:
+            print(f"no mutant has status {args.rerun!r}")
     start = time.monotonic()
-    with _postgres():
-        _mutmut(ROOT, "run", "--max-children", str(args.max_children), *names)
+    if names:
+        with _postgres():
+            _mutmut(ROOT, "run", "--max-children", str(args.max_children), *names)
     elapsed = time.monotonic() - start
     statuses = _results(ROOT)
     if args.sample:
-        statuses = {n: s for n, s in statuses.items() if n in set(names)}
+        statuses = {n: s for n, s in statuses.items() if n in set(selected)}
     scores = _score(statuses, groups)
     ok = _report(scores, args.threshold, ROOT, args.diffs)
     summary = {s.group: {"killed": s.caught, "tested": s.tested, "score": round(s.percent, 1),
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_full.add_argument("--sample", type=int, default=0,
                         help="only this many mutants per group (0: all)")
     p_full.add_argument("--seed", type=int, default=GUARD_SEED, help="seed of --sample")
+    p_full.add_argument("--rerun", metavar="STATUS",
+                        help="only re-run mutants a previous run left with STATUS")
     p_guard = sub.add_parser("guard", parents=[common], help="the sampled CI guard")
     p_guard.add_argument("--seed", type=int, default=GUARD_SEED)
     p_guard.add_argument("--sample", type=int, default=GUARD_SAMPLE)

@@ -113,3 +113,23 @@ def test_every_write_reindexes_the_wake_time(store: JobStore) -> None:
     [res] = store.swap_many([Swap("0000000000bb", won.rev, paused)])
     assert res is not None
     assert store.next_wake() == T0 + timedelta(hours=3)
+    # the batch form indexes a final claim the same way
+    [back] = store.swap_many([Swap("0000000000bb", res.rev, final)])
+    assert back is not None
+    assert store.next_wake() == T0 + timedelta(seconds=ttl)
+
+
+def test_a_batch_that_wins_changes_the_version_and_one_that_loses_does_not(
+    store: JobStore,
+) -> None:
+    a = store.insert(make_job("0000000000f1"))
+    b = store.insert(make_job("0000000000f2"))
+    before = store.version()
+    out = store.swap_many([Swap("0000000000f1", a.rev, make_job("0000000000f1", name="a2")),
+                           Swap("0000000000f2", b.rev, make_job("0000000000f2", name="b2"))])
+    assert all(o is not None for o in out)
+    after = store.version()
+    assert after != before, "a write every item won must change the version"
+    lost = store.swap_many([Swap("0000000000f1", a.rev, make_job("0000000000f1", name="a3"))])
+    assert lost == [None]
+    assert store.version() == after, "a batch that changed nothing leaves the version alone"
