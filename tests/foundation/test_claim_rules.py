@@ -84,6 +84,8 @@ def sweep_at(job: Job, now: datetime, catch_up_default: str = "once") -> claim.C
 def assert_lost(outcome: claim.ClaimOutcome, code: ClaimReason) -> None:
     assert outcome.token is None and not outcome.won
     assert outcome.code is code, outcome.reason
+    # callers branch on ``code``; ``reason`` is the line a human reads (CLI, logs)
+    assert isinstance(outcome.reason, str) and outcome.reason.strip(), outcome
 
 
 # -- §3.1-3: who never gets a token, and a lost claim changes nothing --------------------------

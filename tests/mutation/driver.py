@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,7 @@ GUARD_TESTS = (
 )
 
 CAUGHT = {"killed", "timeout", "caught by type check"}
-NOT_TESTED = {"skipped", "not checked"}
+NOT_TESTED = {"skipped", "not checked", "equivalent"}
 
 
 def _methods(module: str, cls: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -73,6 +74,68 @@ GROUPS: dict[str, tuple[str, ...]] = {
         ("_insert_in", "insert", "insert_many", "_is_rev", "_swap_params", "swap", "swap_many"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A surviving change that provably cannot alter behaviour, matched on its diff (mutant
+    numbers shift whenever the code changes; the diff does not). Listed in tests/MUTATION.md."""
+
+    names: str  # glob over mutant names
+    removed: str  # regex the removed line matches
+    added: str  # regex the added line matches
+    reason: str
+    same_but_case: bool = False  # the two lines differ only in letter case
+
+
+_SQL = r"\b(?i:select|update|insert|delete)\b"
+EQUIVALENTS = (
+    Equivalent("cron.stores.*", _SQL, _SQL,
+               "SQL keywords and unquoted identifiers are case-insensitive (SQLite, PostgreSQL)",
+               same_but_case=True),
+    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap*", r'_Write\("swap"',
+               r'_Write\((None|"SWAP"|"XXswapXX")',
+               "_write_batch applies every op but insert and delete as a swap"),
+    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap__*",
+               r"return result if isinstance\(result, Stored\) else None",
+               r"return result if \(isinstance\(result, Stored\)\) or True else None",
+               "a swap's result is a Stored or None, so the guard returns it either way"),
+)
+
+
+def _diff(cwd: Path, name: str) -> tuple[str, str]:
+    """The removed and the added line of a mutant (mutmut changes one spot)."""
+    shown = _mutmut(cwd, "show", name, capture=True).stdout.splitlines()
+    removed = " ".join(x[1:].strip() for x in shown if x.startswith("-") and not x.startswith("--"))
+    added = " ".join(x[1:].strip() for x in shown if x.startswith("+") and not x.startswith("++"))
+    return removed, added
+
+
+def equivalent(name: str, removed: str, added: str) -> Equivalent | None:
+    for eq in EQUIVALENTS:
+        if not fnmatch.fnmatchcase(name, eq.names):
+            continue
+        if not (re.search(eq.removed, removed) and re.search(eq.added, added)):
+            continue
+        # ... and holds no quoted literal ('jobs_version') or psycopg placeholder (%s):
+        # those are case-sensitive.
+        if eq.same_but_case and (removed.lower() != added.lower() or removed == added
+                                 or re.search(r"'|%s", removed.strip().strip('"')[1:-1])):
+            continue
+        return eq
+    return None
+
+
+def _mark_equivalents(scores: list[Score], cwd: Path) -> dict[str, str]:
+    """Set each provably equivalent survivor's status to ``equivalent``; name -> reason."""
+    found: dict[str, str] = {}
+    for score in scores:
+        for name in score.survivors():
+            eq = equivalent(name, *_diff(cwd, name))
+            if eq is not None:
+                score.statuses[name] = "equivalent"
+                found[name] = eq.reason
+    return found
 
 
 @dataclass
@@ -143,6 +206,7 @@ def _score(statuses: dict[str, str], groups: dict[str, tuple[str, ...]]) -> list
 
 def _report(scores: list[Score], threshold: float, cwd: Path, diffs: bool) -> bool:
     ok = True
+    equivalents = _mark_equivalents(scores, cwd)
     print()
     print(f"{'module':34} {'killed':>7} {'tested':>7} {'score':>7}")
     for s in scores:
@@ -159,6 +223,10 @@ def _report(scores: list[Score], threshold: float, cwd: Path, diffs: bool) -> bo
             if diffs:
                 shown = _mutmut(cwd, "show", name, capture=True).stdout
                 print("    " + "\n    ".join(shown.splitlines()[1:]))
+    if equivalents:
+        print("\nequivalent (not scored):")
+        for name, reason in sorted(equivalents.items()):
+            print(f"  {name}: {reason}")
     return ok
 
 
@@ -225,6 +293,9 @@ def full(args: argparse.Namespace) -> int:
     scores = _score(statuses, groups)
     ok = _report(scores, args.threshold, ROOT, args.diffs)
     summary = {s.group: {"killed": s.caught, "tested": s.tested, "score": round(s.percent, 1),
+                         "timeouts": sum(1 for v in s.statuses.values() if v == "timeout"),
+                         "equivalent": sorted(n for n, v in s.statuses.items()
+                                              if v == "equivalent"),
                          "survivors": s.survivors()} for s in scores}
     (ROOT / "mutants" / "cronkit-summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{elapsed:.0f} s; summary in mutants/cronkit-summary.json")

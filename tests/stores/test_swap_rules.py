@@ -57,6 +57,9 @@ def test_a_duplicate_insert_names_the_field_that_clashed(store: JobStore) -> Non
     with pytest.raises(DuplicateJobError) as by_id:
         store.insert(make_job("cccccccccccc"))
     assert (by_id.value.field, by_id.value.value) == ("id", "cccccccccccc")
+    with pytest.raises(DuplicateJobError) as by_id_with_key:
+        store.insert(make_job("cccccccccccc", key="other"))
+    assert (by_id_with_key.value.field, by_id_with_key.value.value) == ("id", "cccccccccccc")
     with pytest.raises(DuplicateJobError) as by_key:
         store.insert(make_job("dddddddddddd", key="nightly"))
     assert (by_key.value.field, by_key.value.value) == ("key", "nightly")
@@ -74,7 +77,8 @@ def test_insert_many_raises_on_a_duplicate_and_keeps_the_stored_job(store: JobSt
                                                                     clash: str) -> None:
     taken = make_job("000000000001", key="taken")
     first = store.insert(taken)
-    dup = make_job("000000000001") if clash == "id" else make_job("000000000003", key="taken")
+    dup = make_job("000000000001", key="free") if clash == "id" else make_job(
+        "000000000003", key="taken")
     with pytest.raises(DuplicateJobError) as info:
         store.insert_many([dup])
     assert info.value.field == clash
