@@ -383,6 +383,7 @@ def test_period_is_the_interval_or_the_gap_between_the_next_two_cron_fires() -> 
     assert period_seconds(once(T0)) is None
     assert period_seconds(cron("0 */3 * * *"), now=T0) == 3 * 3600.0
     assert period_seconds(cron("0 9 * * 1"), now=T0) == 7 * 86400.0
+    assert period_seconds(cron("0 9 * * *"), now=T0, tz="Asia/Tokyo") == 86400.0
     # 21:00 EST, then 00:00 EST and 03:00 EDT: a 2 h gap in New York, 3 h in UTC
     spring = datetime(2026, 3, 8, 2, 0, tzinfo=UTC)
     assert period_seconds(cron("0 */3 * * *"), now=spring, tz="America/New_York") == 7200.0

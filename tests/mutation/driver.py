@@ -88,7 +88,7 @@ class Equivalent:
     same_but_case: bool = False  # the two lines differ only in letter case
 
 
-_SQL = r"\b(?i:select|update|insert|delete)\b"
+_SQL = r"\b(?i:select|update|insert|delete|where|returning|values|from|set)\b"
 EQUIVALENTS = (
     Equivalent("cron.stores.*", _SQL, _SQL,
                "SQL keywords and unquoted identifiers are case-insensitive (SQLite, PostgreSQL)",
@@ -96,10 +96,14 @@ EQUIVALENTS = (
     Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap*", r'_Write\("swap"',
                r'_Write\((None|"SWAP"|"XXswapXX")',
                "_write_batch applies every op but insert and delete as a swap"),
-    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap__*",
-               r"return result if isinstance\(result, Stored\) else None",
-               r"return result if \(isinstance\(result, Stored\)\) or True else None",
+    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
+               r"if isinstance\((r\.)?result, Stored\) else None",
+               r"if \(isinstance\((r\.)?result, Stored\)\) or True else None",
                "a swap's result is a Stored or None, so the guard returns it either way"),
+    Equivalent("cron.claim.x__zone__*", r"return tz if isinstance\(tz, str\) and tz else None",
+               r"return tz if \(isinstance\(tz, str\) and tz\) or True else None",
+               "parse_schedule stores tz only as a non-empty zone name, and resolve_zone('') "
+               "is the configured zone, as for None"),
 )
 
 
