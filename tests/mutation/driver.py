@@ -282,7 +282,8 @@ def full(args: argparse.Namespace) -> int:
         # Re-run only the mutants a previous run left with this status (e.g. "timeout"
         # after raising timeout_constant); the report still covers the whole selection.
         known = _score(_results(ROOT), groups)
-        names = [n for sc in known for n, st in sc.statuses.items() if st == args.rerun
+        wanted = set(args.rerun.split(","))
+        names = [n for sc in known for n, st in sc.statuses.items() if st in wanted
                  and (not args.sample or n in set(selected))]
         if not names:
             print(f"no mutant has status {args.rerun!r}")
@@ -361,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only this many mutants per group (0: all)")
     p_full.add_argument("--seed", type=int, default=GUARD_SEED, help="seed of --sample")
     p_full.add_argument("--rerun", metavar="STATUS",
-                        help="only re-run mutants a previous run left with STATUS")
+                        help="only re-run mutants a previous run left with STATUS (a,b: any)")
     p_guard = sub.add_parser("guard", parents=[common], help="the sampled CI guard")
     p_guard.add_argument("--seed", type=int, default=GUARD_SEED)
     p_guard.add_argument("--sample", type=int, default=GUARD_SAMPLE)
