@@ -268,6 +268,9 @@ class JsonJobStore(JobStore):
         return result if isinstance(result, Stored) else None
 
     def swap_many(self, swaps: Sequence[Swap]) -> list[Stored | None]:
+        for s in swaps:
+            if s.new.get("id") != s.job_id:  # as swap(): never store a job under another id
+                raise ValueError(f"swap of job {s.job_id!r} got a job with id {s.new.get('id')!r}")
         # One file write for the batch; the rows follow it (a separate file: the ledger).
         reqs = [_Write("swap", s.job_id, s.rev, s.new) for s in swaps]
         if not reqs:
