@@ -33,28 +33,47 @@ def _ledger_rows(job_ids: list[str], start: float, slots: int) -> None:
         conn.execute("PRAGMA synchronous=OFF")
         conn.executemany(
             "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)",
-            [(jid, "create", iso(start), json.dumps({"kind": "interval", "seconds": 60,
-                                                      "display": "every 1m"}),
-              json.dumps({"state": "scheduled", "next_run_at": iso(start + STEP)}))
-             for jid in job_ids],
+            [
+                (
+                    jid,
+                    "create",
+                    iso(start),
+                    json.dumps({"kind": "interval", "seconds": 60, "display": "every 1m"}),
+                    json.dumps({"state": "scheduled", "next_run_at": iso(start + STEP)}),
+                )
+                for jid in job_ids
+            ],
         )
 
         def rows() -> object:
             for jid in job_ids:
                 for k in range(1, slots + 1):
                     slot = start + k * STEP
-                    yield (f"{jid}{k:08x}", jid, iso(slot), iso(slot + 0.004),
-                           iso(slot + 0.005), iso(slot + 0.05), "ok", "tick")
+                    yield (
+                        f"{jid}{k:08x}",
+                        jid,
+                        iso(slot),
+                        iso(slot + 0.004),
+                        iso(slot + 0.005),
+                        iso(slot + 0.05),
+                        "ok",
+                        "tick",
+                    )
 
         conn.executemany(
             "INSERT INTO executions (id, job_id, scheduled_at, claimed_at, started_at, "
-            "finished_at, status, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows())  # type: ignore[arg-type]
+            "finished_at, status, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows(),
+        )  # type: ignore[arg-type]
         # Plant one lost slot and one double on the first job.
         first = job_ids[0]
         conn.execute("DELETE FROM executions WHERE id = ?", (f"{first}{2:08x}",))
-        conn.execute("INSERT INTO executions (id, job_id, scheduled_at, claimed_at, status) "
-                     "SELECT id || 'dup', job_id, scheduled_at, claimed_at, status "
-                     "FROM executions WHERE id = ?", (f"{first}{3:08x}",))
+        conn.execute(
+            "INSERT INTO executions (id, job_id, scheduled_at, claimed_at, status) "
+            "SELECT id || 'dup', job_id, scheduled_at, claimed_at, status "
+            "FROM executions WHERE id = ?",
+            (f"{first}{3:08x}",),
+        )
         conn.commit()
     finally:
         conn.close()
@@ -88,15 +107,17 @@ def main() -> None:
         found = (len(report.lost), len(report.double))
         if totals["owed"] != args.jobs * slots or found != (1, 1):
             raise SystemExit(f"audit found {found} (owed {totals['owed']}), expected (1, 1)")
-        emit({
-            "jobs": args.jobs,
-            "slots": totals["owed"],
-            "build_s": build_s,
-            "verify_s": sorted(samples)[len(samples) // 2],
-            "verify_s_all": samples,
-            "lost": found[0],
-            "double": found[1],
-        })
+        emit(
+            {
+                "jobs": args.jobs,
+                "slots": totals["owed"],
+                "build_s": build_s,
+                "verify_s": sorted(samples)[len(samples) // 2],
+                "verify_s_all": samples,
+                "lost": found[0],
+                "double": found[1],
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -62,16 +62,23 @@ def run(url: str, nodes: int, jobs: int, duration: float) -> dict[str, Any]:
         use_home(homes[0])
         start = math.ceil(time.time() + SETTLE)
         step = duration / jobs
-        build_jobs([("every 1h", start + i * step) for i in range(jobs)],
-                   {"kind": "python", "target": "bench.cluster:record"})
+        build_jobs(
+            [("every 1h", start + i * step) for i in range(jobs)],
+            {"kind": "python", "target": "bench.cluster:record"},
+        )
         procs = []
         for home in homes:
             home.mkdir(parents=True, exist_ok=True)
             env = child_env(home, CRONKIT_STORE=url, **{SAMPLES_ENV: str(samples)})
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "cron", "gateway", "--no-webhook"], cwd=ROOT, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cron", "gateway", "--no-webhook"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         try:
             deadline = start + duration + DRAIN
             while time.time() < deadline and len(_read(samples)) < jobs:
@@ -89,8 +96,11 @@ def run(url: str, nodes: int, jobs: int, duration: float) -> dict[str, Any]:
     per_slot = Counter((job_id, round(slot, 3)) for _, slot, job_id, _ in got)
     lateness_ms = [(s - slot) * 1000 for s, slot, _, _ in got]
     return {
-        "nodes": nodes, "jobs": jobs, "duration": duration,
-        "fired": len(per_slot), "doubles": sum(1 for n in per_slot.values() if n > 1),
+        "nodes": nodes,
+        "jobs": jobs,
+        "duration": duration,
+        "fired": len(per_slot),
+        "doubles": sum(1 for n in per_slot.values() if n > 1),
         "missing": jobs - len(per_slot),
         "per_node": sorted(Counter(pid for *_, pid in got).values(), reverse=True),
         "lateness_ms": summarize(lateness_ms),
@@ -99,8 +109,11 @@ def run(url: str, nodes: int, jobs: int, duration: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--url", default=os.environ.get("CRONKIT_STORE", ""),
-                    help="the shared PostgreSQL database (default: $CRONKIT_STORE)")
+    ap.add_argument(
+        "--url",
+        default=os.environ.get("CRONKIT_STORE", ""),
+        help="the shared PostgreSQL database (default: $CRONKIT_STORE)",
+    )
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=300)
     ap.add_argument("--duration", type=float, default=60.0)

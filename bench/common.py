@@ -222,15 +222,18 @@ def run_child(module: str, args: Sequence[str], *, timeout: float) -> dict[str, 
     """Run ``python -m module args`` in a fresh interpreter; its last stdout line is JSON."""
     cmd = [sys.executable, "-m", module, *args]
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout,
+        cmd,
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or "").strip().splitlines()[-15:]
-        raise RuntimeError(
-            f"{' '.join(cmd[2:])} exited {proc.returncode}: " + " | ".join(tail)
-        )
+        raise RuntimeError(f"{' '.join(cmd[2:])} exited {proc.returncode}: " + " | ".join(tail))
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 

@@ -55,8 +55,13 @@ def expected_samples(scenario: str, duration: float, jobs: int) -> int:
     return int(duration) if scenario == "a" else jobs
 
 
-def _collect(samples: list[tuple[float, float, str]], start: float, scenario: str,
-             duration: float, expected: int) -> list[tuple[float, float, str]]:
+def _collect(
+    samples: list[tuple[float, float, str]],
+    start: float,
+    scenario: str,
+    duration: float,
+    expected: int,
+) -> list[tuple[float, float, str]]:
     """Samples whose slot lies inside the measured window (scenario a keeps running)."""
     end = start + (duration if scenario == "a" else duration + 1)
     kept = [s for s in samples if start - 1e-6 <= s[1] < end - 1e-6]
@@ -148,13 +153,20 @@ def run_apscheduler(scenario: str, duration: float, jobs: int) -> dict[str, Any]
     return _result("apscheduler", scenario, duration, jobs, list(samples), start, expected)
 
 
-def _result(impl: str, scenario: str, duration: float, jobs: int,
-            samples: list[tuple[float, float, str]], start: float,
-            expected: int) -> dict[str, Any]:
+def _result(
+    impl: str,
+    scenario: str,
+    duration: float,
+    jobs: int,
+    samples: list[tuple[float, float, str]],
+    start: float,
+    expected: int,
+) -> dict[str, Any]:
     window = _collect(samples, start, scenario, duration, expected)
     lateness_ms = [(s - slot) * 1000.0 for s, slot, _ in window]
-    dupes = sum(n - 1 for n in Counter((j, round(slot, 3)) for _, slot, j in window).values()
-                if n > 1)
+    dupes = sum(
+        n - 1 for n in Counter((j, round(slot, 3)) for _, slot, j in window).values() if n > 1
+    )
     summary = summarize(lateness_ms)
     return {
         "impl": impl,

@@ -34,15 +34,22 @@ PG_BENCHES = frozenset({"lateness", "idle", "claim", "contention", "cluster"})
 """What runs on ``--stores postgres`` (the issue's PostgreSQL targets); ``cluster`` runs only
 there (several gateways need a shared database)."""
 
-PG_NOTE = ("postgres: a throwaway loopback server (cron.testing.postgres) run with fsync=off, "
-           "synchronous_commit=off, full_page_writes=off; the store itself never changes a "
-           "database's durability settings")
+PG_NOTE = (
+    "postgres: a throwaway loopback server (cron.testing.postgres) run with fsync=off, "
+    "synchronous_commit=off, full_page_writes=off; the store itself never changes a "
+    "database's durability settings"
+)
 
 FULL: dict[str, Any] = {
     "lateness": {"duration": 60.0, "b_jobs": 1000, "c_jobs": 200, "reps_ab": 2, "reps_c": 5},
     "idle": {"sizes": [100, 1000, 10000, 100000], "reps": 3, "ticks": 300},
-    "claim": {"sizes": [100, 1000, 10000], "sizes_sqlite": [1000, 100000], "reps": 3,
-              "singles": 30, "batches": 5},
+    "claim": {
+        "sizes": [100, 1000, 10000],
+        "sizes_sqlite": [1000, 100000],
+        "reps": 3,
+        "singles": 30,
+        "batches": 5,
+    },
     "contention": {"jobs": 1000, "procs": 4, "reps": 3},
     "webhook": {"jobs": 1000, "concurrency": 16, "reps": 2},
     "memory": {"sizes": [100, 10000], "reps": 3, "settle": 3.0},
@@ -52,8 +59,13 @@ FULL: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     "lateness": {"duration": 6.0, "b_jobs": 200, "c_jobs": 200, "reps_ab": 1, "reps_c": 1},
     "idle": {"sizes": [100, 1000, 10000], "reps": 1, "ticks": 100},
-    "claim": {"sizes": [100, 1000], "sizes_sqlite": [1000, 10000], "reps": 1, "singles": 10,
-              "batches": 2},
+    "claim": {
+        "sizes": [100, 1000],
+        "sizes_sqlite": [1000, 10000],
+        "reps": 1,
+        "singles": 10,
+        "batches": 2,
+    },
     "contention": {"jobs": 200, "procs": 4, "reps": 1},
     "webhook": {"jobs": 200, "concurrency": 16, "reps": 1},
     "memory": {"sizes": [100, 1000], "reps": 1, "settle": 2.0},
@@ -128,9 +140,11 @@ def bench_lateness(cfg: dict[str, Any]) -> dict[str, Any]:
             order = ("cronkit", "apscheduler") if rep % 2 == 0 else ("apscheduler", "cronkit")
             for impl in order:
                 _log(f"lateness {scenario} {impl} rep {rep + 1}/{reps}")
-                runs[impl].append(_child(
-                    "bench.lateness", ["--impl", impl, "--scenario", scenario, *args], timeout
-                ))
+                runs[impl].append(
+                    _child(
+                        "bench.lateness", ["--impl", impl, "--scenario", scenario, *args], timeout
+                    )
+                )
         med: dict[str, Any] = {}
         for impl, rs in runs.items():
             med[impl] = {
@@ -161,8 +175,11 @@ def bench_idle(cfg: dict[str, Any]) -> dict[str, Any]:
         runs = []
         for rep in range(cfg["reps"]):
             _log(f"idle N={n} rep {rep + 1}/{cfg['reps']}")
-            runs.append(_child("bench.store_cost",
-                               ["idle", "--jobs", str(n), "--reps", str(cfg["ticks"])], 900))
+            runs.append(
+                _child(
+                    "bench.store_cost", ["idle", "--jobs", str(n), "--reps", str(cfg["ticks"])], 900
+                )
+            )
         out[str(n)] = {
             "runs": runs,
             "median": {
@@ -189,10 +206,21 @@ def bench_claim(cfg: dict[str, Any]) -> dict[str, Any]:
         runs = []
         for rep in range(cfg["reps"]):
             _log(f"claim N={n} rep {rep + 1}/{cfg['reps']}")
-            runs.append(_child("bench.store_cost", [
-                "claim", "--jobs", str(n), "--singles", str(cfg["singles"]),
-                "--batches", str(cfg["batches"]),
-            ], 1800))
+            runs.append(
+                _child(
+                    "bench.store_cost",
+                    [
+                        "claim",
+                        "--jobs",
+                        str(n),
+                        "--singles",
+                        str(cfg["singles"]),
+                        "--batches",
+                        str(cfg["batches"]),
+                    ],
+                    1800,
+                )
+            )
         single = _med([r["single_ms"]["p50"] for r in runs])
         batch = _med([r["batch_ms"]["p50"] for r in runs])
         out[str(n)] = {
@@ -204,8 +232,9 @@ def bench_claim(cfg: dict[str, Any]) -> dict[str, Any]:
                 "batch_ms_p50": batch,
                 "batch_ledger_ms_p50": _med([r["batch_ledger_ms"]["p50"] for r in runs]),
                 "batch_over_single": _med([r["batch_over_single"] for r in runs]),
-                "batch_won_all": all(all(w == r["batch_size"] for w in r["batch_won"])
-                                     for r in runs),
+                "batch_won_all": all(
+                    all(w == r["batch_size"] for w in r["batch_won"]) for r in runs
+                ),
             },
         }
     return out
@@ -215,9 +244,13 @@ def bench_contention(cfg: dict[str, Any]) -> dict[str, Any]:
     runs = []
     for rep in range(cfg["reps"]):
         _log(f"contention N={cfg['jobs']} x{cfg['procs']} rep {rep + 1}/{cfg['reps']}")
-        runs.append(_child("bench.store_cost", [
-            "contend", "--jobs", str(cfg["jobs"]), "--procs", str(cfg["procs"])
-        ], 1800))
+        runs.append(
+            _child(
+                "bench.store_cost",
+                ["contend", "--jobs", str(cfg["jobs"]), "--procs", str(cfg["procs"])],
+                1800,
+            )
+        )
     return {
         "runs": runs,
         "median": {
@@ -245,13 +278,27 @@ def bench_webhook(cfg: dict[str, Any]) -> dict[str, Any]:
     runs, ceilings = [], []
     for rep in range(cfg["reps"]):
         _log(f"webhook N={cfg['jobs']} rep {rep + 1}/{cfg['reps']}")
-        runs.append(_child("bench.webhook_load", [
-            "fire", "--jobs", str(cfg["jobs"]), "--concurrency", str(cfg["concurrency"])
-        ], 900))
+        runs.append(
+            _child(
+                "bench.webhook_load",
+                ["fire", "--jobs", str(cfg["jobs"]), "--concurrency", str(cfg["concurrency"])],
+                900,
+            )
+        )
         # The ceiling right after, under the same machine load: a bare Starlette endpoint.
-        ceilings.append(_child("bench.webhook_load", [
-            "ceiling", "--jobs", str(2 * cfg["jobs"]), "--concurrency", str(cfg["concurrency"])
-        ], 900))
+        ceilings.append(
+            _child(
+                "bench.webhook_load",
+                [
+                    "ceiling",
+                    "--jobs",
+                    str(2 * cfg["jobs"]),
+                    "--concurrency",
+                    str(cfg["concurrency"]),
+                ],
+                900,
+            )
+        )
     accepted = _med([r["accepted_per_s"] for r in runs])
     ceiling = _med([c["accepted_per_s"] for c in ceilings])
     return {
@@ -266,8 +313,9 @@ def bench_webhook(cfg: dict[str, Any]) -> dict[str, Any]:
             "duplicate_runs": sum(r["duplicate_runs"] for r in runs),
             "duplicate_accepted": sum(r["duplicate_accepted"] for r in runs),
             "accepted_min": min(r["accepted"] for r in runs),
-            "server_errors": sum(v for r in runs for k, v in r["statuses"].items()
-                                 if k.startswith("5") or k == "-1"),
+            "server_errors": sum(
+                v for r in runs for k, v in r["statuses"].items() if k.startswith("5") or k == "-1"
+            ),
         },
     }
 
@@ -281,8 +329,13 @@ def bench_memory(cfg: dict[str, Any]) -> dict[str, Any]:
         runs = []
         for rep in range(cfg["reps"]):
             _log(f"memory N={n} rep {rep + 1}/{cfg['reps']}")
-            runs.append(_child("bench.webhook_load",
-                               ["memory", "--jobs", str(n), "--settle", str(cfg["settle"])], 300))
+            runs.append(
+                _child(
+                    "bench.webhook_load",
+                    ["memory", "--jobs", str(n), "--settle", str(cfg["settle"])],
+                    300,
+                )
+            )
         out[str(n)] = {
             "runs": runs,
             "median": {
@@ -295,20 +348,40 @@ def bench_memory(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def bench_audit(cfg: dict[str, Any]) -> dict[str, Any]:
     _log(f"audit N={cfg['jobs']} x {cfg['hours']} h of every 1m")
-    run = _child("bench.audit_cost", ["--jobs", str(cfg["jobs"]), "--hours", str(cfg["hours"]),
-                                      "--reps", str(cfg["reps"])], 1800)
-    return {"runs": [run], "median": {"verify_s": run["verify_s"], "slots": run["slots"],
-                                      "lost": run["lost"], "double": run["double"]}}
+    run = _child(
+        "bench.audit_cost",
+        ["--jobs", str(cfg["jobs"]), "--hours", str(cfg["hours"]), "--reps", str(cfg["reps"])],
+        1800,
+    )
+    return {
+        "runs": [run],
+        "median": {
+            "verify_s": run["verify_s"],
+            "slots": run["slots"],
+            "lost": run["lost"],
+            "double": run["double"],
+        },
+    }
 
 
 def bench_cluster(cfg: dict[str, Any]) -> dict[str, Any]:
     runs = []
     for rep in range(cfg["reps"]):
         _log(f"cluster {cfg['nodes']} nodes, {cfg['jobs']} jobs rep {rep + 1}/{cfg['reps']}")
-        runs.append(_child("bench.cluster", [
-            "--nodes", str(cfg["nodes"]),
-            "--jobs", str(cfg["jobs"]), "--duration", str(cfg["duration"]),
-        ], 900))
+        runs.append(
+            _child(
+                "bench.cluster",
+                [
+                    "--nodes",
+                    str(cfg["nodes"]),
+                    "--jobs",
+                    str(cfg["jobs"]),
+                    "--duration",
+                    str(cfg["duration"]),
+                ],
+                900,
+            )
+        )
     return {
         "runs": runs,
         "median": {
@@ -317,7 +390,8 @@ def bench_cluster(cfg: dict[str, Any]) -> dict[str, Any]:
             "max": _med([r["lateness_ms"].get("max") for r in runs]),
             "doubles": sum(r["doubles"] for r in runs),
             "missing": sum(r["missing"] for r in runs),
-            "jobs": cfg["jobs"], "nodes": cfg["nodes"],
+            "jobs": cfg["jobs"],
+            "nodes": cfg["nodes"],
         },
     }
 
@@ -358,8 +432,9 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(name: str, target: str, measured: str, ok: bool | None, aps: str = "") -> None:
-        rows.append({"name": name, "target": target, "cronkit": measured, "apscheduler": aps,
-                     "met": ok})
+        rows.append(
+            {"name": name, "target": target, "cronkit": measured, "apscheduler": aps, "met": ok}
+        )
 
     lat = res.get("lateness")
     if lat and "error" not in lat:
@@ -372,26 +447,42 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
             if pg:  # the PostgreSQL target is the cluster's (below); shown for comparison
                 ok, want = None, ""
             elif sq:
-                ok = (ck["p99"] is not None and ck["p99"] <= 5.0 and ap["p50"] is not None
-                      and ck["p50"] <= 3 * ap["p50"] and ck["fired_min"] == ck["expected"])
+                ok = (
+                    ck["p99"] is not None
+                    and ck["p99"] <= 5.0
+                    and ap["p50"] is not None
+                    and ck["p50"] <= 3 * ap["p50"]
+                    and ck["fired_min"] == ck["expected"]
+                )
                 want = "p99 <= 5 ms, p50 <= 3 x APScheduler p50"
             else:
-                ok = (ck["p99"] is not None and ck["p99"] <= 5.0 and ap["p99"] is not None
-                      and ck["p99"] <= ap["p99"] and ck["fired_min"] == ck["expected"])
+                ok = (
+                    ck["p99"] is not None
+                    and ck["p99"] <= 5.0
+                    and ap["p99"] is not None
+                    and ck["p99"] <= ap["p99"]
+                    and ck["fired_min"] == ck["expected"]
+                )
                 want = "p99 <= 5 ms and <= APScheduler p99"
-            add(f"lateness {labels[sc]} (n={ck['expected']}) p50 / p99 / max", want,
-                f"{_f(ck['p50'])} / {_f(ck['p99'])} / {_f(ck['max'])}", ok,
-                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}")
+            add(
+                f"lateness {labels[sc]} (n={ck['expected']}) p50 / p99 / max",
+                want,
+                f"{_f(ck['p50'])} / {_f(ck['p99'])} / {_f(ck['max'])}",
+                ok,
+                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}",
+            )
         if "c" in lat:
             m = lat["c"]["median"]
             ck, ap = m["cronkit"], m["apscheduler"]
             ok = ck["worst_max"] <= 100.0 and ck["fired_min"] == ck["expected"]
-            add(f"lateness (c) {ck['expected']} jobs due the same second p50 / p99 / max",
+            add(
+                f"lateness (c) {ck['expected']} jobs due the same second p50 / p99 / max",
                 "" if pg else f"all {ck['expected']} started <= 100 ms after the slot",
                 f"{_f(ck['p50'])} / {_f(ck['p99'])} / {_f(ck['max'])} "
                 f"(worst run {_f(ck['worst_max'])}, {ck['within_100ms_min']} within 100 ms)",
                 None if pg else ok,
-                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}")
+                f"{_f(ap['p50'])} / {_f(ap['p99'])} / {_f(ap['max'])}",
+            )
     idle = res.get("idle")
     if idle and "error" not in idle:
         for n, v in idle.items():
@@ -405,14 +496,21 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
             else:
                 target = "<= 0.07 ms (round 1)" if n == "10000" else ""
                 ok = (m["tick_ms_p50"] <= 0.07) if n == "10000" else None
-            add(f"idle tick, N={int(n):,} (p50; parses of jobs.json: "
-                f"{m['parses_during_idle_ticks']})", target,
+            add(
+                f"idle tick, N={int(n):,} (p50; parses of jobs.json: "
+                f"{m['parses_during_idle_ticks']})",
+                target,
                 f"{_f(m['tick_ms_p50'], digits=3)} (whole ticker iteration incl. heartbeat "
-                f"files {_f(m['iteration_ms_p50'], digits=3)})", ok)
+                f"files {_f(m['iteration_ms_p50'], digits=3)})",
+                ok,
+            )
         r = idle["ratio"]
-        add(f"idle tick ratio N={int(r['sizes'][0]):,} / N={int(r['sizes'][1]):,}", "<= 2",
+        add(
+            f"idle tick ratio N={int(r['sizes'][0]):,} / N={int(r['sizes'][1]):,}",
+            "<= 2",
             _f(r["tick_p50_ratio"], "x"),
-            (r["tick_p50_ratio"] <= 2.0) if r["tick_p50_ratio"] is not None else None)
+            (r["tick_p50_ratio"] <= 2.0) if r["tick_p50_ratio"] is not None else None,
+        )
     claim = res.get("claim")
     if claim and "error" not in claim:
         for n, v in claim.items():
@@ -426,39 +524,53 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
                 want = "<= 2.3 ms (round 1)" if n == "1000" else ""
                 ok = (m["single_ms_p50"] <= 2.3) if want else None
                 ledger = _f(m["single_ledger_ms_p50"])
-            add(f"single claim, N={int(n):,} (p50; of which ledger)", want,
-                f"{_f(m['single_ms_p50'])} ({ledger})", ok)
-            add(f"batch claim of 100, N={int(n):,} (p50; of which ledger) / ratio to single",
+            add(
+                f"single claim, N={int(n):,} (p50; of which ledger)",
+                want,
+                f"{_f(m['single_ms_p50'])} ({ledger})",
+                ok,
+            )
+            add(
+                f"batch claim of 100, N={int(n):,} (p50; of which ledger) / ratio to single",
                 "<= 3x single",
                 f"{_f(m['batch_ms_p50'])} ({_f(m['batch_ledger_ms_p50'])}) / "
                 f"{_f(m['batch_over_single'], 'x')}",
-                m["batch_over_single"] <= 3.0 if m["batch_over_single"] is not None else None)
+                m["batch_over_single"] <= 3.0 if m["batch_over_single"] is not None else None,
+            )
         sizes = [n for n in claim if n.isdigit()]
         if sq and len(sizes) >= 2:
             lo, hi = claim[sizes[0]]["median"], claim[sizes[-1]]["median"]
             ratio = hi["single_ms_p50"] / lo["single_ms_p50"] if lo["single_ms_p50"] else None
-            add(f"single claim ratio N={int(sizes[-1]):,} / N={int(sizes[0]):,}", "<= 1.5",
-                _f(ratio, "x"), ratio <= 1.5 if ratio is not None else None)
+            add(
+                f"single claim ratio N={int(sizes[-1]):,} / N={int(sizes[0]):,}",
+                "<= 1.5",
+                _f(ratio, "x"),
+                ratio <= 1.5 if ratio is not None else None,
+            )
     con = res.get("contention")
     if con and "error" not in con:
         m = con["median"]
         n = con["runs"][0]["jobs"]
         procs = con["runs"][0]["procs"]
         floor = 2000 if pg else 1500 if sq else 0
-        add(f"claims/s, {procs} contending processes, N={n:,}",
+        add(
+            f"claims/s, {procs} contending processes, N={n:,}",
             f">= {floor:,}/s, 0 double claims" if floor else "0 double claims",
             f"{_f(m['claims_per_s'], '/s', 0)} (attempts {_f(m['attempts_per_s'], '/s', 0)}), "
             f"{m['double_claims']} double claims",
-            m["double_claims"] == 0 and (m["claims_per_s"] or 0) >= floor)
+            m["double_claims"] == 0 and (m["claims_per_s"] or 0) >= floor,
+        )
     clu = res.get("cluster")
     if clu and "error" not in clu:
         m = clu["median"]
-        add(f"{m['nodes']}-node cluster firing lateness, {m['jobs']} jobs over a minute "
-            "p50 / p99 / max", "p99 <= 20 ms, 0 doubles, 0 missed",
+        add(
+            f"{m['nodes']}-node cluster firing lateness, {m['jobs']} jobs over a minute "
+            "p50 / p99 / max",
+            "p99 <= 20 ms, 0 doubles, 0 missed",
             f"{_f(m['p50'])} / {_f(m['p99'])} / {_f(m['max'])}; {m['doubles']} doubles, "
             f"{m['missing']} missed",
-            m["p99"] is not None and m["p99"] <= 20.0 and m["doubles"] == 0
-            and m["missing"] == 0)
+            m["p99"] is not None and m["p99"] <= 20.0 and m["doubles"] == 0 and m["missing"] == 0,
+        )
     wh = res.get("webhook")
     if wh and "pending" in wh:
         add("webhook accepted fires/s", ">= 300/s, 0 duplicate runs", wh["pending"], None)
@@ -466,17 +578,24 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
         m = wh["median"]
         n = wh["runs"][0]["jobs"]
         floor = 600 if sq else 300
-        ok = (m["accepted_per_s"] >= floor and m["duplicate_runs"] == 0
-              and m["duplicate_accepted"] == 0 and m["server_errors"] == 0)
+        ok = (
+            m["accepted_per_s"] >= floor
+            and m["duplicate_runs"] == 0
+            and m["duplicate_accepted"] == 0
+            and m["server_errors"] == 0
+        )
         ceiling = m.get("ceiling_per_s")
         ratio = m.get("ratio_to_ceiling")
-        add(f"webhook signed fires accepted/s, N={n:,} (request p50 / p99)",
+        add(
+            f"webhook signed fires accepted/s, N={n:,} (request p50 / p99)",
             f">= {floor}/s, 0 duplicate runs",
             f"{_f(m['accepted_per_s'], '/s', 0)} = {_f(ratio, 'x')} of a bare Starlette "
             f"endpoint's {_f(ceiling, '/s', 0)} ({_f(m['latency_ms_p50'], 'ms', 0)} / "
             f"{_f(m['latency_ms_p99'], 'ms', 0)}), {m['duplicate_runs']} duplicate runs, "
             f"{m['duplicate_accepted']} duplicates accepted, "
-            f"{m['server_errors']} 5xx/transport errors of {n * len(wh['runs'])} fires", ok)
+            f"{m['server_errors']} 5xx/transport errors of {n * len(wh['runs'])} fires",
+            ok,
+        )
     mem = res.get("memory")
     if mem and "pending" in mem:
         add("gateway RSS", "<= 80 MB at 10,000 jobs", mem["pending"], None)
@@ -484,16 +603,22 @@ def targets(res: dict[str, Any], store: str = "json") -> list[dict[str, Any]]:
         for n, v in mem.items():
             m = v["median"]
             ok = (m["rss_mb"] <= 80.0) if n == "10000" else None
-            add(f"gateway RSS, N={int(n):,} (peak)", "<= 80 MB" if n == "10000" else "",
-                f"{_f(m['rss_mb'], 'MB', 1)} ({_f(m['peak_rss_mb'], 'MB', 1)})", ok)
+            add(
+                f"gateway RSS, N={int(n):,} (peak)",
+                "<= 80 MB" if n == "10000" else "",
+                f"{_f(m['rss_mb'], 'MB', 1)} ({_f(m['peak_rss_mb'], 'MB', 1)})",
+                ok,
+            )
     aud = res.get("audit")
     if aud and "error" not in aud:
         m = aud["median"]
         full = m["slots"] >= 1_440_000
-        add(f"audit (verify) of {m['slots']:,} every-1m slots (planted: 1 lost, 1 double)",
+        add(
+            f"audit (verify) of {m['slots']:,} every-1m slots (planted: 1 lost, 1 double)",
             "<= 10 s at 1.44 M slots" if full else "",
             f"{_f(m['verify_s'], 's')}; found {m['lost']} lost, {m['double']} double",
-            (m["verify_s"] <= 10.0 and (m["lost"], m["double"]) == (1, 1)) if full else None)
+            (m["verify_s"] <= 10.0 and (m["lost"], m["double"]) == (1, 1)) if full else None,
+        )
     for name, value in res.items():
         if isinstance(value, dict) and "error" in value:
             add(name, "", f"ERROR: {value['error'][:200]}", False)
@@ -506,8 +631,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['target']} | {r['cronkit']} | {r['apscheduler']} | "
-                     f"{_verdict(r['met'])} |")
+        lines.append(
+            f"| {r['name']} | {r['target']} | {r['cronkit']} | {r['apscheduler']} | "
+            f"{_verdict(r['met'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -517,13 +644,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(NAMES)}")
     ap.add_argument("--reps", type=int, default=None, help="override every repetition count")
     ap.add_argument("--out", type=Path, default=None, help="where to write the JSON report")
-    ap.add_argument("--stores", default="json,sqlite",
-                    help="comma-separated store backends to measure, one after the other in "
-                         "this run: json, sqlite, postgres (a throwaway server; runs "
-                         f"{', '.join(sorted(PG_BENCHES))}) (default: json,sqlite)")
-    ap.add_argument("--merge", action="store_true",
-                    help="keep the other benchmarks' results already in the report file "
-                         "(rerun one benchmark without redoing the rest)")
+    ap.add_argument(
+        "--stores",
+        default="json,sqlite",
+        help="comma-separated store backends to measure, one after the other in "
+        "this run: json, sqlite, postgres (a throwaway server; runs "
+        f"{', '.join(sorted(PG_BENCHES))}) (default: json,sqlite)",
+    )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' results already in the report file "
+        "(rerun one benchmark without redoing the rest)",
+    )
     args = ap.parse_args(argv)
 
     from bench.common import WORK, machine_info
@@ -538,8 +671,9 @@ def main(argv: list[str] | None = None) -> int:
             for key in ("reps", "reps_ab", "reps_c"):
                 if key in c:
                     c[key] = args.reps
-    out_path = args.out or (WORK / "results-quick.json" if args.quick else
-                            ROOT / "bench" / "results.json")
+    out_path = args.out or (
+        WORK / "results-quick.json" if args.quick else ROOT / "bench" / "results.json"
+    )
     WORK.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     started = time.time()
@@ -548,7 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in only:
         for store in stores:
             if (store == "postgres" and name not in PG_BENCHES) or (
-                    name == "cluster" and store != "postgres"):
+                name == "cluster" and store != "postgres"
+            ):
                 continue
             # Children inherit the variables: every process of this benchmark uses `store`
             # (on postgres, _child points CRONKIT_STORE at a fresh database per child).
@@ -566,8 +701,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("CRONKIT_BENCH_BACKEND", None)
     _Postgres.stop()
     machine["loadavg_end"] = list(os.getloadavg())
-    runs_log = [{"started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-                 "benchmarks": only, "machine": machine}]
+    runs_log = [
+        {
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "benchmarks": only,
+            "machine": machine,
+        }
+    ]
     if args.merge and out_path.exists():
         previous = json.loads(out_path.read_text())
         merged = {k: v for k, v in previous.get("results", {}).items() if k not in results}
@@ -577,9 +717,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg_prev.update({k: cfg[k] for k in only})
         cfg = {**cfg, **cfg_prev}
         only = list(results)
-        runs_log = previous.get("runs", [{"started_at": previous.get("started_at"),
-                                          "benchmarks": list(previous.get("results", {})),
-                                          "machine": previous.get("machine")}]) + runs_log
+        runs_log = (
+            previous.get(
+                "runs",
+                [
+                    {
+                        "started_at": previous.get("started_at"),
+                        "benchmarks": list(previous.get("results", {})),
+                        "machine": previous.get("machine"),
+                    }
+                ],
+            )
+            + runs_log
+        )
     rows = targets(results)
     for store in stores:
         if store != "json":
@@ -601,10 +751,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=1, sort_keys=False) + "\n")
-    print(f"cronkit benchmarks ({report['mode']}) - {machine['nproc']} CPU "
-          f"{machine['cpu_model']}, Python {machine['python']}, APScheduler "
-          f"{machine['apscheduler']}, load avg {machine['loadavg_start'][0]:.2f} -> "
-          f"{machine['loadavg_end'][0]:.2f}, {report['elapsed_s']:.0f} s\n")
+    print(
+        f"cronkit benchmarks ({report['mode']}) - {machine['nproc']} CPU "
+        f"{machine['cpu_model']}, Python {machine['python']}, APScheduler "
+        f"{machine['apscheduler']}, load avg {machine['loadavg_start'][0]:.2f} -> "
+        f"{machine['loadavg_end'][0]:.2f}, {report['elapsed_s']:.0f} s\n"
+    )
     print(md)
     if "postgres" in stores:
         print(f"\n{PG_NOTE}")

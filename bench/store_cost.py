@@ -245,8 +245,18 @@ def contend(n: int, procs: int) -> dict[str, Any]:
         children = []
         for p in range(procs):
             out = home / f"worker-{p}.json"
-            cmd = [sys.executable, "-m", "bench.store_cost", "contend-worker", "--out", str(out),
-                   "--start-at", repr(start_at), "--seed", "7"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.store_cost",
+                "contend-worker",
+                "--out",
+                str(out),
+                "--start-at",
+                repr(start_at),
+                "--seed",
+                "7",
+            ]
             children.append((out, subprocess.Popen(cmd, env=child_env(home))))
         for _, child in children:
             child.wait(timeout=600)

@@ -56,7 +56,9 @@ def gateway(home: Path) -> Any:
     log = (home / "gateway.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cron", "gateway", "--port", "0", "--host", "127.0.0.1"],
-        env=child_env(home), stdout=log, stderr=subprocess.STDOUT,
+        env=child_env(home),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         url = _wait_ready(home, proc)
@@ -129,8 +131,9 @@ def _signed(secret: str, job_id: str, slot: str, ts: int) -> tuple[bytes, dict[s
     return body, headers
 
 
-async def _send_all(url: str, requests: list[tuple[str, bytes, dict[str, str]]],
-                    concurrency: int) -> tuple[list[tuple[str, int]], list[float], float]:
+async def _send_all(
+    url: str, requests: list[tuple[str, bytes, dict[str, str]]], concurrency: int
+) -> tuple[list[tuple[str, int]], list[float], float]:
     """POST every request once, ``concurrency`` in flight; ``[(job_id, status)]`` (-1: error).
 
     A lean HTTP/1.1 keep-alive client (h11, the parser uvicorn itself uses, over
@@ -145,12 +148,19 @@ async def _send_all(url: str, requests: list[tuple[str, bytes, dict[str, str]]],
     latencies: list[float] = []
     queue = list(reversed(requests))
 
-    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       conn: h11.Connection, body: bytes, headers: dict[str, str]) -> int:
-        head = [("Host", f"{host}:{port}"), ("Content-Length", str(len(body))),
-                *headers.items()]
-        writer.write(conn.send(h11.Request(method="POST", target="/cron/fire", headers=head))
-                     + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+    async def exchange(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> int:
+        head = [("Host", f"{host}:{port}"), ("Content-Length", str(len(body))), *headers.items()]
+        writer.write(
+            conn.send(h11.Request(method="POST", target="/cron/fire", headers=head))
+            + conn.send(h11.Data(data=body))
+            + conn.send(h11.EndOfMessage())
+        )
         status = -1
         while True:
             event = conn.next_event()
@@ -259,8 +269,12 @@ def fire(n: int, concurrency: int) -> dict[str, Any]:
                 # Keep the gateway's log for a failed or partial pass.
                 log_copy = WORK / f"webhook-gateway-{int(time.time())}.log"
                 shutil.copy(home / "gateway.log", log_copy)
-    run_rows = {j: sum(c[s] for s in ("ok", "error", "timeout", "running", "claimed",
-                                      "interrupted", "unknown")) for j, c in runs.items()}
+    run_rows = {
+        j: sum(
+            c[s] for s in ("ok", "error", "timeout", "running", "claimed", "interrupted", "unknown")
+        )
+        for j, c in runs.items()
+    }
     duplicate_runs = sum(max(0, k - 1) for k in run_rows.values())
     status_totals: Counter[str] = Counter()
     for c in runs.values():
@@ -299,9 +313,22 @@ def ceiling(n: int, concurrency: int) -> dict[str, Any]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        env=child_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=child_env(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -314,8 +341,10 @@ def ceiling(n: int, concurrency: int) -> dict[str, Any]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the bare Starlette app did not start") from None
                 time.sleep(0.05)
-        reqs = [(f"{i:012x}", b'{"job_id": "x"}', {"Content-Type": "application/json"})
-                for i in range(n)]
+        reqs = [
+            (f"{i:012x}", b'{"job_id": "x"}', {"Content-Type": "application/json"})
+            for i in range(n)
+        ]
         sent, lat, elapsed = asyncio.run(_send_all(url, reqs, concurrency))
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -325,8 +354,13 @@ def ceiling(n: int, concurrency: int) -> dict[str, Any]:
             proc.kill()
             proc.wait(timeout=10)
     ok = sum(1 for _, code in sent if code == 202)
-    return {"requests": n, "accepted": ok, "elapsed_s": elapsed,
-            "accepted_per_s": ok / elapsed if elapsed else None, "latency_ms": summarize(lat)}
+    return {
+        "requests": n,
+        "accepted": ok,
+        "elapsed_s": elapsed,
+        "accepted_per_s": ok / elapsed if elapsed else None,
+        "latency_ms": summarize(lat),
+    }
 
 
 # -- memory ------------------------------------------------------------------------------
@@ -338,8 +372,11 @@ def memory(n: int, settle: float) -> dict[str, Any]:
     with temp_home("memory") as home:
         use_home(home)
         build_jobs([("*/5 * * * *", time.time() + 86400)] * n, ACTION_NOOP)
-        store_file = home / "cron" / ("cronkit.db" if os.environ.get("CRONKIT_STORE") == "sqlite"
-                                      else "jobs.json")
+        store_file = (
+            home
+            / "cron"
+            / ("cronkit.db" if os.environ.get("CRONKIT_STORE") == "sqlite" else "jobs.json")
+        )
         size = store_file.stat().st_size
         with gateway(home) as (proc, url):
             deadline = time.monotonic() + settle

@@ -35,15 +35,21 @@ def format_report(report: AuditReport, *, ok_mark: str = "✓", bad_mark: str = 
     t = report.totals()
     window = f"{to_iso(report.since)} .. {to_iso(report.until)}"
     if report.ok:
-        head = (f"{ok_mark} every slot accounted for exactly once: {t['owed']} slot"
-                f"{'s' if t['owed'] != 1 else ''} of {t['jobs']} job"
-                f"{'s' if t['jobs'] != 1 else ''} in {window}")
+        head = (
+            f"{ok_mark} every slot accounted for exactly once: {t['owed']} slot"
+            f"{'s' if t['owed'] != 1 else ''} of {t['jobs']} job"
+            f"{'s' if t['jobs'] != 1 else ''} in {window}"
+        )
     else:
-        head = (f"{bad_mark} {t['lost']} lost, {t['double']} double of {t['owed']} slots of "
-                f"{t['jobs']} jobs in {window}")
-    lines = [head,
-             f"  outcomes:    {_counts(t['outcomes'])}",
-             f"  passed over: {_counts(t['passed_over'])} (accounted by a later decision)"]
+        head = (
+            f"{bad_mark} {t['lost']} lost, {t['double']} double of {t['owed']} slots of "
+            f"{t['jobs']} jobs in {window}"
+        )
+    lines = [
+        head,
+        f"  outcomes:    {_counts(t['outcomes'])}",
+        f"  passed over: {_counts(t['passed_over'])} (accounted by a later decision)",
+    ]
     extra = {k: t[k] for k in ("pending", "superseded", "unverifiable", "unowed_rows")}
     if any(extra.values()):
         lines.append(f"  not owed:    {_counts(extra)}")
@@ -79,8 +85,9 @@ def note_ticker_start(*, now: float | None = None) -> None:
         if beat is None or t - beat <= stale_after(read_config()):
             return
         paths.cron_dir(create=True)
-        paths.atomic_write_text(paths.cron_dir() / GAP_FILE,
-                                json.dumps({"from": beat, "to": t}) + "\n", durable=False)
+        paths.atomic_write_text(
+            paths.cron_dir() / GAP_FILE, json.dumps({"from": beat, "to": t}) + "\n", durable=False
+        )
     except Exception:
         log.warning("could not record the ticker's downtime", exc_info=True)
 
@@ -112,9 +119,11 @@ def stall_impact(*, now: float, beat: float | None, limit: float) -> dict[str, A
             return None
         start, end = gap
     start = max(start, end - STALL_MEMORY.total_seconds())
-    report = verify(since=datetime.fromtimestamp(start, UTC),
-                    until=datetime.fromtimestamp(end, UTC),
-                    now=datetime.fromtimestamp(max(now, end), UTC))
+    report = verify(
+        since=datetime.fromtimestamp(start, UTC),
+        until=datetime.fromtimestamp(end, UTC),
+        now=datetime.fromtimestamp(max(now, end), UTC),
+    )
     t = report.totals()
     outcomes: dict[str, int] = t["outcomes"]
     passed: dict[str, int] = t["passed_over"]

@@ -64,11 +64,19 @@ def _read_events(conn: SqlConn, job_id: str | None) -> dict[str, list[JobEvent]]
         at_us = _parse_us(at)
         if at_us is None:
             continue
-        out.setdefault(jid, []).append(JobEvent(
-            jid, kind, at_us, json.loads(sched) if sched else None, d.get("state"),
-            _parse_us(d.get("next_run_at")), _parse_us(d.get("prev_next_run_at")), d.get("name"),
-            _parse_us(d.get("last_scheduled_at")),
-        ))
+        out.setdefault(jid, []).append(
+            JobEvent(
+                jid,
+                kind,
+                at_us,
+                json.loads(sched) if sched else None,
+                d.get("state"),
+                _parse_us(d.get("next_run_at")),
+                _parse_us(d.get("prev_next_run_at")),
+                d.get("name"),
+                _parse_us(d.get("last_scheduled_at")),
+            )
+        )
     return out
 
 
@@ -114,8 +122,10 @@ def _read_rows(
     when = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
     # A margin below ``since``: the text comparison is only a prefilter.
     cut = to_iso(_from_us(since) - timedelta(hours=1))
-    sql = (f"SELECT job_id, scheduled_at, {when}, status, {attempt} FROM executions "
-           f"WHERE (scheduled_at >= ? OR {when} >= ?)")
+    sql = (
+        f"SELECT job_id, scheduled_at, {when}, status, {attempt} FROM executions "
+        f"WHERE (scheduled_at >= ? OR {when} >= ?)"
+    )
     params: list[str] = [cut, cut]
     if job_id is not None:
         sql += " AND job_id = ?"
@@ -144,8 +154,9 @@ def _fill_rows(cursor: Iterable[tuple[Any, ...]], out: dict[str, _Rows]) -> None
         grp = rows.exact.get(slot)
         if grp is None:
             rows.exact[slot] = [entry]
-            rows.texts[slot] = (sched if len(sched) in (25, 32) and sched.endswith("+00:00")
-                                else _canonical(sched))
+            rows.texts[slot] = (
+                sched if len(sched) in (25, 32) and sched.endswith("+00:00") else _canonical(sched)
+            )
         else:
             grp.append(entry)
 
@@ -153,12 +164,17 @@ def _fill_rows(cursor: Iterable[tuple[Any, ...]], out: dict[str, _Rows]) -> None
 def _retention(conn: SqlConn, job_id: str | None) -> dict[str, tuple[int, str]]:
     from cron.ledger_sql import KEEP_PER_JOB
 
-    sql = ("SELECT job_id, COUNT(*), MIN(COALESCE(claimed_at, started_at, finished_at, "
-           "scheduled_at)) FROM executions")
+    sql = (
+        "SELECT job_id, COUNT(*), MIN(COALESCE(claimed_at, started_at, finished_at, "
+        "scheduled_at)) FROM executions"
+    )
     params: tuple[str, ...] = ()
     if job_id is not None:
         sql += " WHERE job_id = ?"
         params = (job_id,)
     sql += " GROUP BY job_id"
-    return {jid: (n, oldest) for jid, n, oldest in conn.execute(sql, params)
-            if n >= KEEP_PER_JOB and oldest}
+    return {
+        jid: (n, oldest)
+        for jid, n, oldest in conn.execute(sql, params)
+        if n >= KEEP_PER_JOB and oldest
+    }

@@ -62,7 +62,6 @@ from __future__ import annotations
 import bisect
 import gc
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,10 +78,10 @@ from cron.audit_ledger import (
     _Rows,
     _us,
 )
-from cron.claim import ONE_SHOT_GRACE
+from cron.audit_slots import Segment, grace_us, owed_slots, segments
 from cron.errors import AuditWindowError, JobNotFoundError
-from cron.model import LIVE_STATUSES, RAN_STATUSES, JobDoc, JobState, RunStatus
-from cron.schedule import compute_next_run, grace_seconds, iter_slots, to_iso
+from cron.model import LIVE_STATUSES, RAN_STATUSES, JobDoc, RunStatus
+from cron.schedule import to_iso
 
 DEFAULT_WINDOW = timedelta(hours=24)
 
@@ -192,97 +191,6 @@ class AuditReport:
         }
 
 
-# -- owed slots ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Segment:
-    schedule: dict[str, Any]
-    anchor: int
-    end: int | None = None
-    """Instant of the event that closed it; None while open."""
-    end_prev: int | None = None
-    """``next_run_at`` just before the closing event: slots at/after it were undecided."""
-    end_last: int | None = None
-    """The job's last fired slot at the closing event."""
-
-
-def _segments(events: list[JobEvent], job: JobDoc | None) -> list[_Segment]:
-    segs: list[_Segment] = []
-    if not events or events[0].kind != "create":
-        legacy = _legacy_segment(job, events[0].at if events else None)
-        if legacy is not None:
-            segs.append(legacy)
-    open_seg = segs.pop() if segs and segs[-1].end is None else None
-    for ev in events:
-        if open_seg is not None:
-            open_seg.end, open_seg.end_prev, open_seg.end_last = (
-                ev.at, ev.prev_next_run, ev.last_slot)
-            segs.append(open_seg)
-            open_seg = None
-        if (ev.kind != "remove" and ev.state == JobState.SCHEDULED and ev.next_run is not None
-                and ev.schedule is not None):
-            open_seg = _Segment(ev.schedule, ev.next_run)
-    if open_seg is not None:
-        segs.append(open_seg)
-    return segs
-
-
-def _legacy_segment(job: JobDoc | None, first_event: int | None) -> _Segment | None:
-    """A job older than the event log: its current schedule from ``created_at``."""
-    if job is None:
-        return None
-    created = _parse_us(job.get("created_at"))
-    schedule = job.get("schedule") or {}
-    if created is None:
-        return None
-    kind = schedule.get("kind")
-    nxt = _parse_us(job.get("next_run_at"))
-    if kind == "interval":
-        step = int(schedule.get("seconds") or 0) * 1_000_000
-        ref = nxt if nxt is not None else _parse_us(job.get("last_scheduled_at"))
-        if step <= 0 or ref is None:
-            return None
-        anchor = ref - max(0, (ref - created) // step) * step
-    else:
-        first = compute_next_run(schedule, after=_from_us(created))
-        if first is None:
-            return None
-        anchor = _us(first)
-    seg = _Segment(schedule, anchor)
-    paused = _parse_us(job.get("paused_at"))
-    if first_event is not None:
-        seg.end = first_event
-    elif paused is not None and job.get("state") == JobState.PAUSED:
-        seg.end = paused
-    return seg
-
-
-def _slots(schedule: dict[str, Any], anchor: int, lo: int, hi: int) -> Iterable[int]:
-    """The schedule's slots in ``[lo, hi]`` of the series that starts at ``anchor``."""
-    lo = max(lo, anchor)
-    if hi < lo:
-        return ()
-    kind = schedule.get("kind")
-    if kind == "interval":
-        step = int(schedule.get("seconds") or 0) * 1_000_000
-        if step <= 0:
-            return ()
-        first = anchor + -(-(lo - anchor) // step) * step
-        return range(first, hi + 1, step)
-    if kind == "once":
-        return (anchor,) if lo <= anchor <= hi else ()
-    limit = (hi - lo) // 1_000_000 + 2  # never more than one a second
-    return [_us(s) for s in iter_slots(schedule, start=_from_us(lo), end=_from_us(hi),
-                                       limit=limit)]
-
-
-def _grace_us(schedule: dict[str, Any], slot: int) -> int:
-    if schedule.get("kind") == "once":
-        return int(ONE_SHOT_GRACE * 1_000_000)
-    return int(grace_seconds(schedule, now=_from_us(slot)) * 1_000_000)
-
-
 # -- the audit -------------------------------------------------------------------------------
 
 
@@ -314,7 +222,10 @@ def verify(
 
 
 def _verify(
-    *, job_id: str | None, since: datetime | None, until: datetime | None,
+    *,
+    job_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
     now: datetime | None,
 ) -> AuditReport:
     from cron.jobs import list_jobs
@@ -349,24 +260,40 @@ def _verify(
     report = AuditReport(since, until)
     for jid in sorted(set(jobs) | set(events)):
         horizon = horizons.get(jid)
-        report.jobs.append(_audit_job(
-            jid, jobs.get(jid), events.get(jid, []), rows.get(jid) or _Rows(), lo, hi,
-            _parse_us(horizon[1]) if horizon else None,
-        ))
+        report.jobs.append(
+            _audit_job(
+                jid,
+                jobs.get(jid),
+                events.get(jid, []),
+                rows.get(jid) or _Rows(),
+                lo,
+                hi,
+                _parse_us(horizon[1]) if horizon else None,
+            )
+        )
     return report
 
 
 def _audit_job(
-    job_id: str, job: JobDoc | None, events: list[JobEvent], rows: _Rows, lo: int, hi: int,
+    job_id: str,
+    job: JobDoc | None,
+    events: list[JobEvent],
+    rows: _Rows,
+    lo: int,
+    hi: int,
     horizon: int | None,
 ) -> JobAudit:
-    name = job.get("name") if job is not None else next(
-        (e.name for e in reversed(events) if e.name), None)
+    name = (
+        job.get("name")
+        if job is not None
+        else next((e.name for e in reversed(events) if e.name), None)
+    )
     audit = JobAudit(job_id, name)
     decided: set[int] = set()
     undecided: dict[int, dict[str, Any]] = {}
     superseded: set[int] = set()
-    def spent_at(seg: _Segment, upto: int, last_slot: int | None) -> int:
+
+    def spent_at(seg: Segment, upto: int, last_slot: int | None) -> int:
         # The job had no next run (spent, or stopped by a schedule error): it owed
         # nothing after its last decision — at least its last fired slot, as the job
         # recorded it, so a dropped final row still shows. A one-shot owes its slot.
@@ -377,12 +304,12 @@ def _audit_job(
         last = decisions[i][0] if i >= 0 else -_INF
         return max(last, last_slot if last_slot is not None else -_INF)
 
-    for seg in _segments(events, job):
+    for seg in segments(events, job):
         if seg.end is not None:
             top = min(seg.end, hi)
             if seg.end_prev is None:
                 top = min(top, spent_at(seg, seg.end, seg.end_last))
-            for s in _slots(seg.schedule, seg.anchor, lo, top):
+            for s in owed_slots(seg.schedule, seg.anchor, lo, top):
                 if seg.end_prev is not None and s >= seg.end_prev:
                     superseded.add(s)
                 else:
@@ -391,9 +318,12 @@ def _audit_job(
         if job is None:
             continue  # no remove event recorded: nothing more can be said
         nxt = _parse_us(job.get("next_run_at"))
-        top = hi if nxt is not None else min(
-            hi, spent_at(seg, _INF, _parse_us(job.get("last_scheduled_at"))))
-        for s in _slots(seg.schedule, seg.anchor, lo, top):
+        top = (
+            hi
+            if nxt is not None
+            else min(hi, spent_at(seg, _INF, _parse_us(job.get("last_scheduled_at"))))
+        )
+        for s in owed_slots(seg.schedule, seg.anchor, lo, top):
             if nxt is not None and s >= nxt:
                 undecided[s] = seg.schedule
             else:
@@ -406,8 +336,10 @@ def _audit_job(
 
     exact = rows.exact
     # Rule 5, second half: a row for X after an earlier decision had passed X over.
-    first_when = {slot: (grp[0][1] if len(grp) == 1 else min(w for _, w, _ in grp))
-                  for slot, grp in exact.items()}
+    first_when = {
+        slot: (grp[0][1] if len(grp) == 1 else min(w for _, w, _ in grp))
+        for slot, grp in exact.items()
+    }
     order = sorted(first_when)
     rerun: set[int] = set()
     texts = rows.texts
@@ -428,14 +360,26 @@ def _audit_job(
             firsts = [st for att, _, st in grp if att <= 1]
             status = max(grp)[2]
             if len(firsts) > 1:
-                audit.double.append(SlotProblem(job_id, name, to_iso(_from_us(s)),
-                                                f"{len(firsts)} outcomes", tuple(sorted(firsts))))
+                audit.double.append(
+                    SlotProblem(
+                        job_id,
+                        name,
+                        to_iso(_from_us(s)),
+                        f"{len(firsts)} outcomes",
+                        tuple(sorted(firsts)),
+                    )
+                )
         counts[status] = counts.get(status, 0) + 1
         if s in rerun:
-            audit.double.append(SlotProblem(
-                job_id, name, to_iso(_from_us(s)),
-                "ran again after a late decision had already accounted for it",
-                tuple(sorted(st for _, _, st in grp))))
+            audit.double.append(
+                SlotProblem(
+                    job_id,
+                    name,
+                    to_iso(_from_us(s)),
+                    "ran again after a late decision had already accounted for it",
+                    tuple(sorted(st for _, _, st in grp)),
+                )
+            )
     outcomes: Counter[str] = Counter()
     for status, n in counts.items():
         outcomes[RunStatus.RUNNING.value if status in LIVE_STATUSES else status] += n
@@ -446,11 +390,12 @@ def _audit_job(
     for s in sorted(missing):
         if s in undecided:
             sched = undecided[s]
-            if s > hi - _grace_us(sched, s):
+            if s > hi - grace_us(sched, s):
                 audit.pending += 1
             else:
-                audit.lost.append(SlotProblem(job_id, name, to_iso(_from_us(s)), "overdue",
-                                              overdue=True))
+                audit.lost.append(
+                    SlotProblem(job_id, name, to_iso(_from_us(s)), "overdue", overdue=True)
+                )
             continue
         i = bisect.bisect_left(whens, s)
         if i < len(decisions):

@@ -73,8 +73,12 @@ class ClaimOutcome:
         return self.token is not None
 
 
-def _lost(code: ClaimReason, reason: str, scheduled_at: str | None = None,
-          events: list[LedgerEvent] | None = None) -> ClaimOutcome:
+def _lost(
+    code: ClaimReason,
+    reason: str,
+    scheduled_at: str | None = None,
+    events: list[LedgerEvent] | None = None,
+) -> ClaimOutcome:
     return ClaimOutcome(None, reason, scheduled_at, events or [], code)
 
 
@@ -310,7 +314,10 @@ def sweep_due(
         if job["schedule"].get("kind") == "once":
             job["next_run_at"] = None
         ev = LedgerEvent(
-            job_id, RunStatus.SKIPPED, to_iso(due), "previous run still running (overlap)",
+            job_id,
+            RunStatus.SKIPPED,
+            to_iso(due),
+            "previous run still running (overlap)",
             job.get("name"),
         )
         return _lost(ClaimReason.SKIPPED, "overlap: skipped", to_iso(due), [ev])

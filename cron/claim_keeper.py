@@ -99,8 +99,9 @@ class ClaimKeeper:
         self.rounds = 0
         """Refresh rounds started (each one store write)."""
 
-    def add_many(self, held: list[tuple[str, str]], ttl: float, *,
-                 since: float | None = None) -> None:
+    def add_many(
+        self, held: list[tuple[str, str]], ttl: float, *, since: float | None = None
+    ) -> None:
         """Keep the claims of these ``(job_id, token)`` pairs alive until :meth:`release`.
 
         ``since`` (monotonic) is when the claims were taken, if before now.
@@ -151,8 +152,9 @@ class ClaimKeeper:
                         fence.append((h.job_id, token, now - h.confirmed))
                 if not self._in_round and any(h.due <= now for h in self._held.values()):
                     # Those due soon ride along: one write per round, fewer rounds.
-                    pairs = [(h.job_id, t) for t, h in self._held.items()
-                             if h.due <= now + h.every / 2]
+                    pairs = [
+                        (h.job_id, t) for t, h in self._held.items() if h.due <= now + h.every / 2
+                    ]
                     self._in_round = True
                     self.rounds += 1
                 if not fence and not pairs:
@@ -162,8 +164,9 @@ class ClaimKeeper:
                     self._cond.wait(timeout=max(0.0, min(wake, default=now + 30) - now))
                     continue
             if pairs:
-                self._spawn(functools.partial(self._refresh_round, pairs, now),
-                            "cronkit-claim-refresh")
+                self._spawn(
+                    functools.partial(self._refresh_round, pairs, now), "cronkit-claim-refresh"
+                )
             if fence and self._on_fence is not None:
                 try:
                     self._on_fence(fence)
@@ -198,5 +201,13 @@ class ClaimKeeper:
             self._cond.notify()
 
 
-__all__ = ["FENCE_MARGIN", "FENCE_RETRY", "ClaimKeeper", "FenceHook", "Held", "Spawn",
-           "fence_grace", "plain_spawn"]
+__all__ = [
+    "FENCE_MARGIN",
+    "FENCE_RETRY",
+    "ClaimKeeper",
+    "FenceHook",
+    "Held",
+    "Spawn",
+    "fence_grace",
+    "plain_spawn",
+]

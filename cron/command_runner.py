@@ -255,7 +255,8 @@ def run_command(job: dict[str, Any], ctx: RunContext) -> RunResult:
         if proc.stdout is not None:
             proc.stdout.close()
         return RunResult(
-            status="interrupted", output="",
+            status="interrupted",
+            output="",
             error="cancelled before the command started (the scheduler is stopping)",
         )
     pipe = _Pipe(proc, ctx.output)

@@ -53,8 +53,7 @@ class StartQueue:
 class Completer:
     """One thread (started on demand, gone after 30 s idle) recording finished runs in batches."""
 
-    def __init__(self, finish: Finish, on_retry: OnRetry, starts: StartQueue,
-                 spawn: Spawn) -> None:
+    def __init__(self, finish: Finish, on_retry: OnRetry, starts: StartQueue, spawn: Spawn) -> None:
         self._finish = finish
         self._on_retry = on_retry
         self._starts = starts
@@ -63,8 +62,7 @@ class Completer:
         self._queue: list[tuple[Ran, Adapters | None, Loop, Future[bool]]] = []
         self._thread: threading.Thread | None = None
 
-    def submit(self, ran: Ran, adapters: Adapters | None, loop: Loop,
-               fut: Future[bool]) -> None:
+    def submit(self, ran: Ran, adapters: Adapters | None, loop: Loop, fut: Future[bool]) -> None:
         with self._cond:
             self._queue.append((ran, adapters, loop, fut))
             if self._thread is None or not self._thread.is_alive():

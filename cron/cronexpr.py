@@ -216,11 +216,7 @@ def _iterator(fields: Sequence[str], expr: str) -> croniter[datetime]:
 
 def _every_day(it: croniter[datetime], index: int) -> bool:
     """Does field ``index`` of ``it`` (its only restricted day field) match every day?"""
-    return (
-        it.expanded[index] == ["*"]
-        and not it.nth_weekday_of_month
-        and not it.nearest_weekday
-    )
+    return it.expanded[index] == ["*"] and not it.nth_weekday_of_month and not it.nearest_weekday
 
 
 def _fires(it: croniter[datetime]) -> bool:

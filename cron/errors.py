@@ -165,8 +165,10 @@ class AuditWindowError(CronkitError, ValueError):
     def __init__(self, since: object, until: object) -> None:
         self.since = since
         self.until = until
-        super().__init__(f"the audit window starts after it ends: --since {since!s} is later "
-                         f"than --until {until!s}")
+        super().__init__(
+            f"the audit window starts after it ends: --since {since!s} is later "
+            f"than --until {until!s}"
+        )
 
 
 class GatewayRunningError(CronkitError, RuntimeError):

@@ -187,10 +187,20 @@ def mark_running(
     final status is not touched (a late or repeated call cannot resurrect a
     finished run). Returns True when the row is now ``running``.
     """
-    return start_run(
-        token, job_id=job_id, scheduled_at=scheduled_at, source=source, owner=owner,
-        job_name=job_name, keep_per_job=keep_per_job, now=now, output_path=output_path,
-    ) is not None
+    return (
+        start_run(
+            token,
+            job_id=job_id,
+            scheduled_at=scheduled_at,
+            source=source,
+            owner=owner,
+            job_name=job_name,
+            keep_per_job=keep_per_job,
+            now=now,
+            output_path=output_path,
+        )
+        is not None
+    )
 
 
 def start_run(
@@ -274,8 +284,15 @@ def _mark_running_in(
     return source
 
 
-def _close_live(conn: SqlConn, token: str, row: Any, status: str, finished: str,
-                error: str | None, output_path: str | None) -> bool:
+def _close_live(
+    conn: SqlConn,
+    token: str,
+    row: Any,
+    status: str,
+    finished: str,
+    error: str | None,
+    output_path: str | None,
+) -> bool:
     """Close a live row; a row already final keeps its outcome (each slot has one, SPEC §13).
 
     A row is final before its run reports only when its claim was judged gone
@@ -285,7 +302,10 @@ def _close_live(conn: SqlConn, token: str, row: Any, status: str, finished: str,
     if row["status"] not in LIVE_STATUSES:
         log.warning(
             "ledger row %s of job %s is already %s; the late result %s is not recorded",
-            token, row["job_id"], row["status"], status,
+            token,
+            row["job_id"],
+            row["status"],
+            status,
         )
         return False
     conn.execute(

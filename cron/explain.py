@@ -256,9 +256,11 @@ def _claim_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
     claim = exp.claim
     if claim is None:
         return "No run holds its claim."
-    slot = f" for the slot {_when(claim.scheduled_at, zone, now, relative=False)}" if (
-        claim.scheduled_at
-    ) else ""
+    slot = (
+        f" for the slot {_when(claim.scheduled_at, zone, now, relative=False)}"
+        if (claim.scheduled_at)
+        else ""
+    )
     owner = claim.by or "an unknown owner"
     if claim.age is None:
         taken = "at an unknown time"
@@ -267,11 +269,15 @@ def _claim_sentence(exp: Explanation, zone: tzinfo, now: datetime) -> str:
     else:
         taken = f"{_span(claim.age)} in the future (a skewed clock)"
     if not claim.live:
-        return (f"A stale claim is left by {owner} (taken {taken}{slot}; claim_ttl is "
-                f"{claim.claim_ttl:g}s): the next fire takes it over.")
+        return (
+            f"A stale claim is left by {owner} (taken {taken}{slot}; claim_ttl is "
+            f"{claim.claim_ttl:g}s): the next fire takes it over."
+        )
     left = claim.claim_ttl - (claim.age or 0.0)
-    text = (f"A run holds its claim, taken {taken} by {owner}{slot}: no other run of this job "
-            f"starts while it is live (it lapses in {_span(left)} unless the run refreshes it)")
+    text = (
+        f"A run holds its claim, taken {taken} by {owner}{slot}: no other run of this job "
+        f"starts while it is live (it lapses in {_span(left)} unless the run refreshes it)"
+    )
     if claim.owner_gone:
         text += "; its owner process is gone, so the claim is released once it lapses"
     return text + "."
@@ -300,20 +306,28 @@ def _ticker_sentence(ticker: dict[str, Any]) -> str:
         return f"The ticker is running (pid {pid}, last heartbeat {beat_text}), so due jobs fire."
     if state == "external":
         detail = f": {ticker.get('detail')}" if ticker.get("detail") else ""
-        return (f"The external provider {ticker.get('provider')!r} triggers jobs{detail} "
-                "(ticker heartbeats do not apply).")
+        return (
+            f"The external provider {ticker.get('provider')!r} triggers jobs{detail} "
+            "(ticker heartbeats do not apply)."
+        )
     if state == "stalled":
-        return (f"The ticker is STALLED (last heartbeat {beat_text}, more than "
-                f"{float(ticker.get('stale_after') or 0):.0f}s): jobs are NOT firing; "
-                "restart the gateway.")
+        return (
+            f"The ticker is STALLED (last heartbeat {beat_text}, more than "
+            f"{float(ticker.get('stale_after') or 0):.0f}s): jobs are NOT firing; "
+            "restart the gateway."
+        )
     if state == "failing":
         err = f": {ticker.get('last_error')}" if ticker.get("last_error") else ""
         return f"The ticker is FAILING, its ticks raise{err}; jobs are NOT firing."
     if state == "unknown":
-        return (f"A ticker process (pid {pid}) is alive but has never written a heartbeat, "
-                "so whether jobs fire is unknown.")
-    return ("No ticker is running: jobs will NOT fire; start one with 'cronkit gateway' "
-            "(or 'cronkit install-service').")
+        return (
+            f"A ticker process (pid {pid}) is alive but has never written a heartbeat, "
+            "so whether jobs fire is unknown."
+        )
+    return (
+        "No ticker is running: jobs will NOT fire; start one with 'cronkit gateway' "
+        "(or 'cronkit install-service')."
+    )
 
 
 def format_explanation(exp: Explanation, *, now: datetime | None = None) -> list[str]:

@@ -156,7 +156,11 @@ class _Server:
         import uvicorn
 
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, log_config=None,
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
@@ -244,7 +248,10 @@ def _end_running_jobs(grace: float) -> None:
     left = _running_jobs()
     log.warning(
         "%d job(s) still running after the %gs grace; ending their process groups "
-        "(SIGTERM, then SIGKILL after %gs)", left, grace, procgroup.TERM_GRACE,
+        "(SIGTERM, then SIGKILL after %gs)",
+        left,
+        grace,
+        procgroup.TERM_GRACE,
     )
     scheduler.interrupt_running(term_grace=procgroup.TERM_GRACE)
     # Wait for the ended runs' bookkeeping, not for runaway python callables: those
@@ -319,7 +326,10 @@ def run_gateway(
                     log.error(
                         "cannot listen on %s:%s: port %s is already in use; pick another "
                         "with --port (0 = any free port) or run the trigger only with "
-                        "--no-webhook", bind_host, bind_port, bind_port,
+                        "--no-webhook",
+                        bind_host,
+                        bind_port,
+                        bind_port,
                     )
                 else:
                     log.error(
@@ -331,7 +341,8 @@ def run_gateway(
                 log.warning(
                     "the webhook listens on %s, which is not loopback: requests are "
                     "HMAC-authenticated but travel as plain HTTP, and /healthz is open - "
-                    "put a TLS proxy or firewall in front", bind_host,
+                    "put a TLS proxy or firewall in front",
+                    bind_host,
                 )
             webhook_mod.load_or_create_secret()
 
@@ -363,7 +374,10 @@ def run_gateway(
         info = _write_pid_file(bind_host if webhook else None, bound_port, webhook)
         log.info(
             "cronkit gateway started: pid %d, home %s, provider %s, webhook %s",
-            os.getpid(), paths.home(), provider.name, url or "disabled (--no-webhook)",
+            os.getpid(),
+            paths.home(),
+            provider.name,
+            url or "disabled (--no-webhook)",
         )
         if ready_callback is not None:
             ready_callback(dict(info))
@@ -410,4 +424,3 @@ def run_gateway(
         else:
             scheduler.allow_starts()
             log.info("cronkit gateway stopped")
-

@@ -143,5 +143,3 @@ def remove_ticker_pid() -> None:
             paths.ticker_pid_path().unlink()
     except (OSError, ValueError):
         pass
-
-

@@ -31,16 +31,26 @@ from cron.stores import Replay
 def _event_rows(events: list[rules.LedgerEvent], source: str, at: str) -> list[LedgerRow]:
     owner = owner_id()
     return [
-        LedgerRow(secrets.token_hex(16), ev.job_id, ev.status, ev.scheduled_at, at, source, owner,
-                  ev.job_name, ev.error)
+        LedgerRow(
+            secrets.token_hex(16),
+            ev.job_id,
+            ev.status,
+            ev.scheduled_at,
+            at,
+            source,
+            owner,
+            ev.job_name,
+            ev.error,
+        )
         for ev in events
     ]
 
 
 def _claim_row(job: Job, token: str, source: str, at: str) -> LedgerRow:
     claim = job["fire_claim"]
-    return LedgerRow(token, job["id"], "claimed", claim["scheduled_at"], at, source,
-                     claim["by"], job.get("name"))
+    return LedgerRow(
+        token, job["id"], "claimed", claim["scheduled_at"], at, source, claim["by"], job.get("name")
+    )
 
 
 def claim_job_for_fire(
@@ -107,8 +117,9 @@ def claim_job_for_fire_ex(
     source: str = "manual",
 ) -> rules.ClaimOutcome:
     """:func:`claim_job_for_fire`, returning the outcome with its reason (``outcome.code``)."""
-    outcome = _claim_one(job_id, scheduled_at=scheduled_at, now=now, force=force, source=source,
-                         replay=None)
+    outcome = _claim_one(
+        job_id, scheduled_at=scheduled_at, now=now, force=force, source=source, replay=None
+    )
     assert outcome is not None  # only a replay record can refuse
     return outcome
 
@@ -132,8 +143,9 @@ def claim_signed_fire(
     one :meth:`~cron.stores.JobStore.swap_many_unless_replayed` (one
     transaction on a SQLite store).
     """
-    return _claim_one(job_id, scheduled_at=scheduled_at, now=now, force=False, source=source,
-                      replay=replay)
+    return _claim_one(
+        job_id, scheduled_at=scheduled_at, now=now, force=False, source=source, replay=replay
+    )
 
 
 def _claim_one(
@@ -159,8 +171,13 @@ def _claim_one(
         stored = store.get(job_id)
         job = stored.job if stored is not None else None
         outcome = rules.try_claim(
-            job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner,
-            scheduled_at=slot, force=force,
+            job,
+            now=at,
+            claim_ttl=ttl,
+            catch_up_default=catch_default,
+            owner=owner,
+            scheduled_at=slot,
+            force=force,
         )
         if not outcome.won or stored is None or job is None:
             if replay is not None and store.swap_many_unless_replayed(replay, []) is None:
@@ -169,8 +186,10 @@ def _claim_one(
                 metrics.observe_claim_lost(job_id)
             return outcome
         assert outcome.token is not None
-        rows = (_claim_row(job, outcome.token, source, stamp),
-                *_event_rows(outcome.events, source, stamp))
+        rows = (
+            _claim_row(job, outcome.token, source, stamp),
+            *_event_rows(outcome.events, source, stamp),
+        )
         swaps = [Swap(job_id, stored.rev, job, rows)]
         if replay is None:
             results = store.swap_many(swaps)
@@ -193,13 +212,20 @@ _SWEEP_UNCHANGED = frozenset(
 
 
 def _sweep(
-    stored: Stored, *, at: datetime, ttl: float, catch_default: str, owner: str, source: str,
+    stored: Stored,
+    *,
+    at: datetime,
+    ttl: float,
+    catch_default: str,
+    owner: str,
+    source: str,
 ) -> tuple[Swap | None, str | None, bool]:
     """The tick's rule for one job: ``(swap to make or None, token if fired, completed?)``."""
     job = stored.job
     was = job.get("state")
-    outcome = rules.sweep_due(job, now=at, claim_ttl=ttl, catch_up_default=catch_default,
-                              owner=owner)
+    outcome = rules.sweep_due(
+        job, now=at, claim_ttl=ttl, catch_up_default=catch_default, owner=owner
+    )
     if outcome.code in _SWEEP_UNCHANGED:
         return None, None, False
     stamp = to_iso(at)
@@ -367,8 +393,17 @@ def claim_retry(
         if new is None or stored is None or job is None:
             return verdict, None, None
         claim = job["fire_claim"]
-        row = LedgerRow(new, job_id, "claimed", claim["scheduled_at"], stamp, source,
-                        owner_id(), job.get("name"), attempt=attempt)
+        row = LedgerRow(
+            new,
+            job_id,
+            "claimed",
+            claim["scheduled_at"],
+            stamp,
+            source,
+            owner_id(),
+            job.get("name"),
+            attempt=attempt,
+        )
         if store.swap_many([Swap(job_id, stored.rev, job, (row,))])[0] is not None:
             return verdict, new, json_copy(job)
     raise TimeoutError(f"job {job_id!r}: {CAS_ATTEMPTS} writers in a row changed it first")

@@ -24,14 +24,10 @@ EVENT_KINDS = ("create", "edit", "pause", "resume", "remove")
 
 # -- event rows ------------------------------------------------------------------------------
 
-_INSERT_EVENT = (
-    "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)"
-)
+_INSERT_EVENT = "INSERT INTO job_events (job_id, kind, at, schedule, detail) VALUES (?, ?, ?, ?, ?)"
 
 
-def record_job_event(
-    kind: str, job: JobDoc, *, at: datetime, before: JobDoc | None = None
-) -> None:
+def record_job_event(kind: str, job: JobDoc, *, at: datetime, before: JobDoc | None = None) -> None:
     """Record one lifecycle event of ``job`` (its state after the event; for ``remove``
     the job as it was). Best-effort: a failure is logged, never raised — the mutation
     it describes is already durable."""
@@ -50,14 +46,15 @@ def record_job_event(
             "last_scheduled_at": job.get("last_scheduled_at"),
         }
         row = (
-            str(job["id"]), kind, to_iso(at),
+            str(job["id"]),
+            kind,
+            to_iso(at),
             json.dumps(job.get("schedule"), sort_keys=True),
             json.dumps(detail, sort_keys=True),
         )
         write_ledger(lambda conn: conn.execute(_INSERT_EVENT, row))
     except Exception:
-        log.warning("could not record the %s event of job %s", kind, job.get("id"),
-                    exc_info=True)
+        log.warning("could not record the %s event of job %s", kind, job.get("id"), exc_info=True)
 
 
 __all__ = ["EVENT_KINDS", "record_job_event"]

@@ -27,9 +27,12 @@ log = logging.getLogger("cron.jobs")
 # Where a command runs (SPEC §14): optional, absent from jobs that do not set them.
 WHERE_FIELDS = frozenset({"cwd", "env"})
 
-EDITABLE = frozenset(
-    {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
-) | WHERE_FIELDS
+EDITABLE = (
+    frozenset(
+        {"name", "schedule", "action", "repeat", "enabled", "catch_up", "timeout", "tz", "retry"}
+    )
+    | WHERE_FIELDS
+)
 """What ``update_job`` changes (``tz`` is the schedule's zone); the rest is the claim's."""
 
 
@@ -81,8 +84,10 @@ def _check_where(action: dict[str, Any], env: dict[str, str] | None) -> None:
     if env and action.get("kind") == "python":
         # Threads share one process environment: it could not be applied per run.
         raise JobValueError(
-            "env", env, "applies to command jobs only; a python target runs inside the "
-            "gateway's process and shares its environment"
+            "env",
+            env,
+            "applies to command jobs only; a python target runs inside the "
+            "gateway's process and shares its environment",
         )
 
 
@@ -161,11 +166,19 @@ KEY_MAX_CHARS = 200
 
 def validate_key(key: object) -> str:
     """A job key: a non-empty line of at most 200 characters, no surrounding spaces."""
-    if (not isinstance(key, str) or not key or key != key.strip() or len(key) > KEY_MAX_CHARS
-            or any(ord(c) < 32 for c in key)):
+    if (
+        not isinstance(key, str)
+        or not key
+        or key != key.strip()
+        or len(key) > KEY_MAX_CHARS
+        or any(ord(c) < 32 for c in key)
+    ):
         raise JobValueError(
-            "key", key, f"expected a non-empty single line of at most {KEY_MAX_CHARS} "
-            "characters, without surrounding spaces")
+            "key",
+            key,
+            f"expected a non-empty single line of at most {KEY_MAX_CHARS} "
+            "characters, without surrounding spaces",
+        )
     return key
 
 

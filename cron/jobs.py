@@ -98,17 +98,49 @@ def create_job(
     """
     if key is not None:
         return declare_job(
-            schedule, action, key=key, name=name, repeat=repeat, enabled=enabled, tz=tz,
-            catch_up=catch_up, timeout=timeout, retry=retry, now=now, cwd=cwd, env=env,
+            schedule,
+            action,
+            key=key,
+            name=name,
+            repeat=repeat,
+            enabled=enabled,
+            tz=tz,
+            catch_up=catch_up,
+            timeout=timeout,
+            retry=retry,
+            now=now,
+            cwd=cwd,
+            env=env,
         ).job
     now = _now(now)
-    v = _validated(schedule, action, tz=tz, name=name, repeat=repeat, catch_up=catch_up,
-                   timeout=timeout, retry=retry, cwd=cwd, env=env, now=now)
+    v = _validated(
+        schedule,
+        action,
+        tz=tz,
+        name=name,
+        repeat=repeat,
+        catch_up=catch_up,
+        timeout=timeout,
+        retry=retry,
+        cwd=cwd,
+        env=env,
+        now=now,
+    )
     if not isinstance(enabled, bool):
         raise JobValueError("enabled", enabled, "expected true or false")
     return _insert_new(
-        v.sched, v.act, key=None, name=v.name, repeat=v.times, enabled=enabled,
-        catch_up=v.catch_up, timeout=v.timeout, retry=v.retry, cwd=v.cwd, env=v.env, now=now,
+        v.sched,
+        v.act,
+        key=None,
+        name=v.name,
+        repeat=v.times,
+        enabled=enabled,
+        catch_up=v.catch_up,
+        timeout=v.timeout,
+        retry=v.retry,
+        cwd=v.cwd,
+        env=v.env,
+        now=now,
         text=schedule,
     )
 
@@ -157,8 +189,13 @@ def _declared_changes(
         changes["repeat"] = repeat_times
     if enabled is not None and enabled != bool(existing.get("enabled", True)):
         changes["enabled"] = enabled
-    for field_name, value in (("catch_up", catch_up), ("timeout", timeout), ("retry", retry),
-                              ("cwd", cwd), ("env", env)):
+    for field_name, value in (
+        ("catch_up", catch_up),
+        ("timeout", timeout),
+        ("retry", retry),
+        ("cwd", cwd),
+        ("env", env),
+    ):
         if value != existing.get(field_name):
             changes[field_name] = value
     return changes
@@ -192,8 +229,19 @@ def declare_job(
     """
     key = validate_key(key)
     now = _now(now)
-    v = _validated(schedule, action, tz=tz, name=name, repeat=repeat, catch_up=catch_up,
-                   timeout=timeout, retry=retry, cwd=cwd, env=env, now=now)
+    v = _validated(
+        schedule,
+        action,
+        tz=tz,
+        name=name,
+        repeat=repeat,
+        catch_up=catch_up,
+        timeout=timeout,
+        retry=retry,
+        cwd=cwd,
+        env=env,
+        now=now,
+    )
     tz, sched, act, job_name, times = v.tz, v.sched, v.act, v.name, v.times
     catch, tmo, rty, work_dir, job_env = v.catch_up, v.timeout, v.retry, v.cwd, v.env
     if enabled is not None and not isinstance(enabled, bool):
@@ -205,13 +253,24 @@ def declare_job(
             if dry_run:
                 if _first_run(sched, now) is None:
                     raise ScheduleError(schedule, "that time is in the past")
-                return Declared("created", {"id": "", "key": key, "name": job_name,
-                                            "schedule": sched, "action": act})
+                return Declared(
+                    "created",
+                    {"id": "", "key": key, "name": job_name, "schedule": sched, "action": act},
+                )
             try:
                 job = _insert_new(
-                    sched, act, key=key, name=job_name, repeat=times,
-                    enabled=True if enabled is None else enabled, catch_up=catch,
-                    timeout=tmo, retry=rty, now=now, cwd=work_dir, env=job_env,
+                    sched,
+                    act,
+                    key=key,
+                    name=job_name,
+                    repeat=times,
+                    enabled=True if enabled is None else enabled,
+                    catch_up=catch,
+                    timeout=tmo,
+                    retry=rty,
+                    now=now,
+                    cwd=work_dir,
+                    env=job_env,
                 )
             except DuplicateJobError as exc:
                 if exc.field != "key":
@@ -219,9 +278,19 @@ def declare_job(
                 continue  # another writer declared it first: update theirs instead
             return Declared("created", job)
         changes = _declared_changes(
-            found.job, sched=sched, schedule=schedule, tz=tz, act=act, name=job_name,
-            repeat_times=times, enabled=enabled, catch_up=catch, timeout=tmo, retry=rty,
-            cwd=work_dir, env=job_env,
+            found.job,
+            sched=sched,
+            schedule=schedule,
+            tz=tz,
+            act=act,
+            name=job_name,
+            repeat_times=times,
+            enabled=enabled,
+            catch_up=catch,
+            timeout=tmo,
+            retry=rty,
+            cwd=work_dir,
+            env=job_env,
         )
         if not changes:
             return Declared("unchanged", found.job)
@@ -259,8 +328,9 @@ def _insert_new(
     key raises :class:`DuplicateJobError` from the store: an insert never overwrites)."""
     next_run = _first_run(sched, now)
     if next_run is None:
-        raise ScheduleError(text if text is not None else sched.get("display"),
-                            "that time is in the past")
+        raise ScheduleError(
+            text if text is not None else sched.get("display"), "that time is in the past"
+        )
     # Built as the typed model (every key and value type checked), stored as the document.
     job: Job = {
         "id": "",

@@ -117,7 +117,9 @@ NONCE_SCHEMA = (
 SCHEMA += NONCE_SCHEMA + "\n"
 
 _ADDED_COLUMNS = (
-    ("pgid", "INTEGER"), ("pgid_start", "TEXT"), ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("pgid", "INTEGER"),
+    ("pgid_start", "TEXT"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
 )
 
 
@@ -140,6 +142,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         raise
+
 
 # "When did this attempt happen": the claim for fired runs, the start for runs
 # whose claim was never recorded, the recording time for missed/skipped rows.
@@ -173,7 +176,6 @@ def prune(conn: SqlConn, job_id: str, keep: int) -> None:
     )
 
 
-
 def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> int:
     """Insert claim rows (``claimed``, id = token; kept if already there) and event rows
     (``missed``/``skipped``, final at once) inside the caller's transaction."""
@@ -191,10 +193,19 @@ def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> 
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING
                 """,
-                (r.id, r.job_id, r.job_name, r.scheduled_at,
-                 r.at if r.status == "claimed" else None,
-                 None if r.status == "claimed" else r.at,
-                 r.status, r.source, r.owner, r.error, r.attempt),
+                (
+                    r.id,
+                    r.job_id,
+                    r.job_name,
+                    r.scheduled_at,
+                    r.at if r.status == "claimed" else None,
+                    None if r.status == "claimed" else r.at,
+                    r.status,
+                    r.source,
+                    r.owner,
+                    r.error,
+                    r.attempt,
+                ),
             )
         elif r.status == "claimed":
             cur = conn.execute(
@@ -213,8 +224,17 @@ def insert_rows(conn: SqlConn, rows: Sequence[LedgerRow], keep_per_job: int) -> 
                     (id, job_id, job_name, scheduled_at, finished_at, status, source, owner, error)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                (r.id, r.job_id, r.job_name, r.scheduled_at, r.at, r.status, r.source, r.owner,
-                 r.error),
+                (
+                    r.id,
+                    r.job_id,
+                    r.job_name,
+                    r.scheduled_at,
+                    r.at,
+                    r.status,
+                    r.source,
+                    r.owner,
+                    r.error,
+                ),
             )
         if cur.rowcount == 1:
             inserted += 1
@@ -235,11 +255,10 @@ def over_bound(conn: SqlConn, job_ids: set[str], keep: int) -> list[str]:
     ids = sorted(job_ids)
     out: list[str] = []
     for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i:i + _IN_CHUNK]
+        chunk = ids[i : i + _IN_CHUNK]
         marks = ", ".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT job_id, COUNT(*) FROM executions WHERE job_id IN ({marks}) "
-            "GROUP BY job_id",
+            f"SELECT job_id, COUNT(*) FROM executions WHERE job_id IN ({marks}) GROUP BY job_id",
             chunk,
         ).fetchall()
         out.extend(str(r[0]) for r in rows if int(r[1]) > keep)

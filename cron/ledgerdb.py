@@ -139,8 +139,12 @@ class SqliteLedger(LedgerDB):
         super().__init__()
         self._path = path
         self._wal = WalFile(
-            path, schema, synchronous=synchronous, row_factory=sqlite3.Row,
-            timeout=timeout, migrate=migrate,
+            path,
+            schema,
+            synchronous=synchronous,
+            row_factory=sqlite3.Row,
+            timeout=timeout,
+            migrate=migrate,
         )
 
     @property

@@ -158,8 +158,9 @@ class LiveRuns:
         runs = self.close()
         groups = [r.group for r in runs if r.group is not None]
         for group in groups:
-            log.warning("ending process group %d (SIGTERM, SIGKILL after %gs)", group.pgid,
-                        term_grace)
+            log.warning(
+                "ending process group %d (SIGTERM, SIGKILL after %gs)", group.pgid, term_grace
+            )
             group.signal(signal.SIGTERM)
         deadline = time.monotonic() + term_grace
         for group in groups:
@@ -180,25 +181,42 @@ class LiveRuns:
         on, and another node may start the job's next slot meanwhile.
         """
         for job_id, token, unconfirmed in fenced:
-            note = (f"fenced: its claim could not be refreshed for {unconfirmed:.1f}s "
-                    f"(claim_ttl {ttl:g}s; store unreachable?), so the run was ended before "
-                    "another node could take the claim over")
+            note = (
+                f"fenced: its claim could not be refreshed for {unconfirmed:.1f}s "
+                f"(claim_ttl {ttl:g}s; store unreachable?), so the run was ended before "
+                "another node could take the claim over"
+            )
             run = self.fence(token, note)
             if run is None:
                 log.error("job %s: %s; its queued run will not start", job_id, note)
             elif run.acted:
                 continue
             elif run.group is not None:
-                log.error("job %s (%s): %s; ending process group %d", job_id, run.name, note,
-                          run.group.pgid)
-                threading.Thread(target=run.group.terminate, args=(fence_grace(ttl),),
-                                 name=f"cronkit-fence-{job_id}", daemon=True).start()
+                log.error(
+                    "job %s (%s): %s; ending process group %d",
+                    job_id,
+                    run.name,
+                    note,
+                    run.group.pgid,
+                )
+                threading.Thread(
+                    target=run.group.terminate,
+                    args=(fence_grace(ttl),),
+                    name=f"cronkit-fence-{job_id}",
+                    daemon=True,
+                ).start()
             elif run.kind == "command":
                 log.error("job %s (%s): %s; its command will not start", job_id, run.name, note)
             else:
-                log.error("job %s (%s): its claim could not be refreshed for %.1fs and a %s "
-                          "target cannot be fenced: it keeps running, and another node may run "
-                          "the job meanwhile", job_id, run.name, unconfirmed, run.kind)
+                log.error(
+                    "job %s (%s): its claim could not be refreshed for %.1fs and a %s "
+                    "target cannot be fenced: it keeps running, and another node may run "
+                    "the job meanwhile",
+                    job_id,
+                    run.name,
+                    unconfirmed,
+                    run.kind,
+                )
 
     def abandon(self, reason: str) -> int:
         """Record every run still live here as ended because this process exits now.

@@ -33,11 +33,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIRE_DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                      10.0, 30.0, 60.0, 120.0, 300.0)
+FIRE_DELAY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 """Run start − slot: 1 ms .. 5 min (beyond that a run is a catch-up, and +Inf says so)."""
-DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
-                    3600.0)
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0)
 JOB_STATES = tuple(state.value for state in JobState)
 """Every ``cronkit_jobs{state}`` series, present (as 0) even when no job is in that state."""
 
@@ -52,19 +68,33 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         job = ("job_id",) if per_job else ()
         reg = self.registry
-        self.runs = Counter("cronkit_runs", "Runs finished, by final status.",
-                            ("status", *job), registry=reg)
-        self.fire_delay = Histogram("cronkit_fire_delay_seconds",
-                                    "Run start minus its scheduled slot.", job,
-                                    buckets=FIRE_DELAY_BUCKETS, registry=reg)
-        self.run_duration = Histogram("cronkit_run_duration_seconds", "How long runs took.",
-                                      job, buckets=DURATION_BUCKETS, registry=reg)
-        self.claims = Counter("cronkit_claims", "Claims decided, by result (won|lost).",
-                              ("result", *job), registry=reg)
-        self.missed = Counter("cronkit_slots_missed", "Slots recorded missed.", job,
-                              registry=reg)
-        self.skipped = Counter("cronkit_slots_skipped", "Slots recorded skipped (overlap).",
-                               job, registry=reg)
+        self.runs = Counter(
+            "cronkit_runs", "Runs finished, by final status.", ("status", *job), registry=reg
+        )
+        self.fire_delay = Histogram(
+            "cronkit_fire_delay_seconds",
+            "Run start minus its scheduled slot.",
+            job,
+            buckets=FIRE_DELAY_BUCKETS,
+            registry=reg,
+        )
+        self.run_duration = Histogram(
+            "cronkit_run_duration_seconds",
+            "How long runs took.",
+            job,
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.claims = Counter(
+            "cronkit_claims",
+            "Claims decided, by result (won|lost).",
+            ("result", *job),
+            registry=reg,
+        )
+        self.missed = Counter("cronkit_slots_missed", "Slots recorded missed.", job, registry=reg)
+        self.skipped = Counter(
+            "cronkit_slots_skipped", "Slots recorded skipped (overlap).", job, registry=reg
+        )
         self.retries = Counter("cronkit_retries", "Retry attempts started.", job, registry=reg)
         reg.register(_StoreCollector(per_job))
         if subscribe:
@@ -143,8 +173,9 @@ class _StoreCollector:
             log.warning("metrics: the job store cannot be read", exc_info=True)
             jobs = None
         if jobs is not None:
-            states = GaugeMetricFamily("cronkit_jobs", "Jobs in the store, by state.",
-                                       labels=["state"])
+            states = GaugeMetricFamily(
+                "cronkit_jobs", "Jobs in the store, by state.", labels=["state"]
+            )
             counts = dict.fromkeys(JOB_STATES, 0)
             for job in jobs:
                 state = str(job.get("state"))
@@ -158,8 +189,11 @@ class _StoreCollector:
                 + (" (per job)." if self.per_job else "."),
                 labels=["job_id"] if self.per_job else None,
             )
-            times = [(str(j["id"]), parse_optional_ts(j.get("next_run_at"))) for j in jobs
-                     if is_active(j)]
+            times = [
+                (str(j["id"]), parse_optional_ts(j.get("next_run_at")))
+                for j in jobs
+                if is_active(j)
+            ]
             due = [(jid, t.timestamp()) for jid, t in times if t is not None]
             if self.per_job:
                 for jid, t in due:
@@ -168,8 +202,9 @@ class _StoreCollector:
                 nxt.add_metric([], min(t for _, t in due))
             yield nxt
         beat, _, _ = read_ticker_heartbeat()
-        hb = GaugeMetricFamily("cronkit_ticker_heartbeat_timestamp_seconds",
-                               "Epoch of the ticker's last heartbeat.")
+        hb = GaugeMetricFamily(
+            "cronkit_ticker_heartbeat_timestamp_seconds", "Epoch of the ticker's last heartbeat."
+        )
         if beat is not None:
             hb.add_metric([], beat)
         yield hb

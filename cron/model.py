@@ -117,8 +117,11 @@ def format_ts(dt: datetime) -> str:
     Naive input is taken to be UTC. ``parse_ts(format_ts(x)) == x`` for every aware ``x``
     that names a real instant (a wall time inside a DST gap names none).
     """
-    utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None or dt.utcoffset() is None \
+    utc = (
+        dt.replace(tzinfo=UTC)
+        if dt.tzinfo is None or dt.utcoffset() is None
         else dt.astimezone(UTC)
+    )
     return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds")
 
 

@@ -67,8 +67,7 @@ def list_live_executions() -> list[dict[str, Any]]:
         if conn is None:
             return []
         rows = conn.execute(
-            f"SELECT {cols} FROM executions WHERE {_LIVE} "
-            f"ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
+            f"SELECT {cols} FROM executions WHERE {_LIVE} ORDER BY {ledger_sql.WHEN} ASC, rowid ASC"
         ).fetchall()
     return [dict(row) for row in rows]
 
@@ -128,9 +127,15 @@ def recover_interrupted_execution_rows(
         if parsed is not None and parsed[0] != here:
             if remote_gone is None or not remote_gone(dict(row)):
                 continue
-            dead.append((row["id"], row["job_id"], owner,
-                         f"owner {owner} (another host) stopped refreshing its claim before "
-                         "the run finished; its outcome is unknown and it was not rerun"))
+            dead.append(
+                (
+                    row["id"],
+                    row["job_id"],
+                    owner,
+                    f"owner {owner} (another host) stopped refreshing its claim before "
+                    "the run finished; its outcome is unknown and it was not rerun",
+                )
+            )
             continue
         if owner not in verdicts:
             verdicts[owner] = procinfo.owner_gone(owner)
@@ -142,19 +147,28 @@ def recover_interrupted_execution_rows(
             if group.alive():
                 log.warning(
                     "job %s: its run's process group %d outlived owner %s; ending it",
-                    row["job_id"], group.pgid, owner,
+                    row["job_id"],
+                    group.pgid,
+                    owner,
                 )
                 if not group.terminate(grace):
                     log.error(
                         "job %s: process group %d of a dead owner's run cannot be ended; "
                         "its run stays live so no second copy starts",
-                        row["job_id"], group.pgid,
+                        row["job_id"],
+                        group.pgid,
                     )
                     continue
                 note = f"; its process group {group.pgid} was still running and was ended"
-        dead.append((row["id"], row["job_id"], owner,
-                     f"owner process {owner} is gone (exited or pid reused) before the run "
-                     f"finished{note}; its outcome is unknown and it was not rerun"))
+        dead.append(
+            (
+                row["id"],
+                row["job_id"],
+                owner,
+                f"owner process {owner} is gone (exited or pid reused) before the run "
+                f"finished{note}; its outcome is unknown and it was not rerun",
+            )
+        )
     if not dead:
         return []
     finished = _now_iso(now)

@@ -143,13 +143,15 @@ class Registration:
                 ).fetchall()
             dead = [str(r[0]) for r in rows if _provably_dead(int(r[1]), r[2])]
             if dead:
+
                 def delete(conn: SqlConn) -> None:
                     for node in dead:
                         conn.execute("DELETE FROM tickers WHERE node_id = ?", (node,))
 
                 self.store.ledger().transact(delete)
-                log.info("removed the registry rows of dead tickers of this home: %s",
-                         ", ".join(dead))
+                log.info(
+                    "removed the registry rows of dead tickers of this home: %s", ", ".join(dead)
+                )
             return dead
         except Exception:
             log.warning("could not clear dead tickers' registry rows", exc_info=True)
@@ -159,9 +161,17 @@ class Registration:
         """Record an iteration: ``ok`` (a clean tick) or failing with ``error``."""
         at = to_iso(now if now is not None else self.store.clock())
         row = (
-            self.node_id, self.host, self.pid, self.process_start,
-            self.home, self.provider, "running" if ok else "failing", self.started_at,
-            at, at if ok else None, None if ok else error,
+            self.node_id,
+            self.host,
+            self.pid,
+            self.process_start,
+            self.home,
+            self.provider,
+            "running" if ok else "failing",
+            self.started_at,
+            at,
+            at if ok else None,
+            None if ok else error,
         )
         try:
             self.store.ledger().transact(lambda conn: conn.execute(_UPSERT, row))
@@ -193,9 +203,19 @@ def list_nodes(store: JobStore) -> list[TickerNode]:
         started, beat = parse_ts(r[7]), parse_ts(r[8])
         if started is None or beat is None:
             continue
-        out.append(TickerNode(
-            node_id=str(r[0]), host=str(r[1]), pid=int(r[2]), process_start=r[3], home=r[4],
-            provider=r[5], state=str(r[6]), started_at=started, heartbeat_at=beat,
-            success_at=parse_ts(r[9]) if r[9] else None, last_error=r[10],
-        ))
+        out.append(
+            TickerNode(
+                node_id=str(r[0]),
+                host=str(r[1]),
+                pid=int(r[2]),
+                process_start=r[3],
+                home=r[4],
+                provider=r[5],
+                state=str(r[6]),
+                started_at=started,
+                heartbeat_at=beat,
+                success_at=parse_ts(r[9]) if r[9] else None,
+                last_error=r[10],
+            )
+        )
     return out

@@ -172,19 +172,28 @@ def plan_retry(
         return RetryPlan(RetryVerdict.NO_POLICY, nxt)
     if attempt > policy.max:
         return RetryPlan(
-            RetryVerdict.EXHAUSTED, nxt,
+            RetryVerdict.EXHAUSTED,
+            nxt,
             note=f"no retry left ({policy.max} of {policy.max} used)",
         )
     delay = backoff_delay(attempt, policy, rng)
     at = now + timedelta(seconds=delay)
     if next_slot is not None and at >= next_slot:
         return RetryPlan(
-            RetryVerdict.PAST_NEXT_SLOT, nxt, at, delay,
-            note=(f"retry {attempt} of {policy.max} not run: it would start at "
-                  f"{at.isoformat()}, not before the next slot {next_slot.isoformat()}"),
+            RetryVerdict.PAST_NEXT_SLOT,
+            nxt,
+            at,
+            delay,
+            note=(
+                f"retry {attempt} of {policy.max} not run: it would start at "
+                f"{at.isoformat()}, not before the next slot {next_slot.isoformat()}"
+            ),
         )
     return RetryPlan(
-        RetryVerdict.RETRY, nxt, at, delay,
+        RetryVerdict.RETRY,
+        nxt,
+        at,
+        delay,
         note=f"retry {attempt} of {policy.max} at {at.isoformat()}",
     )
 

@@ -59,8 +59,14 @@ def plan_retry(ran: Ran, timing: retries.RetryTiming) -> Retry | None:
         log.exception("job %s: could not read it to plan a retry; the slot ends here", job_id)
         return None
     next_slot = parse_ts((current or {}).get("next_run_at"))
-    plan = retries.plan_retry(status=result.status, attempt=attempt, policy=policy, now=now,
-                              next_slot=next_slot, rng=timing.rng)
+    plan = retries.plan_retry(
+        status=result.status,
+        attempt=attempt,
+        policy=policy,
+        now=now,
+        next_slot=next_slot,
+        rng=timing.rng,
+    )
     if plan.verdict is retries.RetryVerdict.RETRY and plan.at is not None:
         source = ran.live.source if ran.live is not None else "tick"
         try:
@@ -71,13 +77,21 @@ def plan_retry(ran: Ran, timing: retries.RetryTiming) -> Retry | None:
             log.exception("job %s: could not hand its claim to retry %d", job_id, attempt)
             verdict, token, job = RetryClaim.LOST, None, None
         if verdict is RetryClaim.GRANTED and token is not None and job is not None:
-            log.info("job %s (%s): attempt %d %s; retry %d of %d in %.1fs", job_id,
-                     ran.job.get("name"), attempt, result.status, attempt, policy.max, plan.delay)
+            log.info(
+                "job %s (%s): attempt %d %s; retry %d of %d in %.1fs",
+                job_id,
+                ran.job.get("name"),
+                attempt,
+                result.status,
+                attempt,
+                policy.max,
+                plan.delay,
+            )
             ran.result = with_note(result, plan.note)
             return Retry(job, token, plan.attempt, plan.at, result.status, result.error)
         notes = {
             RetryClaim.PAST_NEXT_SLOT: f"retry {attempt} of {policy.max} not run: it would "
-                                       f"start at {plan.at.isoformat()}, not before the next slot",
+            f"start at {plan.at.isoformat()}, not before the next slot",
             RetryClaim.PAUSED: f"retry {attempt} of {policy.max} not run: the job is paused",
             RetryClaim.LOST: f"retry {attempt} of {policy.max} not run: the claim is gone",
         }
@@ -113,14 +127,20 @@ def wait_for_retry(r: Retry, live: LiveRuns, timing: retries.RetryTiming) -> Job
                 if not jobs.refresh_claim(job_id, r.token, now=clock.now()):
                     break  # the claim is gone: may_start says so below
             except Exception:
-                log.warning("job %s: could not refresh its claim during a backoff", job_id,
-                            exc_info=True)
+                log.warning(
+                    "job %s: could not refresh its claim during a backoff", job_id, exc_info=True
+                )
     except BaseException as exc:
         # Ctrl-C in a synchronous `cronkit run`: the slot ends here, its claim released.
         note = f"retry {r.attempt - 1} not run: {type(exc).__name__} during its backoff"
         with contextlib.suppress(Exception):
-            jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
-                              error=f"{r.error or r.status}; {note}")
+            jobs.mark_job_run(
+                job_id,
+                r.token,
+                success=False,
+                status=r.status,
+                error=f"{r.error or r.status}; {note}",
+            )
         with contextlib.suppress(Exception):
             executions.finish(r.token, status="interrupted", error=note)
         live.remove(r.token)
@@ -142,8 +162,14 @@ def wait_for_retry(r: Retry, live: LiveRuns, timing: retries.RetryTiming) -> Job
     note = f"retry {r.attempt - 1} not run: {why}"
     status = "interrupted" if verdict is None else "skipped"
     try:
-        jobs.mark_job_run(job_id, r.token, success=False, status=r.status,
-                          error=f"{r.error or r.status}; {note}", now=now)
+        jobs.mark_job_run(
+            job_id,
+            r.token,
+            success=False,
+            status=r.status,
+            error=f"{r.error or r.status}; {note}",
+            now=now,
+        )
     finally:
         with contextlib.suppress(Exception):
             executions.finish(r.token, status=status, error=note)

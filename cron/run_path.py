@@ -107,10 +107,15 @@ def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
     ttl = float(cfg_get(cfg, "cron", "claim_ttl", default=300))
     out = _open_output(job, cfg)
     try:
-        source = executions.start_run(
-            token, job_id=job_id, scheduled_at=scheduled_at,
-            output_path=out.path if out is not None else None,
-        ) or "tick"
+        source = (
+            executions.start_run(
+                token,
+                job_id=job_id,
+                scheduled_at=scheduled_at,
+                output_path=out.path if out is not None else None,
+            )
+            or "tick"
+        )
     except BaseException:
         if out is not None:
             out.close()
@@ -118,18 +123,32 @@ def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
     timeout = _timeout_for(job, cfg)
     action = job.get("action")
     kind = str(action.get("kind") or "command") if isinstance(action, dict) else "command"
-    live = LiveRun(token, job_id, job.get("name"), source, scheduled_at, time.time(), timeout,
-                   kind=kind, fenced=live_runs.fenced_note(token))
+    live = LiveRun(
+        token,
+        job_id,
+        job.get("name"),
+        source,
+        scheduled_at,
+        time.time(),
+        timeout,
+        kind=kind,
+        fenced=live_runs.fenced_note(token),
+    )
     live_runs.add(live)
     metrics.observe_run_start(job_id, scheduled_at, live.started)
     log.info(
         "run start: job %s (%s) slot %s, %s ms late, source %s",
-        job_id, job.get("name"), scheduled_at or "-", _lateness_ms(scheduled_at, live.started),
+        job_id,
+        job.get("name"),
+        scheduled_at or "-",
+        _lateness_ms(scheduled_at, live.started),
         source,
     )
     ctx = RunContext(
-        timeout=timeout, scheduled_at=scheduled_at,
-        on_spawn=lambda group: live_runs.spawned(token, group), output=out,
+        timeout=timeout,
+        scheduled_at=scheduled_at,
+        on_spawn=lambda group: live_runs.spawned(token, group),
+        output=out,
     )
     try:
         with keeper.hold(job_id, token, ttl):
@@ -158,10 +177,14 @@ def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
         raise
     if live_runs.acted(live) and live.fenced and live.kind == "command":
         if not (result.error or "").startswith("cancelled before it started: "):
-            ended = "cancelled before the command started" if result.exit_code is None \
+            ended = (
+                "cancelled before the command started"
+                if result.exit_code is None
                 else (result.error or "no error")
-            result = RunResult("interrupted", result.output, f"{live.fenced} ({ended})",
-                               result.exit_code)
+            )
+            result = RunResult(
+                "interrupted", result.output, f"{live.fenced} ({ended})", result.exit_code
+            )
     elif live.interrupted and not live.fenced and result.status != "interrupted":
         result = RunResult(
             "interrupted",
@@ -172,7 +195,9 @@ def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
     if result.straggler is not None and result.straggler.alive():
         live.runaway = True
         log.warning(
-            "job %s (%s): %s; its claim is kept until it ends", job_id, job.get("name"),
+            "job %s (%s): %s; its claim is kept until it ends",
+            job_id,
+            job.get("name"),
             result.error,
         )
     return Ran(job, token, result, cfg, live, out)
@@ -222,7 +247,10 @@ def write_output_of(ran: Ran) -> str | None:
 
 
 def finish_runs(
-    runs: list[Ran], live: LiveRuns, timing: retries.RetryTiming, adapters: Adapters | None,
+    runs: list[Ran],
+    live: LiveRuns,
+    timing: retries.RetryTiming,
+    adapters: Adapters | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> list[bool | Retry]:
     """Stage 2 for a batch: output files, delivery, one store write, one ledger write.
@@ -267,10 +295,17 @@ def finish_runs(
                 log_end(ran.job, ran.result.status, ran.live)
                 if isinstance(out, Retry):
                     # Waiting counts as live: a stopping scheduler ends the wait.
-                    live.add(LiveRun(out.token, out.job["id"], out.job.get("name"),
-                                      ran.live.source if ran.live else "tick",
-                                      (out.job.get("fire_claim") or {}).get("scheduled_at"),
-                                      time.time(), None))
+                    live.add(
+                        LiveRun(
+                            out.token,
+                            out.job["id"],
+                            out.job.get("name"),
+                            ran.live.source if ran.live else "tick",
+                            (out.job.get("fire_claim") or {}).get("scheduled_at"),
+                            time.time(),
+                            None,
+                        )
+                    )
     return outcomes
 
 
@@ -279,7 +314,9 @@ FENCED_RECORD_RETRY = 1.0
 
 
 def finish_fenced(
-    ran: Ran, live: LiveRuns, adapters: Adapters | None,
+    ran: Ran,
+    live: LiveRuns,
+    adapters: Adapters | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> bool:
     """Record a fenced run once the store answers again (it was fenced for not answering).
@@ -300,23 +337,36 @@ def finish_fenced(
             try:
                 if not marked:
                     ok = jobs.mark_job_runs(
-                        [(job_id, ran.token, ran.result.status, ran.result.error)])[0]
+                        [(job_id, ran.token, ran.result.status, ran.result.error)]
+                    )[0]
                     marked = True
                     if not ok:
-                        log.warning("job %s: result not recorded on the job; its claim %s is "
-                                    "no longer live", job_id, ran.token)
+                        log.warning(
+                            "job %s: result not recorded on the job; its claim %s is "
+                            "no longer live",
+                            job_id,
+                            ran.token,
+                        )
                 if not closed:
-                    executions.finish_many(
-                        [(ran.token, ran.result.status, ran.result.error, out)])
+                    executions.finish_many([(ran.token, ran.result.status, ran.result.error, out)])
                     closed = True
             except ConnectionError as exc:
                 if live.stopping():
-                    log.error("job %s: fenced run %s not recorded (the store is unreachable "
-                              "and the scheduler is stopping): %s", job_id, ran.token, exc)
+                    log.error(
+                        "job %s: fenced run %s not recorded (the store is unreachable "
+                        "and the scheduler is stopping): %s",
+                        job_id,
+                        ran.token,
+                        exc,
+                    )
                     break
                 if not warned:
-                    log.warning("job %s: fenced run %s waits for the store to record it: %s",
-                                job_id, ran.token, exc)
+                    log.warning(
+                        "job %s: fenced run %s waits for the store to record it: %s",
+                        job_id,
+                        ran.token,
+                        exc,
+                    )
                     warned = True
                 live.wake.wait(FENCED_RECORD_RETRY)
     finally:
@@ -325,5 +375,13 @@ def finish_fenced(
     return ran.result.status == "ok"
 
 
-__all__ = ["Adapters", "deliver", "finish_fenced", "finish_runs", "log_end", "settle_straggler",
-           "start_and_run", "write_output_of"]
+__all__ = [
+    "Adapters",
+    "deliver",
+    "finish_fenced",
+    "finish_runs",
+    "log_end",
+    "settle_straggler",
+    "start_and_run",
+    "write_output_of",
+]

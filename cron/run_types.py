@@ -141,6 +141,16 @@ def one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "DRAIN_GRACE", "MAX_OUTPUT_BYTES", "TERM_GRACE", "OutputSink", "RunContext",
-    "RunResult", "Runner", "SpawnHook", "Straggler", "Tail", "cap_text", "one_line",
+    "DRAIN_GRACE",
+    "MAX_OUTPUT_BYTES",
+    "TERM_GRACE",
+    "OutputSink",
+    "RunContext",
+    "RunResult",
+    "Runner",
+    "SpawnHook",
+    "Straggler",
+    "Tail",
+    "cap_text",
+    "one_line",
 ]

@@ -220,8 +220,10 @@ def validate_env(value: object) -> dict[str, str] | None:
     for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
             raise JobValueError(
-                "env", key, "not a valid environment variable name (letters, digits, _; "
-                "not starting with a digit)"
+                "env",
+                key,
+                "not a valid environment variable name (letters, digits, _; "
+                "not starting with a digit)",
             )
         if key in RESERVED_ENV:
             raise JobValueError("env", key, "set by cronkit on every run; it cannot be overridden")
@@ -265,9 +267,27 @@ def run_action(job: dict[str, Any], ctx: RunContext) -> RunResult:
 _BUILTINS: dict[str, Runner] = {"command": run_command, "python": run_python}
 
 __all__ = [
-    "DRAIN_GRACE", "ENTRY_POINT_GROUP", "GATE_CANCELLED", "MAX_OUTPUT_BYTES", "RESERVED_ENV",
-    "TERM_GRACE", "OutputSink", "RunContext", "RunResult", "Runner", "SpawnHook",
-    "Straggler", "_Pipe", "get_runner", "register_runner", "run_action", "run_command",
-    "run_python", "target_import_problem", "unregister_runner", "validate_action",
-    "validate_cwd", "validate_env",
+    "DRAIN_GRACE",
+    "ENTRY_POINT_GROUP",
+    "GATE_CANCELLED",
+    "MAX_OUTPUT_BYTES",
+    "RESERVED_ENV",
+    "TERM_GRACE",
+    "OutputSink",
+    "RunContext",
+    "RunResult",
+    "Runner",
+    "SpawnHook",
+    "Straggler",
+    "_Pipe",
+    "get_runner",
+    "register_runner",
+    "run_action",
+    "run_command",
+    "run_python",
+    "target_import_problem",
+    "unregister_runner",
+    "validate_action",
+    "validate_cwd",
+    "validate_env",
 ]

@@ -103,8 +103,9 @@ class Runtime:
     started on first use; :meth:`close` ends the runs and stops the pool.
     """
 
-    def __init__(self, *, home: str | os.PathLike[str] | None = None,
-                 store: JobStore | None = None) -> None:
+    def __init__(
+        self, *, home: str | os.PathLike[str] | None = None, store: JobStore | None = None
+    ) -> None:
         self.home = Path(home) if home is not None else None
         self.store = store
         self.live = LiveRuns()
@@ -121,9 +122,10 @@ class Runtime:
         self._watcher: threading.Thread | None = None
         self._starts = StartQueue()
         self._completer = Completer(
-            lambda runs, adapters, loop: finish_runs(runs, self.live, self.timing, adapters,
-                                                     loop),
-            self._schedule_retry, self._starts, self.spawn,
+            lambda runs, adapters, loop: finish_runs(runs, self.live, self.timing, adapters, loop),
+            self._schedule_retry,
+            self._starts,
+            self.spawn,
         )
 
     # -- binding -----------------------------------------------------------------------
@@ -140,6 +142,7 @@ class Runtime:
 
     def spawn(self, fn: Callable[[], None], name: str) -> threading.Thread:
         """Run ``fn`` on a new daemon thread bound to this runtime."""
+
         def run() -> None:
             with self.bound():
                 fn()
@@ -162,8 +165,7 @@ class Runtime:
         with self._pool_lock:
             if self._pool is None or self._pool_size != size:
                 old = self._pool
-                self._pool = ThreadPoolExecutor(max_workers=size,
-                                                thread_name_prefix="cronkit-job")
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="cronkit-job")
                 self._pool_size = size
                 if old is not None:
                     old.shutdown(wait=False)
@@ -222,8 +224,13 @@ class Runtime:
                 claimed = jobs.claim_due_jobs(now)
             if not claimed:
                 return 0
-            futures = self.dispatch([job for job, _token in claimed], adapters=adapters,
-                                    loop=loop, verbose=verbose, claimed_since=since)
+            futures = self.dispatch(
+                [job for job, _token in claimed],
+                adapters=adapters,
+                loop=loop,
+                verbose=verbose,
+                claimed_since=since,
+            )
         if sync:
             wait_futures(futures)
         return len(claimed)
@@ -272,8 +279,9 @@ class Runtime:
                 raise
         return futures
 
-    def _run_queued(self, job: Job, adapters: Adapters | None, loop: Loop,
-                    done: Future[bool]) -> None:
+    def _run_queued(
+        self, job: Job, adapters: Adapters | None, loop: Loop, done: Future[bool]
+    ) -> None:
         """One dispatched job on a pool worker: start and run it, then hand it to the
         completer (a fenced run is recorded here: it waits for the store)."""
         self._starts.add(-1)
@@ -292,8 +300,7 @@ class Runtime:
         settle_straggler(ran, 0, self.keeper)
         self._record(ran, adapters, loop, done)
 
-    def _record(self, ran: Ran, adapters: Adapters | None, loop: Loop,
-                done: Future[bool]) -> None:
+    def _record(self, ran: Ran, adapters: Adapters | None, loop: Loop, done: Future[bool]) -> None:
         if ran.live is not None and ran.live.fenced:
             try:
                 done.set_result(finish_fenced(ran, self.live, adapters, loop))
@@ -302,8 +309,7 @@ class Runtime:
             return
         self._completer.submit(ran, adapters, loop, done)
 
-    def run_one_job(self, job: Job, *, adapters: Adapters | None = None,
-                    loop: Loop = None) -> bool:
+    def run_one_job(self, job: Job, *, adapters: Adapters | None = None, loop: Loop = None) -> bool:
         """``cron.scheduler.run_one_job`` on this runtime, in the caller's thread."""
         with self.bound():
             while True:
@@ -322,10 +328,12 @@ class Runtime:
 
     # -- retries in their backoff ------------------------------------------------------
 
-    def _schedule_retry(self, r: Retry, adapters: Adapters | None, loop: Loop,
-                        fut: Future[bool]) -> None:
+    def _schedule_retry(
+        self, r: Retry, adapters: Adapters | None, loop: Loop, fut: Future[bool]
+    ) -> None:
         """Wait through the backoff on a thread of its own (not a pool worker: a backoff
         may last an hour), then queue the attempt on the pool like any run."""
+
         def wait_then_queue() -> None:
             try:
                 job = wait_for_retry(r, self.live, self.timing)
@@ -337,8 +345,9 @@ class Runtime:
                 return
             cfg = read_config()
             token = job["fire_claim"]["token"]
-            self.keeper.add_many([(job["id"], token)],
-                                 float(cfg_get(cfg, "cron", "claim_ttl", default=300)))
+            self.keeper.add_many(
+                [(job["id"], token)], float(cfg_get(cfg, "cron", "claim_ttl", default=300))
+            )
             self._starts.add(1)
             try:
                 self._executor(int(cfg_get(cfg, "cron", "max_parallel_jobs", default=4))).submit(
@@ -353,8 +362,7 @@ class Runtime:
 
     # -- runaway runs ------------------------------------------------------------------
 
-    def _park(self, ran: Ran, adapters: Adapters | None, loop: Loop,
-              fut: Future[bool]) -> None:
+    def _park(self, ran: Ran, adapters: Adapters | None, loop: Loop, fut: Future[bool]) -> None:
         """Watch a runaway run (past its timeout, still running) until its work ends.
 
         Meanwhile it keeps its claim (so the job cannot start a second run) and

@@ -55,8 +55,9 @@ def tick(
        ``sync=True`` waits for them; ``sync=False`` returns at once. The tick
        lock is released before any job runs.
     """
-    return default_runtime().tick(now=now, sync=sync, verbose=verbose, adapters=adapters,
-                                  loop=loop, can_dispatch=can_dispatch)
+    return default_runtime().tick(
+        now=now, sync=sync, verbose=verbose, adapters=adapters, loop=loop, can_dispatch=can_dispatch
+    )
 
 
 def dispatch(
@@ -77,8 +78,9 @@ def dispatch(
     ``claimed_since`` (``time.monotonic()``) is a moment before the claims were
     taken; fencing (SPEC §13) counts their age from it (default: now).
     """
-    return default_runtime().dispatch(claimed, adapters=adapters, loop=loop, verbose=verbose,
-                                      claimed_since=claimed_since)
+    return default_runtime().dispatch(
+        claimed, adapters=adapters, loop=loop, verbose=verbose, claimed_since=claimed_since
+    )
 
 
 def run_one_job(
@@ -302,8 +304,24 @@ def fire_job(
 
 
 __all__ = [
-    "REMOVED_BEFORE_RUN", "Fired", "LiveRun", "Runtime", "abandon_running", "allow_starts",
-    "claim_keeper", "default_runtime", "dispatch", "fire_job", "interrupt_running", "live_runs",
-    "recover_interrupted", "release_claim", "retry_timing", "run_one_job", "running_jobs",
-    "set_retry_timing", "tick", "wait_for_running",
+    "REMOVED_BEFORE_RUN",
+    "Fired",
+    "LiveRun",
+    "Runtime",
+    "abandon_running",
+    "allow_starts",
+    "claim_keeper",
+    "default_runtime",
+    "dispatch",
+    "fire_job",
+    "interrupt_running",
+    "live_runs",
+    "recover_interrupted",
+    "release_claim",
+    "retry_timing",
+    "run_one_job",
+    "running_jobs",
+    "set_retry_timing",
+    "tick",
+    "wait_for_running",
 ]

@@ -148,16 +148,18 @@ def _runaway_runs(summary: _StoreSummary, t: float) -> list[dict[str, Any]]:
         running_for = t - started.timestamp()
         if running_for <= limit or (row.get("owner") and owner_gone(str(row["owner"]))):
             continue
-        out.append({
-            "id": row["id"],
-            "job_id": row["job_id"],
-            "name": name,
-            "started_at": row["started_at"],
-            "running_for": round(running_for, 1),
-            "timeout": limit,
-            "owner": row.get("owner"),
-            "pgid": row.get("pgid"),
-        })
+        out.append(
+            {
+                "id": row["id"],
+                "job_id": row["job_id"],
+                "name": name,
+                "started_at": row["started_at"],
+                "running_for": round(running_for, 1),
+                "timeout": limit,
+                "owner": row.get("owner"),
+                "pgid": row.get("pgid"),
+            }
+        )
     return out
 
 
@@ -195,12 +197,19 @@ def _cluster_nodes(t: float | None, limit: float) -> list[dict[str, Any]]:
     for n in list_nodes(store):
         age = n.heartbeat_age(now)
         state = "gone" if owner_gone(n.node_id) else "stale" if age > limit else n.state
-        out.append({
-            "node": n.node_id, "host": n.host, "pid": n.pid, "home": n.home,
-            "provider": n.provider, "state": state,
-            "heartbeat_age": age, "last_error": n.last_error,
-            "this": n.home == home and n.host == here,
-        })
+        out.append(
+            {
+                "node": n.node_id,
+                "host": n.host,
+                "pid": n.pid,
+                "home": n.home,
+                "provider": n.provider,
+                "state": state,
+                "heartbeat_age": age,
+                "last_error": n.last_error,
+                "this": n.home == home and n.host == here,
+            }
+        )
     return out
 
 

@@ -240,8 +240,7 @@ class InProcessCronScheduler(CronScheduler):
                     try:
                         delay = self.next_delay(interval)
                     except BaseException:
-                        log.exception("could not compute the next wake-up; sleeping %ss",
-                                      interval)
+                        log.exception("could not compute the next wake-up; sleeping %ss", interval)
                         delay = interval
                     until_recover = max(0.0, next_recover - time.monotonic())
                     if until_recover >= delay:
@@ -280,7 +279,8 @@ class InProcessCronScheduler(CronScheduler):
         holder = heartbeat.read_ticker_pid() or {}
         log.info(
             "another ticker (pid %s) is active on %s; standing by to take over if it stops",
-            holder.get("pid", "?"), paths.home(),
+            holder.get("pid", "?"),
+            paths.home(),
         )
         self.standing_by = True
         try:
@@ -371,8 +371,9 @@ class InProcessCronScheduler(CronScheduler):
         now = self._clock() if self._clock is not None else store.clock().timestamp()
         return max(0.0, min(float(interval), wake.timestamp() - now))
 
-    def _sleep(self, stop_event: threading.Event, delay: float,
-               since: object | None = None) -> bool:
+    def _sleep(
+        self, stop_event: threading.Event, delay: float, since: object | None = None
+    ) -> bool:
         """Sleep; True unless the whole ``delay`` passed with no stop and no change.
 
         A ``wait_fn`` seam cannot say why it returned: it counts as a wake.
@@ -393,8 +394,9 @@ class InProcessCronScheduler(CronScheduler):
         except Exception:
             return None
 
-    def wait(self, stop_event: threading.Event, delay: float, *,
-             since: object | None = None) -> bool:
+    def wait(
+        self, stop_event: threading.Event, delay: float, *, since: object | None = None
+    ) -> bool:
         """Sleep up to ``delay`` s; wake early on stop, on ``on_jobs_changed``,
         or when another process changes the store (checked every 0.2 s).
 
@@ -426,6 +428,10 @@ class InProcessCronScheduler(CronScheduler):
 
 
 __all__ = [
-    "RECOVER_EVERY", "STANDBY_POLL", "STARTS_WAIT", "InProcessCronScheduler", "TickerLock",
+    "RECOVER_EVERY",
+    "STANDBY_POLL",
+    "STARTS_WAIT",
+    "InProcessCronScheduler",
+    "TickerLock",
     "recover_every",
 ]

@@ -20,6 +20,7 @@ def mask_url(url: str) -> str:
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
         # Rebuilt only when there is a password to hide: urlunsplit drops an empty "//".
-        url = urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query,
-                          parts.fragment))
+        url = urlunsplit(
+            (parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment)
+        )
     return _PASSWORD_RE.sub(r"\1***", url)

@@ -85,6 +85,7 @@ Runner = Callable[[Job], object]
 
 # -- running accepted fires -------------------------------------------------------
 
+
 def default_runner(job: Job) -> None:
     """Queue ``run_one_job(job)`` on the process's job pool and return at once.
 

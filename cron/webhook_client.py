@@ -31,8 +31,10 @@ class GatewayNotRunningError(CronkitError, ConnectionError):
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
-        super().__init__(f"no cronkit gateway webhook is reachable: {detail}; start one with "
-                         "'cronkit gateway' (or fire locally with 'cronkit run ID')")
+        super().__init__(
+            f"no cronkit gateway webhook is reachable: {detail}; start one with "
+            "'cronkit gateway' (or fire locally with 'cronkit run ID')"
+        )
 
 
 def read_gateway_info() -> dict[str, Any] | None:

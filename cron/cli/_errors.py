@@ -194,8 +194,10 @@ class _StderrHandler(logging.Handler):
 
 class _Formatter(logging.Formatter):
     def __init__(self, *, verbose: bool, tracebacks: bool) -> None:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else (
-            "cronkit: %(levelname_lower)s: %(message)s"
+        fmt = (
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            if verbose
+            else ("cronkit: %(levelname_lower)s: %(message)s")
         )
         super().__init__(fmt)
         self.tracebacks = tracebacks

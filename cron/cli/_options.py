@@ -40,8 +40,7 @@ def parse_timeout(value: str | None, *, allow_default: bool) -> tuple[bool, floa
         seconds = float(text.rstrip("s"))
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a number of seconds"
-            + (" (or 'default')" if allow_default else ""),
+            f"{value!r} is not a number of seconds" + (" (or 'default')" if allow_default else ""),
             param_hint="'--timeout'",
         ) from None
     if seconds < 0 or seconds != seconds:
@@ -97,11 +96,13 @@ def parse_retry(
             except ValueError:
                 raise click.BadParameter(
                     f"{retries!r} is not a whole number of retries"
-                    + (" (or 'default')" if allow_default else ""), param_hint="'--retries'",
+                    + (" (or 'default')" if allow_default else ""),
+                    param_hint="'--retries'",
                 ) from None
             if not 0 <= count <= MAX_RETRIES:
-                raise click.BadParameter(f"{retries!r} must be 0 to {MAX_RETRIES}",
-                                         param_hint="'--retries'")
+                raise click.BadParameter(
+                    f"{retries!r} must be 0 to {MAX_RETRIES}", param_hint="'--retries'"
+                )
             keys["max"] = count
     if backoff is not None:
         if allow_default and backoff.strip().lower() == "default":

@@ -14,8 +14,20 @@ from cron.cli._errors import fail
 from cron.cli._format import one_line
 from cron.errors import CronkitError
 
-_APPLY_FIELDS = ("key", "schedule", "command", "python", "name", "tz", "catch_up", "timeout",
-                 "retry", "cwd", "env", "enabled")
+_APPLY_FIELDS = (
+    "key",
+    "schedule",
+    "command",
+    "python",
+    "name",
+    "tz",
+    "catch_up",
+    "timeout",
+    "retry",
+    "cwd",
+    "env",
+    "enabled",
+)
 _WOULD = {"created": "would create", "updated": "would update", "removed": "would remove"}
 
 
@@ -41,6 +53,7 @@ def _read_declarations(path: Path) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = doc["jobs"]
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
+
         def bad(field: str, detail: str, *, _i: int = index, _e: object = entry) -> NoReturn:
             key = _e.get("key") if isinstance(_e, dict) else None
             label = f"entry {_i}" + (f" (key {key!r})" if key is not None else "")
@@ -73,24 +86,43 @@ def _entry_where(entry: dict[str, Any], base: Path) -> tuple[str | None, Any]:
         cwd = str((base / cwd).absolute())
     env = entry.get("env")
     if isinstance(env, dict):
-        env = {k: (("true" if v else "false") if isinstance(v, bool)
-                   else str(v) if isinstance(v, int | float) else v) for k, v in env.items()}
+        env = {
+            k: (
+                ("true" if v else "false")
+                if isinstance(v, bool)
+                else str(v)
+                if isinstance(v, int | float)
+                else v
+            )
+            for k, v in env.items()
+        }
     return cwd, env
 
 
-def _declare_entry(entry: dict[str, Any], now: datetime, *, dry_run: bool,
-                   base: Path = Path()) -> Any:
+def _declare_entry(
+    entry: dict[str, Any], now: datetime, *, dry_run: bool, base: Path = Path()
+) -> Any:
     from cron import jobs
 
     action: dict[str, Any] = (
-        {"kind": "python", "target": entry["python"]} if "python" in entry
+        {"kind": "python", "target": entry["python"]}
+        if "python" in entry
         else {"kind": "command", "command": entry["command"]}
     )
     return jobs.declare_job(
-        entry["schedule"], action, key=entry["key"], name=entry.get("name"),
-        enabled=entry.get("enabled"), tz=entry.get("tz"), catch_up=entry.get("catch_up"),
-        timeout=entry.get("timeout"), retry=entry.get("retry"), now=now, dry_run=dry_run,
-        cwd=_entry_where(entry, base)[0], env=_entry_where(entry, base)[1],
+        entry["schedule"],
+        action,
+        key=entry["key"],
+        name=entry.get("name"),
+        enabled=entry.get("enabled"),
+        tz=entry.get("tz"),
+        catch_up=entry.get("catch_up"),
+        timeout=entry.get("timeout"),
+        retry=entry.get("retry"),
+        now=now,
+        dry_run=dry_run,
+        cwd=_entry_where(entry, base)[0],
+        env=_entry_where(entry, base)[1],
     )
 
 
@@ -130,8 +162,7 @@ def apply_cmd(file: Path, prune: bool, dry_run: bool) -> None:
             _declare_entry(entry, now, dry_run=True, base=file.parent)
         except (CronkitError, ValueError) as exc:
             field = _entry_error_field(entry, exc)
-            fail(f"{file}: entry {index} (key {entry.get('key')!r}): {field}: "
-                 f"{one_line(str(exc))}")
+            fail(f"{file}: entry {index} (key {entry.get('key')!r}): {field}: {one_line(str(exc))}")
     lines: list[str] = []
     for entry in entries:
         done = _declare_entry(entry, now, dry_run=dry_run, base=file.parent)

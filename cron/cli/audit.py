@@ -14,8 +14,13 @@ from cron.cli._format import echo_json, symbols
 
 @main.command("explain", short_help="Why a job did (not) fire, and whether it will.")
 @click.argument("job_ref", metavar="ID")
-@click.option("--limit", type=click.IntRange(0, 1000), default=5, show_default=True,
-              help="How many of the job's last recorded slots to show.")
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 1000),
+    default=5,
+    show_default=True,
+    help="How many of the job's last recorded slots to show.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 def explain_cmd(job_ref: str, limit: int, as_json: bool) -> None:
     """Explain a job in plain sentences: state, next slot, claim, last slots, the ticker."""
@@ -37,8 +42,9 @@ def explain_cmd(job_ref: str, limit: int, as_json: bool) -> None:
 @click.option("--until", metavar="ISO", help="Window end (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print the audit report as JSON.")
 @click.pass_context
-def verify_cmd(ctx: click.Context, job_ref: str | None, since: str | None, until: str | None,
-               as_json: bool) -> None:
+def verify_cmd(
+    ctx: click.Context, job_ref: str | None, since: str | None, until: str | None, as_json: bool
+) -> None:
     """Check the ledger: every slot each job owed in the window has exactly one outcome.
 
     Exit 0 when every slot is accounted for exactly once, 1 when a slot is lost
@@ -54,8 +60,10 @@ def verify_cmd(ctx: click.Context, job_ref: str | None, since: str | None, until
         try:
             return parse_instant(value)
         except ValueError:
-            fail(f"{option} {value!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00; "
-                 "naive = the configured zone)")
+            fail(
+                f"{option} {value!r} is not an ISO-8601 timestamp (e.g. 2026-12-01T09:00; "
+                "naive = the configured zone)"
+            )
 
     start, end = instant("--since", since), instant("--until", until)
     job_id: str | None = None

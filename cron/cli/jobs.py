@@ -53,8 +53,10 @@ def _refuse_duplicate_name(name: str, *, except_id: str | None = None) -> None:
     wanted = name.strip()
     for job in jobs.list_jobs():
         if job.get("name") == wanted and is_active(job) and job.get("id") != except_id:
-            fail(f"an active job already has the name {wanted!r} ({job['id']}); choose "
-                 "another name or pass --allow-duplicate-name")
+            fail(
+                f"an active job already has the name {wanted!r} ({job['id']}); choose "
+                "another name or pass --allow-duplicate-name"
+            )
 
 
 def _ticker_warning(cfg: dict[str, Any]) -> None:
@@ -100,18 +102,33 @@ def _ticker_warning(cfg: dict[str, Any]) -> None:
 @click.option("--tz", metavar="ZONE", help="IANA zone to read a cron expression in.")
 @click.option("--catch-up", type=click.Choice(["once", "skip"]), help="Missed-run policy.")
 @click.option("--timeout", metavar="S", help="Seconds before a run is killed (0 = none).")
-@click.option("--retries", metavar="N",
-              help="Run a failed slot again up to N times (default: cron.retry.max).")
-@click.option("--retry-backoff", metavar="DURATION",
-              help="Wait before the first retry, doubling after (30s, 2m; default: "
-                   "cron.retry.backoff).")
-@click.option("--allow-duplicate-name", is_flag=True,
-              help="Allow a name an active job already has.")
+@click.option(
+    "--retries",
+    metavar="N",
+    help="Run a failed slot again up to N times (default: cron.retry.max).",
+)
+@click.option(
+    "--retry-backoff",
+    metavar="DURATION",
+    help="Wait before the first retry, doubling after (30s, 2m; default: cron.retry.backoff).",
+)
+@click.option(
+    "--allow-duplicate-name", is_flag=True, help="Allow a name an active job already has."
+)
 @click.option("--disabled", is_flag=True, help="Create the job paused.")
-@click.option("--cwd", "cwd", metavar="DIR",
-              help="Directory the job runs in (default: the current directory).")
-@click.option("--env", "env_pairs", metavar="NAME=VALUE", multiple=True,
-              help="Set an environment variable for the command (repeatable).")
+@click.option(
+    "--cwd",
+    "cwd",
+    metavar="DIR",
+    help="Directory the job runs in (default: the current directory).",
+)
+@click.option(
+    "--env",
+    "env_pairs",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Set an environment variable for the command (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the created job as JSON.")
 def add_cmd(
     schedule: str,
@@ -158,16 +175,27 @@ def add_cmd(
     from cron import jobs
 
     job = jobs.create_job(
-        schedule, action, name=name, repeat=times, enabled=not disabled, tz=tz,
-        catch_up=catch_up, timeout=seconds, cwd=work_dir, env=env, retry=retry or None,
+        schedule,
+        action,
+        name=name,
+        repeat=times,
+        enabled=not disabled,
+        tz=tz,
+        catch_up=catch_up,
+        timeout=seconds,
+        cwd=work_dir,
+        env=env,
+        retry=retry or None,
     )
     warn_six_fields(job["schedule"])
     if as_json:
         echo_json(job)
     else:
         click.echo(f"added job {job['id']} ({job['name']})")
-        next_run = fmt_time(job.get("next_run_at")) if job.get("next_run_at") else (
-            "none (created paused; 'cronkit resume' to start it)"
+        next_run = (
+            fmt_time(job.get("next_run_at"))
+            if job.get("next_run_at")
+            else ("none (created paused; 'cronkit resume' to start it)")
         )
         echo_kv([("schedule", schedule_text(job)), ("next run", next_run)], indent="  ")
     if not disabled:
@@ -204,10 +232,16 @@ def list_cmd(show_all: bool, as_json: bool) -> None:
             state = str(job.get("state"))
             if job.get("fire_claim"):
                 state += ", running"
-            rows.append([
-                job["id"], str(job.get("name")), schedule_text(job),
-                fmt_next_run(job.get("next_run_at"), now=now, zone=zone), last, state,
-            ])
+            rows.append(
+                [
+                    job["id"],
+                    str(job.get("name")),
+                    schedule_text(job),
+                    fmt_next_run(job.get("next_run_at"), now=now, zone=zone),
+                    last,
+                    state,
+                ]
+            )
         echo_table(["ID", "NAME", "SCHEDULE", "NEXT RUN", "LAST", "STATE"], rows)
     if active:
         _ticker_warning(cfg)
@@ -231,20 +265,30 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
         ("schedule", schedule_text(job)),
         ("action", action_text(job.get("action") or {})),
         ("cwd", str(job.get("cwd") or f"{paths.home()} (the cronkit home)")),
-        *([("env", " ".join(f"{k}={shlex.quote(v)}" for k, v in job["env"].items()))]
-          if job.get("env") else []),
+        *(
+            [("env", " ".join(f"{k}={shlex.quote(v)}" for k, v in job["env"].items()))]
+            if job.get("env")
+            else []
+        ),
         ("state", str(job.get("state")) + ("" if job.get("enabled", True) else " (disabled)")),
         ("next run", fmt_next_run(job.get("next_run_at"), now=now, zone=zone, empty="none")),
-        ("last run", fmt_time(job.get("last_run_at"), now=now, zone=zone, empty="never")
-         + (f" - {job['last_status']}" if job.get("last_status") else "")),
+        (
+            "last run",
+            fmt_time(job.get("last_run_at"), now=now, zone=zone, empty="never")
+            + (f" - {job['last_status']}" if job.get("last_status") else ""),
+        ),
     ]
     if job.get("last_error"):
         pairs.append(("last error", one_line(str(job["last_error"]))))
     pairs.append(("failure streak", str(job.get("failure_streak") or 0)))
     pairs.append(("runs", repeat_text(job)))
     default_catch = cfg_get(cfg, "cron", "catch_up", default="once")
-    pairs.append(("catch-up", str(job["catch_up"]) if job.get("catch_up") else
-                  f"{default_catch} (config default)"))
+    pairs.append(
+        (
+            "catch-up",
+            str(job["catch_up"]) if job.get("catch_up") else f"{default_catch} (config default)",
+        )
+    )
     if job.get("timeout") is not None:
         tmo = float(job["timeout"])
         pairs.append(("timeout", "none" if tmo == 0 else f"{tmo:g}s"))
@@ -255,9 +299,15 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
 
     policy = policy_for(job, cfg)
     origin = "" if job.get("retry") else " (config default)"
-    pairs.append(("retries", f"none{origin}" if policy.max <= 0 else
-                  f"up to {policy.max}, backoff {policy.backoff:g}s doubling, at most "
-                  f"{policy.max_backoff:g}s{origin}"))
+    pairs.append(
+        (
+            "retries",
+            f"none{origin}"
+            if policy.max <= 0
+            else f"up to {policy.max}, backoff {policy.backoff:g}s doubling, at most "
+            f"{policy.max_backoff:g}s{origin}",
+        )
+    )
     if job.get("key"):
         pairs.append(("key", str(job["key"])))
     if job.get("state") == JobState.PAUSED:
@@ -265,12 +315,22 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
         pairs.append(("paused", f"{fmt_time(job.get('paused_at'), now=now, zone=zone)}: {reason}"))
     claim = job.get("fire_claim")
     if claim:
-        pairs.append(("running", f"claimed {fmt_time(claim.get('at'), now=now, zone=zone)} "
-                      f"by {claim.get('by')} for slot "
-                      f"{fmt_time(claim.get('scheduled_at'), zone=zone, relative=False)}"))
+        pairs.append(
+            (
+                "running",
+                f"claimed {fmt_time(claim.get('at'), now=now, zone=zone)} "
+                f"by {claim.get('by')} for slot "
+                f"{fmt_time(claim.get('scheduled_at'), zone=zone, relative=False)}",
+            )
+        )
         if claim.get("attempt"):
-            pairs.append(("attempt", f"{claim['attempt']} (retry; starts "
-                          f"{fmt_time(claim.get('retry_at'), now=now, zone=zone)})"))
+            pairs.append(
+                (
+                    "attempt",
+                    f"{claim['attempt']} (retry; starts "
+                    f"{fmt_time(claim.get('retry_at'), now=now, zone=zone)})",
+                )
+            )
     pairs.append(("created", fmt_time(job.get("created_at"), now=now, zone=zone)))
     from cron.output import list_outputs, read_output
 
@@ -300,18 +360,31 @@ def show_cmd(job_ref: str, as_json: bool) -> None:
 @click.option("--python", "target", metavar="PKG.MOD:FUNC", help="New Python target.")
 @click.option("--repeat", metavar="N|forever", help="Total number of runs, or 'forever'.")
 @click.option("--tz", metavar="ZONE", help="Zone for a cron expression ('' = configured zone).")
-@click.option("--catch-up", type=click.Choice(["once", "skip", "default"]),
-              help="Missed-run policy ('default' = config).")
+@click.option(
+    "--catch-up",
+    type=click.Choice(["once", "skip", "default"]),
+    help="Missed-run policy ('default' = config).",
+)
 @click.option("--timeout", metavar="S|default", help="Run timeout in seconds (0 = none).")
-@click.option("--cwd", "cwd", metavar="DIR",
-              help="Directory the job runs in ('' = the cronkit home).")
-@click.option("--env", "env_pairs", metavar="NAME=VALUE", multiple=True,
-              help="Set (or replace) one environment variable (repeatable).")
+@click.option(
+    "--cwd", "cwd", metavar="DIR", help="Directory the job runs in ('' = the cronkit home)."
+)
+@click.option(
+    "--env",
+    "env_pairs",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Set (or replace) one environment variable (repeatable).",
+)
 @click.option("--clear-env", is_flag=True, help="Remove the job's environment variables first.")
-@click.option("--retries", metavar="N|default",
-              help="Retries of a failed slot ('default' = cron.retry.max).")
-@click.option("--retry-backoff", metavar="DURATION|default",
-              help="Wait before the first retry, doubling after ('default' = config).")
+@click.option(
+    "--retries", metavar="N|default", help="Retries of a failed slot ('default' = cron.retry.max)."
+)
+@click.option(
+    "--retry-backoff",
+    metavar="DURATION|default",
+    help="Wait before the first retry, doubling after ('default' = config).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the updated job as JSON.")
 def edit_cmd(
     job_ref: str,
@@ -378,11 +451,14 @@ def edit_cmd(
         echo_json(updated)
         return
     click.echo(f"updated job {job_label(updated)}")
-    echo_kv([
-        ("schedule", schedule_text(updated)),
-        ("state", str(updated.get("state"))),
-        ("next run", fmt_time(updated.get("next_run_at"), empty="none")),
-    ], indent="  ")
+    echo_kv(
+        [
+            ("schedule", schedule_text(updated)),
+            ("state", str(updated.get("state"))),
+            ("next run", fmt_time(updated.get("next_run_at"), empty="none")),
+        ],
+        indent="  ",
+    )
 
 
 @main.command("pause")
@@ -408,11 +484,15 @@ def resume_cmd(job_ref: str) -> None:
 
     resumed = jobs.resume_job(job["id"])
     if resumed.get("state") == JobState.COMPLETED:
-        click.echo(f"job {job_label(resumed)} is completed: "
-                   f"{resumed.get('last_error') or 'its last run time has passed'}")
+        click.echo(
+            f"job {job_label(resumed)} is completed: "
+            f"{resumed.get('last_error') or 'its last run time has passed'}"
+        )
         return
-    click.echo(f"resumed job {job_label(resumed)}; next run "
-               f"{fmt_time(resumed.get('next_run_at'), empty='none')}")
+    click.echo(
+        f"resumed job {job_label(resumed)}; next run "
+        f"{fmt_time(resumed.get('next_run_at'), empty='none')}"
+    )
 
 
 @main.command("remove")

@@ -90,8 +90,11 @@ def _run_fired(job_id: str, fired: Any, label: str, started: float) -> int:
 
 @main.command("run", short_help="Run a job now, synchronously, through the claim.")
 @click.argument("job_ref", metavar="ID")
-@click.option("--via-webhook", is_flag=True,
-              help="Sign and POST the fire to the running gateway instead of running here.")
+@click.option(
+    "--via-webhook",
+    is_flag=True,
+    help="Sign and POST the fire to the running gateway instead of running here.",
+)
 @click.pass_context
 def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
     """Run a job now, synchronously, through the claim (a paused job runs once, stays paused).
@@ -110,8 +113,10 @@ def run_cmd(ctx: click.Context, job_ref: str, via_webhook: bool) -> None:
     outcome = fired.outcome
     if outcome.token is None:
         if outcome.code is ClaimReason.COMPLETED:
-            fail(f"job {job_label(job)} is completed; give it a new schedule with "
-                 f"'cronkit edit {job['id']} --schedule ...' to run it again")
+            fail(
+                f"job {job_label(job)} is completed; give it a new schedule with "
+                f"'cronkit edit {job['id']} --schedule ...' to run it again"
+            )
         if outcome.code is ClaimReason.NO_SUCH_JOB:
             raise JobNotFoundError(job["id"])
         fail(f"not run: {outcome.reason}", EXIT_FAILED)
@@ -133,14 +138,18 @@ def _post_webhook(job: dict[str, Any]) -> int:
     detail = body.get("reason") or body.get("error") or body.get("status") or ""
     line = f"webhook: HTTP {status}" + (f" {detail}" if detail else "")
     if 200 <= status < 300:
-        click.echo(f"{line}; job {job_label(job)} runs in the gateway ('cronkit history "
-                   f"{job['id']}' shows the result)")
+        click.echo(
+            f"{line}; job {job_label(job)} runs in the gateway ('cronkit history "
+            f"{job['id']}' shows the result)"
+        )
         return EXIT_OK
     if status == 409:
         click.echo(line)
         return EXIT_FAILED
-    fail(line + ("; the secret in webhook_secret does not match the gateway's"
-                 if status == 401 else ""))
+    fail(
+        line
+        + ("; the secret in webhook_secret does not match the gateway's" if status == 401 else "")
+    )
 
 
 def _fire_source(cfg: dict[str, Any]) -> str:
@@ -155,8 +164,9 @@ def _fire_source(cfg: dict[str, Any]) -> str:
 
 @main.command("fire", short_help="Fire a due job as an external scheduler would.")
 @click.argument("job_ref", metavar="ID")
-@click.option("--scheduled-at", metavar="ISO",
-              help="The slot being fired (naive = configured zone).")
+@click.option(
+    "--scheduled-at", metavar="ISO", help="The slot being fired (naive = configured zone)."
+)
 @click.pass_context
 def fire_cmd(ctx: click.Context, job_ref: str, scheduled_at: str | None) -> None:
     """Fire a due job as an external scheduler would: a lost claim is a no-op (exit 0)."""
@@ -191,9 +201,9 @@ def tick_cmd() -> None:
 # -- next / history -------------------------------------------------------------------------------
 
 
-def preview_times(text: str, count: int, tz: str | None, now: datetime) -> tuple[
-    dict[str, Any], tzinfo, list[datetime]
-]:
+def preview_times(
+    text: str, count: int, tz: str | None, now: datetime
+) -> tuple[dict[str, Any], tzinfo, list[datetime]]:
     """The next ``count`` fire instants of schedule ``text`` after ``now`` (interval: from now)."""
     from cron.schedule import compute_next_run, parse_schedule, resolve_zone
 
@@ -212,8 +222,14 @@ def preview_times(text: str, count: int, tz: str | None, now: datetime) -> tuple
 
 @main.command("next")
 @click.argument("schedule")
-@click.option("-n", "count", type=click.IntRange(1, 1000), default=5, show_default=True,
-              help="How many fire times.")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="How many fire times.",
+)
 @click.option("--tz", metavar="ZONE", help="Zone to read and show the times in.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"schedule", "zone", "times"}.')
 def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
@@ -223,11 +239,13 @@ def next_cmd(schedule: str, count: int, tz: str | None, as_json: bool) -> None:
     sched, zone, times = preview_times(schedule, count, tz, now)
     warn_six_fields(sched)
     if as_json:
-        echo_json({
-            "schedule": sched,
-            "zone": zone_name(zone),
-            "times": [t.astimezone(zone).isoformat() for t in times],
-        })
+        echo_json(
+            {
+                "schedule": sched,
+                "zone": zone_name(zone),
+                "times": [t.astimezone(zone).isoformat() for t in times],
+            }
+        )
         return
     click.echo(f"schedule: {sched.get('display')}   zone: {zone_name(zone)}")
     if not times:
@@ -270,17 +288,23 @@ def history_cmd(job_ref: str | None, limit: int, as_json: bool) -> None:
         when = row.get("started_at") or row.get("claimed_at") or row.get("finished_at")
         start, end = to_dt(row.get("started_at")), to_dt(row.get("finished_at"))
         took = f"{(end - start).total_seconds():.2f}s" if start and end else "-"
-        table.append([
-            fmt_time(when, now=now, zone=zone), str(row.get("job_name") or row.get("job_id")),
-            str(row.get("status")), str(row.get("source") or "-"), took,
-            fmt_time(row.get("scheduled_at"), zone=zone, relative=False),
-            str(row.get("attempt") or 1),
-            str(row.get("output_path") or "-"),
-            one_line(str(row["error"])) if row.get("error") else "-",
-        ])
+        table.append(
+            [
+                fmt_time(when, now=now, zone=zone),
+                str(row.get("job_name") or row.get("job_id")),
+                str(row.get("status")),
+                str(row.get("source") or "-"),
+                took,
+                fmt_time(row.get("scheduled_at"), zone=zone, relative=False),
+                str(row.get("attempt") or 1),
+                str(row.get("output_path") or "-"),
+                one_line(str(row["error"])) if row.get("error") else "-",
+            ]
+        )
     # OUTPUT before ERROR: the path has no spaces, so the free-text error can end the line.
-    echo_table(["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ATTEMPT", "OUTPUT", "ERROR"],
-               table)
+    echo_table(
+        ["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ATTEMPT", "OUTPUT", "ERROR"], table
+    )
 
 
 FOLLOW_POLL = 0.2
@@ -365,10 +389,13 @@ class _Follower:
 
 @main.command("logs", short_help="Print (or follow) the output of a job's run.")
 @click.argument("job_ref", metavar="ID")
-@click.option("-f", "--follow", is_flag=True,
-              help="Keep printing a run in progress until it ends.")
-@click.option("--run", "run_ref", metavar="RUN",
-              help="The run's ledger id or a unique prefix (default: the newest run).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing a run in progress until it ends.")
+@click.option(
+    "--run",
+    "run_ref",
+    metavar="RUN",
+    help="The run's ledger id or a unique prefix (default: the newest run).",
+)
 @click.pass_context
 def logs_cmd(ctx: click.Context, job_ref: str, follow: bool, run_ref: str | None) -> None:
     """Print the output of the job's newest run (or of --run RUN); -f follows it while it runs.
@@ -398,8 +425,11 @@ def logs_cmd(ctx: click.Context, job_ref: str, follow: bool, run_ref: str | None
                             "cron.output_retention files are kept, on the machine that ran it)",
                             EXIT_FAILED,
                         )
-                    raise CliError(f"run {row['id']} of job {job_id} has no output yet"
-                                   + ("" if follow else "; -f follows it"), EXIT_FAILED)
+                    raise CliError(
+                        f"run {row['id']} of job {job_id} has no output yet"
+                        + ("" if follow else "; -f follows it"),
+                        EXIT_FAILED,
+                    )
                 return
             time.sleep(FOLLOW_POLL)
             row = executions.get_execution(row["id"]) or {**row, "status": RunStatus.UNKNOWN.value}

@@ -19,8 +19,11 @@ from cron.config import cfg_get
 
 @main.command("providers")
 @click.option("--json", "as_json", is_flag=True, help="Print providers and the selection.")
-@click.option("--reconcile", is_flag=True,
-              help="Converge the selected provider's external state (e.g. the crontab) now.")
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Converge the selected provider's external state (e.g. the crontab) now.",
+)
 def providers_cmd(as_json: bool, reconcile: bool) -> None:
     """List trigger providers and which one the config selects."""
     cfg = checked_config()
@@ -43,16 +46,22 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
     configured = str(cfg_get(cfg, "cron", "provider", default="") or "").strip()
     found = discover_cron_schedulers()
     resolved = resolve_cron_scheduler(cfg).name
-    rows: list[dict[str, Any]] = [{
-        "name": "builtin", "description": "in-process ticker (core; always available, "
-        "the fallback)", "available": True, "builtin": True,
-    }]
+    rows: list[dict[str, Any]] = [
+        {
+            "name": "builtin",
+            "description": "in-process ticker (core; always available, the fallback)",
+            "available": True,
+            "builtin": True,
+        }
+    ]
     rows += [{"name": n, "description": d, "available": a, "builtin": False} for n, d, a in found]
     if as_json:
         echo_json({"configured": configured, "resolved": resolved, "providers": rows})
         return
-    echo_table(["PROVIDER", "AVAILABLE", "DESCRIPTION"],
-               [[r["name"], "yes" if r["available"] else "no", r["description"]] for r in rows])
+    echo_table(
+        ["PROVIDER", "AVAILABLE", "DESCRIPTION"],
+        [[r["name"], "yes" if r["available"] else "no", r["description"]] for r in rows],
+    )
     click.echo("")
     if configured.lower() in BUILTIN_ALIASES:
         shown = repr(configured) if configured else "empty"
@@ -61,19 +70,33 @@ def providers_cmd(as_json: bool, reconcile: bool) -> None:
         click.echo(f"selected: {resolved} (cron.provider = {configured!r})")
     else:
         names = {n: a for n, _, a in found}
-        why = "not found" if configured not in names else (
-            "not available here" if not names[configured] else "failed to load")
-        click.echo(f"selected: builtin - cron.provider = {configured!r} is {why}, "
-                   "so the built-in ticker runs")
+        why = (
+            "not found"
+            if configured not in names
+            else ("not available here" if not names[configured] else "failed to load")
+        )
+        click.echo(
+            f"selected: builtin - cron.provider = {configured!r} is {why}, "
+            "so the built-in ticker runs"
+        )
 
 
 @main.command("install-service", short_help="Install a systemd unit running the gateway.")
-@click.option("--user", "user_unit", is_flag=True,
-              help="A user unit (~/.config/systemd/user) instead of a system one.")
+@click.option(
+    "--user",
+    "user_unit",
+    is_flag=True,
+    help="A user unit (~/.config/systemd/user) instead of a system one.",
+)
 @click.option("--print", "print_only", is_flag=True, help="Print the unit; write nothing.")
 @click.option("--force", is_flag=True, help="Replace a different unit already installed.")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="The gateway's shutdown grace for running jobs, in seconds.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="The gateway's shutdown grace for running jobs, in seconds.",
+)
 def install_service_cmd(user_unit: bool, print_only: bool, force: bool, grace: float) -> None:
     """Write (or --print) a systemd unit that runs 'cronkit gateway' for this home."""
     checked_config()
@@ -91,17 +114,31 @@ def install_service_cmd(user_unit: bool, print_only: bool, force: bool, grace: f
 
 @main.command("gateway", short_help="Run the trigger and the webhook in the foreground.")
 @click.option("--host", help="Webhook bind address (default: cron.webhook.host).")
-@click.option("--port", type=click.IntRange(0, 65535),
-              help="Webhook port (default: cron.webhook.port).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Webhook port (default: cron.webhook.port)."
+)
 @click.option("--no-webhook", is_flag=True, help="Run the trigger only, no inbound webhook.")
-@click.option("--interval", type=click.FloatRange(min=0.01), metavar="S",
-              help="Longest ticker sleep (default: cron.interval).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to wait for running jobs on shutdown.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    metavar="S",
+    help="Longest ticker sleep (default: cron.interval).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for running jobs on shutdown.",
+)
 @click.pass_context
 def gateway_cmd(
-    ctx: click.Context, host: str | None, port: int | None, no_webhook: bool,
-    interval: float | None, grace: float,
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    no_webhook: bool,
+    interval: float | None,
+    grace: float,
 ) -> None:
     """Run the trigger (and the webhook) in the foreground; Ctrl-C / SIGTERM stop it."""
     checked_config()
@@ -110,8 +147,12 @@ def gateway_cmd(
     from cron.gateway import run_gateway
 
     try:
-        code = int(run_gateway(host=host, port=port, webhook=not no_webhook,
-                               interval=interval, grace=grace) or 0)
+        code = int(
+            run_gateway(
+                host=host, port=port, webhook=not no_webhook, interval=interval, grace=grace
+            )
+            or 0
+        )
     except Exception as exc:
         if not scheduler.running_jobs():
             raise

@@ -51,8 +51,10 @@ class RecordedError:
     @classmethod
     def parse(cls, text: str) -> RecordedError:
         name, _, message = text.partition(": ")
-        found = next((getattr(module, name, None) for module in _ERROR_MODULES
-                      if hasattr(module, name)), None)
+        found = next(
+            (getattr(module, name, None) for module in _ERROR_MODULES if hasattr(module, name)),
+            None,
+        )
         kind = found if isinstance(found, type) and issubclass(found, BaseException) else None
         if kind is None or not issubclass(kind, OSError):
             return cls(kind)
@@ -83,8 +85,10 @@ def error_hint(error: str | None) -> str | None:
     if recorded.isa(PermissionError):
         denied = recorded.filename is not None and Path(recorded.filename) == jobs_file
         target = str(jobs_file) if denied else "the files under CRONKIT_HOME"
-        return (f"the ticker cannot read or write {target}: make it owned by the user running "
-                "the gateway (chown) with mode 0600 (chmod)")
+        return (
+            f"the ticker cannot read or write {target}: make it owned by the user running "
+            "the gateway (chown) with mode 0600 (chmod)"
+        )
     if recorded.isa(errors.StoreCorruptError):
         return f"{jobs_file} is corrupt: fix it or move it aside (nothing is written until then)"
     if recorded.isa(errors.StoreLockTimeout):
@@ -120,8 +124,10 @@ def status_lines(
     if st.state == "running" and pid is None and healthy:
         # This home runs no ticker; the shared store's other nodes fire its jobs.
         newest = min(float(n["heartbeat_age"]) for n in healthy)
-        verdict = (f"{ok} cluster running: {len(healthy)} of {len(nodes)} ticker nodes healthy, "
-                   f"newest heartbeat {newest:.0f}s ago")
+        verdict = (
+            f"{ok} cluster running: {len(healthy)} of {len(nodes)} ticker nodes healthy, "
+            f"newest heartbeat {newest:.0f}s ago"
+        )
     elif st.state == "running":
         verdict = f"{ok} ticker running (pid {pid}): last heartbeat {beat}"
         if nodes:
@@ -131,31 +137,47 @@ def status_lines(
         if st.detail:
             verdict += f": {one_line(st.detail)}"
     elif st.state == "stalled":
-        verdict = (f"{bad} ticker STALLED: last heartbeat {beat} (> {limit:.0f}s) {dash} "
-                   "jobs are NOT firing; restart the gateway")
+        verdict = (
+            f"{bad} ticker STALLED: last heartbeat {beat} (> {limit:.0f}s) {dash} "
+            "jobs are NOT firing; restart the gateway"
+        )
     elif st.state == "failing" and st.store_error:
-        verdict = (f"{bad} ticker FAILING: the job store cannot be read {dash} jobs are NOT "
-                   f"firing: {one_line(st.store_error)}")
+        verdict = (
+            f"{bad} ticker FAILING: the job store cannot be read {dash} jobs are NOT "
+            f"firing: {one_line(st.store_error)}"
+        )
     elif st.state == "failing":
-        clean = ("never completed a clean tick" if st.success_age is None
-                 else f"last clean tick {st.success_age:.0f}s ago (> {limit:.0f}s)")
+        clean = (
+            "never completed a clean tick"
+            if st.success_age is None
+            else f"last clean tick {st.success_age:.0f}s ago (> {limit:.0f}s)"
+        )
         err = f": {one_line(st.last_error)}" if st.last_error else ""
-        verdict = (f"{bad} ticker FAILING: ticks are raising, {clean} {dash} "
-                   f"jobs are NOT firing{err}")
+        verdict = (
+            f"{bad} ticker FAILING: ticks are raising, {clean} {dash} jobs are NOT firing{err}"
+        )
     elif st.state == "unknown":
-        verdict = (f"? ticker state unknown: process {pid} is alive but has never "
-                   "written a heartbeat")
+        verdict = (
+            f"? ticker state unknown: process {pid} is alive but has never written a heartbeat"
+        )
     else:
-        verdict = (f"{bad} ticker stopped: no gateway or embedded ticker is running {dash} "
-                   "jobs will NOT fire; start one with 'cronkit gateway'")
+        verdict = (
+            f"{bad} ticker stopped: no gateway or embedded ticker is running {dash} "
+            "jobs will NOT fire; start one with 'cronkit gateway'"
+        )
     pairs: list[tuple[str, str]] = [("provider", st.provider)]
     if st.state != "external":
         info = read_ticker_pid()
         if pid is not None:
             pairs.append(("ticker pid", str(pid)))
         elif info is not None:
-            pairs.append(("ticker pid", f"none (stale pid file: pid {info.get('pid')} is not "
-                                        "running; left by a ticker that was killed or crashed)"))
+            pairs.append(
+                (
+                    "ticker pid",
+                    f"none (stale pid file: pid {info.get('pid')} is not "
+                    "running; left by a ticker that was killed or crashed)",
+                )
+            )
         else:
             pairs.append(("ticker pid", "none"))
         pairs.append(("heartbeat", f"{age(st.heartbeat_age)} (stale after {limit:.0f}s)"))
@@ -180,8 +202,9 @@ def status_lines(
     if stall:
         pairs.append(("after stall", _stall_text(stall, now=now)))
     if nodes:
-        pairs.append(("ticker nodes", f"{len(nodes)} registered, {len(healthy)} healthy "
-                                      "(shared store)"))
+        pairs.append(
+            ("ticker nodes", f"{len(nodes)} registered, {len(healthy)} healthy (shared store)")
+        )
     width = max(len(k) for k, _ in pairs) + 1
     lines = [verdict] + [f"  {(k + ':').ljust(width)} {v}" for k, v in pairs]
     for node in nodes:
@@ -189,8 +212,10 @@ def status_lines(
     for job in failing:
         streak = int(job.get("failure_streak") or 0)
         err = one_line(job.get("last_error") or job.get("last_status") or "no error recorded")
-        lines.append(f"    {bad} {job_label(job)}: {streak} failed run"
-                     f"{'s' if streak != 1 else ''} in a row; last error: {err}")
+        lines.append(
+            f"    {bad} {job_label(job)}: {streak} failed run"
+            f"{'s' if streak != 1 else ''} in a row; last error: {err}"
+        )
     if total > len(failing):
         lines.append(f"    ... and {total - len(failing)} more ('cronkit list' shows them)")
     for run in runaway:
@@ -229,9 +254,12 @@ def _stall_text(stall: dict[str, Any], *, now: datetime | None) -> str:
     start = fmt_time(stall["from"], now=now, zone=zone)
     end = "now (ongoing)" if stall.get("ongoing") else fmt_time(stall["to"], now=now, zone=zone)
     n = int(stall["slots"])
-    parts = [f"{stall['fired']} fired (late, once each)",
-             f"{stall['replaced_by_late_fire']} replaced by those late fires",
-             f"{stall['missed']} missed", f"{stall['skipped']} skipped"]
+    parts = [
+        f"{stall['fired']} fired (late, once each)",
+        f"{stall['replaced_by_late_fire']} replaced by those late fires",
+        f"{stall['missed']} missed",
+        f"{stall['skipped']} skipped",
+    ]
     if stall.get("waiting"):
         parts.append(f"{stall['waiting']} still waiting for the ticker")
     if stall.get("lost") or stall.get("double"):

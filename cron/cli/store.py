@@ -26,9 +26,15 @@ def store_info_cmd(as_json: bool) -> None:
     if as_json:
         echo_json(info)
         return
-    echo_kv([("backend", str(info["backend"])), ("url", str(info["url"] or "json")),
-             ("location", str(info.get("location", ""))),
-             ("schema version", str(info.get("schema_version"))), ("jobs", str(info["jobs"]))])
+    echo_kv(
+        [
+            ("backend", str(info["backend"])),
+            ("url", str(info["url"] or "json")),
+            ("location", str(info.get("location", ""))),
+            ("schema version", str(info.get("schema_version"))),
+            ("jobs", str(info["jobs"])),
+        ]
+    )
 
 
 @store_group.command("copy")

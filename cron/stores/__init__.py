@@ -210,8 +210,9 @@ class JobStore(ABC):
         can commit the record, the swaps and their rows in one transaction.
         """
         fresh = self.replay_db().transact(
-            lambda conn: ledger_sql.remember_nonce(conn, replay.digest, at=replay.at,
-                                                   ttl=replay.ttl)
+            lambda conn: ledger_sql.remember_nonce(
+                conn, replay.digest, at=replay.at, ttl=replay.ttl
+            )
         )
         if not fresh:
             return None
@@ -279,7 +280,8 @@ class JobStore(ABC):
             from cron import paths
 
             self._replay = SqliteLedger(
-                lambda: paths.cron_dir() / "webhook_nonces.db", ledger_sql.NONCE_SCHEMA,
+                lambda: paths.cron_dir() / "webhook_nonces.db",
+                ledger_sql.NONCE_SCHEMA,
                 synchronous="FULL",
             )
         return self._replay
@@ -302,8 +304,12 @@ class JobStore(ABC):
 
     def info(self) -> dict[str, Any]:
         """What ``cronkit store info`` shows: backend, location, schema version, job count."""
-        return {"backend": type(self).__name__, "url": self.url, "schema_version": None,
-                "jobs": self.count()}
+        return {
+            "backend": type(self).__name__,
+            "url": self.url,
+            "schema_version": None,
+            "jobs": self.count(),
+        }
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (from any thread) when another process may have changed jobs.
@@ -433,8 +439,11 @@ def scheme_of(url: str) -> str:
         return "sqlite"
     m = _SCHEME_RE.match(text)
     if m is None:
-        raise StoreConfigError(url, "expected 'json', 'sqlite', 'sqlite:///<path>' or a "
-                                    "'<scheme>:...' URL such as 'postgresql://host/db'")
+        raise StoreConfigError(
+            url,
+            "expected 'json', 'sqlite', 'sqlite:///<path>' or a "
+            "'<scheme>:...' URL such as 'postgresql://host/db'",
+        )
     scheme = m.group(1).lower()
     return "postgresql" if scheme == "postgres" else scheme
 

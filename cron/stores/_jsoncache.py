@@ -88,8 +88,15 @@ class Cached:
             if j.get("key") is not None:
                 keys.setdefault(str(j["key"]), j["id"])  # the first, as a scan finds it
         due = due_index(jobs, claim_ttl) if claim_ttl is not None else None
-        return cls(key, [encode_job(j) for j in jobs], ids, {i: n for n, i in enumerate(ids)},
-                   keys, due, claim_ttl)
+        return cls(
+            key,
+            [encode_job(j) for j in jobs],
+            ids,
+            {i: n for n, i in enumerate(ids)},
+            keys,
+            due,
+            claim_ttl,
+        )
 
     def encoded_jobs(self) -> list[bytes]:
         return self.encoded
@@ -164,10 +171,17 @@ def parse_lean(data: bytes, claim_ttl: float | None) -> Cached | None:
     if not _TAIL_RE.match(text, i):
         return None
     due = DueIndex(sorted(by_id.values()), by_id) if claim_ttl is not None else None
-    return Cached((), encoded, ids, {job_id: n for n, job_id in enumerate(ids)}, keys, due,
-                   claim_ttl)
+    return Cached(
+        (), encoded, ids, {job_id: n for n, job_id in enumerate(ids)}, keys, due, claim_ttl
+    )
 
 
 __all__ = [
-    "STORE_VERSION", "Cached", "DueIndex", "drop_key", "due_index", "encode_job", "parse_lean",
+    "STORE_VERSION",
+    "Cached",
+    "DueIndex",
+    "drop_key",
+    "due_index",
+    "encode_job",
+    "parse_lean",
 ]

@@ -124,16 +124,16 @@ class PgConnections:
             raise StoreConfigError(url, f"malformed URL: {self._scrub(str(exc))}") from None
         own = {k: v for k, v in query if k in _OWN_OPTIONS}
         rest = [(k, v) for k, v in query if k not in _OWN_OPTIONS]
-        conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest),
-                               parts.fragment))
+        conninfo = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment)
+        )
         try:
             psycopg.conninfo.conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
             raise StoreConfigError(url, f"malformed URL: {self._scrub(str(exc), url)}") from None
         return conninfo, own
 
-    def _int_option(self, options: dict[str, str], name: str, default: int, *,
-                    minimum: int) -> int:
+    def _int_option(self, options: dict[str, str], name: str, default: int, *, minimum: int) -> int:
         if name not in options:
             return default
         try:
@@ -141,8 +141,9 @@ class PgConnections:
         except ValueError:
             value = minimum - 1
         if value < minimum:
-            raise StoreConfigError(self._url, f"{name} must be an integer >= {minimum}, "
-                                              f"got {options[name]!r}")
+            raise StoreConfigError(
+                self._url, f"{name} must be an integer >= {minimum}, got {options[name]!r}"
+            )
         return value
 
     def _float_option(self, options: dict[str, str], name: str, default: float) -> float:
@@ -153,8 +154,9 @@ class PgConnections:
         except ValueError:
             value = 0.0
         if not value > 0:
-            raise StoreConfigError(self._url, f"{name} must be a number of seconds > 0, "
-                                              f"got {options[name]!r}")
+            raise StoreConfigError(
+                self._url, f"{name} must be a number of seconds > 0, got {options[name]!r}"
+            )
         return value
 
     @property
@@ -195,8 +197,9 @@ class PgConnections:
         """One connection outside the pool (first contact, probes, the listener)."""
         kwargs = dict(self._kwargs)
         if listen:
-            kwargs.update(keepalives=1, keepalives_idle=10, keepalives_interval=5,
-                          keepalives_count=3)
+            kwargs.update(
+                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
+            )
         conn: Conn = psycopg.connect(self._conninfo, **kwargs)
         _CONNECTIONS.add(conn)
         return conn
@@ -252,10 +255,17 @@ class PgConnections:
             with proc.lock:
                 if proc.pool is None:
                     proc.pool = ConnectionPool(
-                        self._conninfo, kwargs=self._kwargs, min_size=self._pool_min,
-                        max_size=self._pool_max, open=False, configure=self._configure,
-                        check=self._check, timeout=self._pool_timeout, max_idle=60.0,
-                        reconnect_timeout=30.0, name=f"cronkit-{proc.pid}",
+                        self._conninfo,
+                        kwargs=self._kwargs,
+                        min_size=self._pool_min,
+                        max_size=self._pool_max,
+                        open=False,
+                        configure=self._configure,
+                        check=self._check,
+                        timeout=self._pool_timeout,
+                        max_idle=60.0,
+                        reconnect_timeout=30.0,
+                        name=f"cronkit-{proc.pid}",
                     )
                     proc.pool.open(wait=False)
                 pool = proc.pool
@@ -275,8 +285,12 @@ class PgConnections:
             proc.down = False
             log.info("job store %s: the database is reachable again", self.url)
 
-    def _lost(self, proc: _Proc, pool: ConnectionPool[Conn], exc: BaseException,
-              ) -> StoreUnavailableError:
+    def _lost(
+        self,
+        proc: _Proc,
+        pool: ConnectionPool[Conn],
+        exc: BaseException,
+    ) -> StoreUnavailableError:
         """The database went away under ``pool``: drop that pool; later calls probe first."""
         reason = self._reason(exc)
         if isinstance(exc, PoolTimeout):
@@ -286,14 +300,17 @@ class PgConnections:
                 reason = self._reason(probe_exc)
             else:
                 return StoreUnavailableError(
-                    self._url, f"no free connection within {self._pool_timeout:g}s "
-                               f"(pool_max={self._pool_max})")
+                    self._url,
+                    f"no free connection within {self._pool_timeout:g}s "
+                    f"(pool_max={self._pool_max})",
+                )
         with proc.lock:
             if proc.pool is pool:
                 proc.pool = None
                 proc.down = True
-                threading.Thread(target=pool.close, kwargs={"timeout": 1.0},
-                                 name="cronkit-pg-close", daemon=True).start()
+                threading.Thread(
+                    target=pool.close, kwargs={"timeout": 1.0}, name="cronkit-pg-close", daemon=True
+                ).start()
                 log.warning("job store %s: lost the database (%s)", self.url, reason)
         return StoreUnavailableError(self._url, reason)
 

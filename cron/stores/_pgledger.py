@@ -48,9 +48,11 @@ class _Row(tuple[Any, ...]):
 
 @functools.lru_cache(maxsize=256)
 def _row_class(names: tuple[str, ...]) -> type[_Row]:
-    return type("Row", (_Row,), {"_names": names,
-                                 "_index": {n: i for i, n in enumerate(names)},
-                                 "__slots__": ()})
+    return type(
+        "Row",
+        (_Row,),
+        {"_names": names, "_index": {n: i for i, n in enumerate(names)}, "__slots__": ()},
+    )
 
 
 def _rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:

@@ -156,8 +156,11 @@ class _Listener:
                         checked = time.monotonic()
             except Exception as exc:
                 if not warned and self.connected:
-                    log.warning("job store %s: lost the LISTEN connection (%s); reconnecting",
-                                self._store.url, self._store._reason(exc))
+                    log.warning(
+                        "job store %s: lost the LISTEN connection (%s); reconnecting",
+                        self._store.url,
+                        self._store._reason(exc),
+                    )
                     warned = True
             finally:
                 self.connected = False

@@ -91,9 +91,7 @@ def _schema_version(conn: Conn) -> int | None:
     row = conn.execute("SELECT to_regclass('cronkit_meta') IS NOT NULL").fetchone()
     if row is None or not row[0]:
         return None
-    found = conn.execute(
-        "SELECT value FROM cronkit_meta WHERE name = 'schema_version'"
-    ).fetchone()
+    found = conn.execute("SELECT value FROM cronkit_meta WHERE name = 'schema_version'").fetchone()
     if found is None:
         return None
     return int(found[0])

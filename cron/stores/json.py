@@ -242,8 +242,13 @@ class JsonJobStore(JobStore):
         return Stored(json.loads(text), text)
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "json", "url": self.url, "location": str(self.path),
-                "schema_version": STORE_VERSION, "jobs": self.count()}
+        return {
+            "backend": "json",
+            "url": self.url,
+            "location": str(self.path),
+            "schema_version": STORE_VERSION,
+            "jobs": self.count(),
+        }
 
     # -- writing -----------------------------------------------------------
 
@@ -371,8 +376,9 @@ class JsonJobStore(JobStore):
             ttl = self.claim_ttl
             if cur.due is not None and cur.due_ttl == ttl:
                 due = cur.due.with_changes(list(changed.values()), removed, ttl)
-            self._write(Cached((), new_encoded, ids, positions, keys, due,
-                                ttl if due is not None else None))
+            self._write(
+                Cached((), new_encoded, ids, positions, keys, due, ttl if due is not None else None)
+            )
 
     def _write(self, contents: Cached) -> None:
         stamp = datetime.now(UTC).isoformat()

@@ -79,6 +79,7 @@ from cron.claim import Job, wake_time
 from cron.errors import DuplicateJobError
 from cron.ledger_sql import KEEP_PER_JOB, LedgerRow
 from cron.stores import JobStore, Stored, Swap
+from cron.stores._pgclaim import SWAP_MANY, swap_many_params
 from cron.stores._pgconn import PgConnections
 from cron.stores._pgledger import PostgresLedger, _LedgerConn
 from cron.stores._pgproc import _Listener
@@ -93,9 +94,6 @@ PRUNE_EVERY = 64
 process added for it through a swap: the bound holds within ``PRUNE_EVERY`` per process."""
 
 log = logging.getLogger("cron.stores.postgres")
-
-_ROW_COLUMNS = ("id, job_id, job_name, scheduled_at, claimed_at, finished_at, status, source, "
-                "owner, error, attempt")
 
 
 class _Duplicate(Exception):
@@ -196,9 +194,13 @@ class PostgresJobStore(PgConnections, JobStore):
 
     def info(self) -> dict[str, Any]:
         jobs = self.count()
-        return {"backend": "postgresql", "url": self.url, "location": self.url,
-                "schema_version": self._found_version if self._schema_ok else None,
-                "jobs": jobs}
+        return {
+            "backend": "postgresql",
+            "url": self.url,
+            "location": self.url,
+            "schema_version": self._found_version if self._schema_ok else None,
+            "jobs": jobs,
+        }
 
     # -- writes ----------------------------------------------------------------------
     # Each job mutation notifies in its own statement (a CTE), so a single write is one
@@ -258,11 +260,19 @@ class PostgresJobStore(PgConnections, JobStore):
         out: list[Stored] = []
         failed: DuplicateJobError | None = None
         docs = [json.dumps(job, separators=(",", ":")) for job in jobs]
-        batch = json.dumps([
-            {"id": job["id"], "doc": doc, "key": job.get("key"),
-             "wake_at": wake.isoformat() if (wake := wake_time(job, ttl)) is not None else None}
-            for job, doc in zip(jobs, docs, strict=True)
-        ])
+        batch = json.dumps(
+            [
+                {
+                    "id": job["id"],
+                    "doc": doc,
+                    "key": job.get("key"),
+                    "wake_at": wake.isoformat()
+                    if (wake := wake_time(job, ttl)) is not None
+                    else None,
+                }
+                for job, doc in zip(jobs, docs, strict=True)
+            ]
+        )
         with self._tx() as conn:
             # All at once (one statement, in order) unless an id or key is taken: then
             # row by row from the start, to stop at the first duplicate (and keep the
@@ -296,8 +306,13 @@ class PostgresJobStore(PgConnections, JobStore):
     def _swap_params(self, job_id: str, rev: object, new: Job, ttl: float) -> tuple[Any, ...]:
         if new.get("id") != job_id:
             raise ValueError(f"swap of job {job_id!r} got a job with id {new.get('id')!r}")
-        return (json.dumps(new, separators=(",", ":")), wake_time(new, ttl), new.get("key"),
-                job_id, rev)
+        return (
+            json.dumps(new, separators=(",", ":")),
+            wake_time(new, ttl),
+            new.get("key"),
+            job_id,
+            rev,
+        )
 
     def swap(self, job_id: str, rev: object, new: Job) -> Stored | None:
         params = self._swap_params(job_id, rev, new, self.claim_ttl)
@@ -335,8 +350,12 @@ class PostgresJobStore(PgConnections, JobStore):
         self._ensure_schema()
         rows = [(swaps[i].job_id, r) for i in todo for r in swaps[i].rows]
         with self._connection() as conn:
-            won = {jid: rev for jid, rev, _ in conn.execute(
-                self._SWAP_MANY, self._swap_many_params([params[i] for i in todo], rows))}
+            won = {
+                jid: rev
+                for jid, rev, _ in conn.execute(
+                    SWAP_MANY, swap_many_params([params[i] for i in todo], rows)
+                )
+            }
         for i in todo:
             rev = won.get(swaps[i].job_id)
             if rev is not None:
@@ -346,70 +365,20 @@ class PostgresJobStore(PgConnections, JobStore):
             self._prune_later([r for jid, r in rows if jid in won])
         return out
 
-    # The claim, whole: lock the rows still at the expected revision, skipping any
-    # another transaction holds (that node is swapping it now, so ours would lose,
-    # and we never wait); update them; insert the winners' ledger rows; notify the
-    # jobs whose wake time moved earlier. One autocommit statement: one round trip,
-    # and nothing of it commits without the rest. The batch travels as two JSON arrays
-    # (one json.dumps each, where 17 array parameters cost more to adapt than the
-    # statement costs to run), so the text is the same for every batch size and is
-    # prepared once per connection.
-    _SWAP_MANY = (
-        "WITH s AS (SELECT * FROM json_to_recordset(%s::json) "
-        "AS s(id text, rev bigint, doc text, wake_at timestamptz, key text)), "
-        # By the primary key (a join on a function's rows may plan a scan of the table).
-        "l AS (SELECT j.id, j.wake_at AS was FROM cronkit_jobs j "
-        "WHERE j.id = ANY(ARRAY(SELECT id FROM s)) "
-        "AND (j.id, j.rev) IN (SELECT id, rev FROM s) FOR UPDATE SKIP LOCKED), "
-        "u AS (UPDATE cronkit_jobs j SET doc = s.doc, wake_at = s.wake_at, key = s.key, "
-        "rev = j.rev + 1 FROM s, l WHERE j.id = s.id AND j.id = l.id AND j.rev = s.rev "
-        "RETURNING j.id, j.rev, j.wake_at, l.was), "
-        "r AS (SELECT r.* FROM json_to_recordset(%s::json) AS r(sw text, id text, "
-        "job_id text, job_name text, scheduled_at text, claimed_at text, finished_at text, "
-        "status text, source text, owner text, error text, attempt int, keep bool) "
-        "JOIN u ON r.sw = u.id), "
-        # A claim's row already there is kept (ledger_sql.insert_rows); an event row's id
-        # taken fails the statement, and with it the swap.
-        f"w AS (INSERT INTO executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM r "
-        "WHERE keep ON CONFLICT (id) DO NOTHING), "
-        f"e AS (INSERT INTO executions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM r "
-        "WHERE NOT keep) "
-        # Other nodes hear only a job that may now be due sooner: a claim or a run's
-        # result moves a wake time later, and waking every node for it is a storm of
-        # idle ticks on every fire (user edits go through swap, which always notifies).
-        "SELECT u.id, u.rev, CASE WHEN u.wake_at < u.was OR (u.was IS NULL AND "
-        f"u.wake_at IS NOT NULL) THEN pg_notify('{CHANNEL}', u.id) END FROM u"
-    )
-
-    @staticmethod
-    def _swap_many_params(swaps: list[tuple[Any, ...]],
-                          rows: list[tuple[str, LedgerRow]]) -> tuple[str, str]:
-        # _swap_params order: (doc, wake_at, key, job_id, rev).
-        jobs = [{"id": job_id, "rev": rev, "doc": doc,
-                 "wake_at": wake.isoformat() if wake is not None else None, "key": key}
-                for doc, wake, key, job_id, rev in swaps]
-        ledger = [{"sw": sw, "id": r.id, "job_id": r.job_id, "job_name": r.job_name,
-                   "scheduled_at": r.scheduled_at,
-                   "claimed_at": r.at if r.status == "claimed" else None,
-                   "finished_at": None if r.status == "claimed" else r.at,
-                   "status": r.status, "source": r.source, "owner": r.owner,
-                   "error": r.error, "attempt": r.attempt,
-                   "keep": r.status == "claimed" or r.attempt != 1}
-                  for sw, r in rows]
-        return (json.dumps(jobs, separators=(",", ":")),
-                json.dumps(ledger, separators=(",", ":")))
-
-    def _swap_many_in_order(self, swaps: Sequence[Swap],
-                            params: list[tuple[Any, ...]]) -> list[Stored | None]:
+    def _swap_many_in_order(
+        self, swaps: Sequence[Swap], params: list[tuple[Any, ...]]
+    ) -> list[Stored | None]:
         """:meth:`swap_many` one swap after another in one transaction (a batch naming two
         revisions of one job: a later swap may name the revision an earlier one left)."""
         out: list[Stored | None] = [None] * len(swaps)
         with self._tx() as conn:
-            locked = {r[0] for r in conn.execute(
-                "SELECT id FROM cronkit_jobs WHERE id = ANY(%s::text[]) "
-                "FOR UPDATE SKIP LOCKED",
-                (sorted({s.job_id for s in swaps}),),
-            )}
+            locked = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM cronkit_jobs WHERE id = ANY(%s::text[]) FOR UPDATE SKIP LOCKED",
+                    (sorted({s.job_id for s in swaps}),),
+                )
+            }
             for i, s in enumerate(swaps):
                 if s.job_id not in locked or not self._is_rev(s.rev):
                     continue

@@ -87,8 +87,6 @@ def _encode(job: Job) -> str:
     return json.dumps(job, separators=(",", ":"))
 
 
-
-
 class SqliteJobStore(JobStore):
     """Jobs as rows of one SQLite file (WAL); the ledger and replay record beside them."""
 
@@ -258,8 +256,13 @@ class SqliteJobStore(JobStore):
         return Stored(json.loads(row[0]), row[1]) if row is not None else None
 
     def info(self) -> dict[str, Any]:
-        return {"backend": "sqlite", "url": self.url, "location": str(self._path()),
-                "schema_version": SCHEMA_VERSION, "jobs": self.count()}
+        return {
+            "backend": "sqlite",
+            "url": self.url,
+            "location": str(self._path()),
+            "schema_version": SCHEMA_VERSION,
+            "jobs": self.count(),
+        }
 
     # -- writes ----------------------------------------------------------------------
 
@@ -280,8 +283,7 @@ class SqliteJobStore(JobStore):
     @staticmethod
     def _bump(conn: sqlite3.Connection) -> None:
         conn.execute(
-            "UPDATE cronkit_meta SET value = CAST(value AS INTEGER) + 1 "
-            "WHERE name = 'jobs_version'"
+            "UPDATE cronkit_meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'jobs_version'"
         )
 
     def insert(self, job: Job) -> Stored:
@@ -297,8 +299,9 @@ class SqliteJobStore(JobStore):
                 self._bump(conn)
             return out
 
-    def _swap_in(self, conn: sqlite3.Connection, job_id: str, rev: object, new: Job,
-                 ttl: float) -> Stored | None:
+    def _swap_in(
+        self, conn: sqlite3.Connection, job_id: str, rev: object, new: Job, ttl: float
+    ) -> Stored | None:
         if new.get("id") != job_id:
             raise ValueError(f"swap of job {job_id!r} got a job with id {new.get('id')!r}")
         doc = _encode(new)
@@ -316,8 +319,9 @@ class SqliteJobStore(JobStore):
                 self._bump(conn)
             return won
 
-    def _swaps_in(self, conn: sqlite3.Connection, swaps: Sequence[Swap],
-                  ttl: float) -> list[Stored | None]:
+    def _swaps_in(
+        self, conn: sqlite3.Connection, swaps: Sequence[Swap], ttl: float
+    ) -> list[Stored | None]:
         """The body of :meth:`swap_many`, inside the caller's transaction."""
         out: list[Stored | None] = []
         rows: list[LedgerRow] = []
@@ -380,4 +384,3 @@ class SqliteJobStore(JobStore):
     def close(self) -> None:
         self._wal.close_thread_connections()
         super().close()
-

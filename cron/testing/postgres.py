@@ -76,15 +76,18 @@ def find_bindir() -> Path:
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
-                                 timeout=10, check=True).stdout.strip()
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
             if out:
                 candidates.append(Path(out))
     for d in candidates:
         if (d / "initdb").is_file() and (d / "pg_ctl").is_file():
             return d
-    raise PostgresUnavailable(f"no initdb/pg_ctl found (PATH, /usr/lib/postgresql/*/bin, "
-                              f"pg_config --bindir): {_INSTALL_HINT}")
+    raise PostgresUnavailable(
+        f"no initdb/pg_ctl found (PATH, /usr/lib/postgresql/*/bin, "
+        f"pg_config --bindir): {_INSTALL_HINT}"
+    )
 
 
 def _free_port() -> int:
@@ -192,8 +195,12 @@ class PostgresServer:
     def __enter__(self) -> PostgresServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def stop_server(self, mode: str = "immediate") -> None:
@@ -203,8 +210,9 @@ class PostgresServer:
         may be lost. ``fast`` ends the sessions and writes everything first.
         """
         if self._dsn is not None:
-            raise PostgresUnavailable("an external server (CRONKIT_TEST_POSTGRES_DSN) "
-                                      "cannot be stopped by the tests")
+            raise PostgresUnavailable(
+                "an external server (CRONKIT_TEST_POSTGRES_DSN) cannot be stopped by the tests"
+            )
         if not self._running or self._dir is None:
             return
         self._pg_ctl("stop", "-m", mode, "-w", "-t", str(START_TIMEOUT))
@@ -213,8 +221,9 @@ class PostgresServer:
     def start_server(self) -> None:
         """Start (again) an own server, on the port it had before if it had one."""
         if self._dsn is not None:
-            raise PostgresUnavailable("an external server (CRONKIT_TEST_POSTGRES_DSN) "
-                                      "cannot be started by the tests")
+            raise PostgresUnavailable(
+                "an external server (CRONKIT_TEST_POSTGRES_DSN) cannot be started by the tests"
+            )
         if self._running:
             return
         assert self._dir is not None
@@ -229,8 +238,16 @@ class PostgresServer:
                 "-c max_connections=300"
             )
             try:
-                self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT), "-l",
-                             str(self._dir / "server.log"), "-o", options)
+                self._pg_ctl(
+                    "start",
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT),
+                    "-l",
+                    str(self._dir / "server.log"),
+                    "-o",
+                    options,
+                )
             except PostgresUnavailable as exc:
                 last = str(exc)
                 if not keep_port:
@@ -272,8 +289,9 @@ class PostgresServer:
         try:
             return psycopg.connect(url or self.url, connect_timeout=10, **kwargs)
         except psycopg.Error as exc:
-            raise PostgresUnavailable(f"cannot connect to the test server: "
-                                      f"{_one_line(str(exc))}") from None
+            raise PostgresUnavailable(
+                f"cannot connect to the test server: {_one_line(str(exc))}"
+            ) from None
 
     # -- internals ---------------------------------------------------------------------
 
@@ -290,7 +308,7 @@ class PostgresServer:
         from cron.stores.postgres import create_schema
 
         self._admin(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
-        self._admin(f'CREATE DATABASE "{self._template}" TEMPLATE template0 ENCODING \'UTF8\'')
+        self._admin(f"CREATE DATABASE \"{self._template}\" TEMPLATE template0 ENCODING 'UTF8'")
         with self.connect(_with_db(self.url, self._template)) as conn:
             create_schema(conn)
             conn.commit()
@@ -323,8 +341,19 @@ class PostgresServer:
             pw = pwd.getpwnam(SERVER_USER)
             os.chown(self._dir, pw.pw_uid, pw.pw_gid)
         try:
-            self._run("initdb", "-D", str(self._dir / "data"), "-A", "trust", "-U", SERVER_USER,
-                      "--no-sync", "-E", "UTF8", "--locale=C")
+            self._run(
+                "initdb",
+                "-D",
+                str(self._dir / "data"),
+                "-A",
+                "trust",
+                "-U",
+                SERVER_USER,
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -339,8 +368,14 @@ class PostgresServer:
         prefix, options = self._run_as()
         cmd = [*prefix, str(self._bindir / binary), *args]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT * 2,
-                                  cwd=str(self._dir), **options)
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT * 2,
+                cwd=str(self._dir),
+                **options,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise PostgresUnavailable(f"{binary} failed to run: {exc}") from None
         if done.returncode != 0:
@@ -349,5 +384,6 @@ class PostgresServer:
             if binary == "pg_ctl" and log is not None and log.exists():
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 detail = f"{detail} | server log: {' | '.join(tail)}"
-            raise PostgresUnavailable(f"{binary} {' '.join(args[:1])} exited "
-                                      f"{done.returncode}: {_one_line(detail)}")
+            raise PostgresUnavailable(
+                f"{binary} {' '.join(args[:1])} exited {done.returncode}: {_one_line(detail)}"
+            )

@@ -92,8 +92,10 @@ class ProviderContract:
             if want.default is not inspect.Parameter.empty:
                 assert got.default is not inspect.Parameter.empty, (hook, name)
         extra_required = [
-            p.name for n, p in params.items()
-            if n not in base.parameters and p.default is inspect.Parameter.empty
+            p.name
+            for n, p in params.items()
+            if n not in base.parameters
+            and p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         assert not extra_required, (hook, extra_required)

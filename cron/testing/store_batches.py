@@ -22,8 +22,16 @@ class BatchContract:
     # -- swap_many -----------------------------------------------------------------------
 
     def _row(self, job_id: str) -> LedgerRow:
-        return LedgerRow(uuid.uuid4().hex, job_id, "claimed", _iso(T0), _iso(T0), "contract",
-                         "contract:1:1", "contract job")
+        return LedgerRow(
+            uuid.uuid4().hex,
+            job_id,
+            "claimed",
+            _iso(T0),
+            _iso(T0),
+            "contract",
+            "contract:1:1",
+            "contract job",
+        )
 
     def test_swap_many_items_are_independent_and_rows_follow_the_winners(
         self, installed: JobStore
@@ -36,11 +44,13 @@ class BatchContract:
         stale_b = rev_b
         assert store.swap(b["id"], rev_b, _renamed(b, "b moved on")) is not None
         rows = {j["id"]: self._row(j["id"]) for j in (a, b, c)}
-        out = store.swap_many([
-            Swap(a["id"], rev_a, _renamed(a, "a2"), (rows[a["id"]],)),
-            Swap(b["id"], stale_b, _renamed(b, "b2"), (rows[b["id"]],)),
-            Swap(c["id"], rev_c, _renamed(c, "c2"), (rows[c["id"]],)),
-        ])
+        out = store.swap_many(
+            [
+                Swap(a["id"], rev_a, _renamed(a, "a2"), (rows[a["id"]],)),
+                Swap(b["id"], stale_b, _renamed(b, "b2"), (rows[b["id"]],)),
+                Swap(c["id"], rev_c, _renamed(c, "c2"), (rows[c["id"]],)),
+            ]
+        )
         assert [o is not None for o in out] == [True, False, True]
         names = {s.job["id"]: s.job["name"] for s in store.scan()}
         assert names == {a["id"]: "a2", b["id"]: "b moved on", c["id"]: "c2"}
@@ -58,8 +68,12 @@ class BatchContract:
         job = make_job()
         rev = store.insert(job).rev
         first, second = self._row(job["id"]), self._row(job["id"])
-        out = store.swap_many([Swap(job["id"], rev, _renamed(job, "first"), (first,)),
-                               Swap(job["id"], rev, _renamed(job, "second"), (second,))])
+        out = store.swap_many(
+            [
+                Swap(job["id"], rev, _renamed(job, "first"), (first,)),
+                Swap(job["id"], rev, _renamed(job, "second"), (second,)),
+            ]
+        )
         assert [o is not None for o in out] == [True, False]
         got = store.get(job["id"])
         assert got is not None and got.job["name"] == "first"

@@ -59,8 +59,9 @@ class RaceContract:
         barrier = ctx.Barrier(PROCESSES)
         results = ctx.Queue()
         procs = [
-            ctx.Process(target=_race_in_process,
-                        args=(url, job["id"], f"process {i}", barrier, results))
+            ctx.Process(
+                target=_race_in_process, args=(url, job["id"], f"process {i}", barrier, results)
+            )
             for i in range(PROCESSES)
         ]
         for p in procs:
@@ -89,12 +90,14 @@ class RaceContract:
         from cron import jobs
 
         # Hourly, created an hour and 5 s ago: its first slot came due 5 s ago.
-        return jobs.create_job("every 1h", "true", name="contract claim",
-                               now=datetime.now(UTC) - timedelta(seconds=3605))
+        return jobs.create_job(
+            "every 1h",
+            "true",
+            name="contract claim",
+            now=datetime.now(UTC) - timedelta(seconds=3605),
+        )
 
-    def test_threads_claiming_one_due_job_get_exactly_one_token(
-        self, installed: JobStore
-    ) -> None:
+    def test_threads_claiming_one_due_job_get_exactly_one_token(self, installed: JobStore) -> None:
         from cron import executions, jobs
 
         job = self._due_job()
@@ -122,9 +125,7 @@ class RaceContract:
         assert (after.job, after.rev) == (before.job, before.rev)
         assert len(executions.list_executions(job["id"], limit=None)) == 1
 
-    def test_mark_job_run_with_a_wrong_token_changes_nothing(
-        self, installed: JobStore
-    ) -> None:
+    def test_mark_job_run_with_a_wrong_token_changes_nothing(self, installed: JobStore) -> None:
         from cron import jobs
 
         job = self._due_job()

@@ -20,9 +20,11 @@ class ScanContract:
 
     def test_scan_lists_jobs_in_creation_order(self, store: JobStore) -> None:
         # Ids deliberately out of lexical order, next runs out of creation order.
-        made = [make_job("c" * 12, next_run_at=T0 + timedelta(hours=2)),
-                make_job("a" * 12, next_run_at=T0),
-                make_job("b" * 12, next_run_at=T0 + timedelta(hours=1))]
+        made = [
+            make_job("c" * 12, next_run_at=T0 + timedelta(hours=2)),
+            make_job("a" * 12, next_run_at=T0),
+            make_job("b" * 12, next_run_at=T0 + timedelta(hours=1)),
+        ]
         revs = [store.insert(j).rev for j in made]
         # Rewriting a job does not move it.
         assert store.swap(made[0]["id"], revs[0], _renamed(made[0], "moved?")) is not None
@@ -38,24 +40,36 @@ class ScanContract:
             make_job(next_run_at=T0 + timedelta(days=1), name="tomorrow"),
             make_job(next_run_at=None, enabled=False, state="paused", name="paused"),
             make_job(next_run_at=None, state="completed", times=1, completed=1, name="done"),
-            make_job(next_run_at=T0 - timedelta(hours=1), enabled=False, state="paused",
-                     name="paused, stale next run"),
+            make_job(
+                next_run_at=T0 - timedelta(hours=1),
+                enabled=False,
+                state="paused",
+                name="paused, stale next run",
+            ),
             # Spent, its final run's claim still held: wakes when that claim goes stale.
-            make_job(next_run_at=None, times=1, completed=1, name="spent, claimed",
-                     claim_at=T0 - timedelta(seconds=ttl + 600)),
+            make_job(
+                next_run_at=None,
+                times=1,
+                completed=1,
+                name="spent, claimed",
+                claim_at=T0 - timedelta(seconds=ttl + 600),
+            ),
             make_job(next_run_at=T0, name="due exactly now"),
         ]
         for job in made:
             store.insert(job)
         return made
 
-    def test_scan_due_by_returns_every_due_job_ordered_by_wake_time(
-        self, store: JobStore
-    ) -> None:
+    def test_scan_due_by_returns_every_due_job_ordered_by_wake_time(self, store: JobStore) -> None:
         made = self._seed_wake_times(store)
         ttl = store.claim_ttl
-        for due_by in (T0 - timedelta(days=2), T0 - timedelta(minutes=5), T0,
-                       T0 + timedelta(hours=1), T0 + timedelta(days=3)):
+        for due_by in (
+            T0 - timedelta(days=2),
+            T0 - timedelta(minutes=5),
+            T0,
+            T0 + timedelta(hours=1),
+            T0 + timedelta(days=3),
+        ):
             due = {j["id"] for j in made if (w := wake_time(j, ttl)) is not None and w <= due_by}
             got = store.scan(due_by=due_by)
             ids = [s.job["id"] for s in got]

@@ -66,8 +66,12 @@ def make_job(
         "fire_claim": None,
     }
     if claim_at is not None:
-        job["fire_claim"] = {"token": uuid.uuid4().hex, "at": _iso(claim_at),
-                             "by": "contract:1:1", "scheduled_at": _iso(claim_at)}
+        job["fire_claim"] = {
+            "token": uuid.uuid4().hex,
+            "at": _iso(claim_at),
+            "by": "contract:1:1",
+            "scheduled_at": _iso(claim_at),
+        }
     if key is not None:
         job["key"] = key
     return job

@@ -153,7 +153,9 @@ def test_a_dropped_row_is_lost_and_a_duplicated_row_is_double() -> None:
     ledger_sql(
         "INSERT INTO executions (id, job_id, scheduled_at, claimed_at, status) "
         "SELECT id || 'x', job_id, scheduled_at, claimed_at, status FROM executions "
-        "WHERE job_id = ? AND scheduled_at = ?", (job["id"], other))
+        "WHERE job_id = ? AND scheduled_at = ?",
+        (job["id"], other),
+    )
     report = audit.verify(since=T0, until=end, now=end)
     assert [(p.slot, p.reason) for p in report.lost] == [(slot, "no outcome")]
     assert [(p.slot, p.statuses) for p in report.double] == [(other, ("ok", "ok"))]
@@ -192,8 +194,9 @@ def test_events_are_recorded_with_the_schedule_in_force(home: Path) -> None:
     with get_store().ledger().read() as conn:
         assert conn is not None
         rows = conn.execute("SELECT kind, at, schedule, detail FROM job_events ORDER BY id")
-        got = [(k, at, json.loads(s)["seconds"], json.loads(d)["next_run_at"])
-               for k, at, s, d in rows]
+        got = [
+            (k, at, json.loads(s)["seconds"], json.loads(d)["next_run_at"]) for k, at, s, d in rows
+        ]
     assert got == [
         ("create", "2025-03-01T12:00:00+00:00", 60, "2025-03-01T12:01:00+00:00"),
         ("edit", "2025-03-01T12:01:00+00:00", 120, "2025-03-01T12:03:00+00:00"),
@@ -233,7 +236,10 @@ def test_cli_verify_exit_codes_and_json(home: Path) -> None:
     r = cli("verify", *window)
     assert r.exit_code == 1
     assert f"lost: job {job['id']} (true) slot 2025-03-01T12:02:00+00:00: no outcome" in r.stdout
-    for bad in (("--since", "yesterday"), ("--since", end.isoformat(), "--until", T0.isoformat()),
-                ("feedfacecafe",)):
+    for bad in (
+        ("--since", "yesterday"),
+        ("--since", end.isoformat(), "--until", T0.isoformat()),
+        ("feedfacecafe",),
+    ):
         r = cli("verify", *bad)
         assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1 and r.stdout == ""

@@ -54,11 +54,16 @@ H = timedelta(hours=1)
 # -- step constructors -------------------------------------------------------
 
 
-def create(at: datetime, ref: str, schedule: str | dict[str, Any], action: Any = None,
-           **kw: Any) -> Step:
+def create(
+    at: datetime, ref: str, schedule: str | dict[str, Any], action: Any = None, **kw: Any
+) -> Step:
     act = action if action is not None else {"kind": "python", "target": OK}
-    return Step("create", f"create {ref}: {schedule!r}", at,
-                {"ref": ref, "schedule": schedule, "action": act, "kw": kw})
+    return Step(
+        "create",
+        f"create {ref}: {schedule!r}",
+        at,
+        {"ref": ref, "schedule": schedule, "action": act, "kw": kw},
+    )
 
 
 def tick(at: datetime, label: str = "") -> Step:
@@ -71,13 +76,18 @@ def tick_next(times: int, offset: timedelta = S, label: str = "tick at next_run_
 
 
 def claim(at: datetime, ref: str, token: str, **kw: Any) -> Step:
-    return Step("claim", f"claim_job_for_fire {ref} -> {token}", at,
-                {"ref": ref, "token": token, "kw": kw})
+    return Step(
+        "claim", f"claim_job_for_fire {ref} -> {token}", at, {"ref": ref, "token": token, "kw": kw}
+    )
 
 
 def mark(at: datetime, ref: str, token: str, success: bool = True) -> Step:
-    return Step("mark", f"mark_job_run {ref} {token} success={success}", at,
-                {"ref": ref, "token": token, "success": success})
+    return Step(
+        "mark",
+        f"mark_job_run {ref} {token} success={success}",
+        at,
+        {"ref": ref, "token": token, "success": success},
+    )
 
 
 def pause(at: datetime, ref: str) -> Step:
@@ -114,7 +124,8 @@ def job(record: Record, ref: str) -> dict[str, Any]:
 
 def rows(record: Record, ref: str | None = None, status: str | None = None) -> list[Record]:
     return [
-        r for r in record["ledger"]
+        r
+        for r in record["ledger"]
         if (ref is None or r["job_id"] == ref) and (status is None or r["status"] == status)
     ]
 
@@ -164,8 +175,7 @@ ON_TIME = Scenario(
         create(utc(2026, 6, 1, 10, 13, 30), "job-2", "every 90s"),
         tick(utc(2026, 6, 1, 10, 14, 59), "tick one second before either is due"),
         Step("tick", "tick at each next_run_at", utc(2026, 6, 1, 10, 15)),
-        create(utc(2026, 6, 1, 10, 16), "job-3", "*/5 * * * *", {"kind": "python",
-                                                                  "target": FAIL}),
+        create(utc(2026, 6, 1, 10, 16), "job-3", "*/5 * * * *", {"kind": "python", "target": FAIL}),
         tick(utc(2026, 6, 1, 10, 20), "tick: the failing job"),
         tick(utc(2026, 6, 1, 10, 20), "tick again at the same instant"),
     ],
@@ -436,13 +446,23 @@ DST_BERLIN_SPRING = Scenario(
     ],
     config="cron:\n  timezone: Europe/Berlin\n",
     zone="Europe/Berlin",
-    checks=[_dst_check({
-        "job-1": ["2026-03-28 09:00:00 CET", "2026-03-29 09:00:00 CEST",
-                  "2026-03-30 09:00:00 CEST"],
-        # 02:30 does not exist on the 29th: it fires once, at 03:00 CEST.
-        "job-2": ["2026-03-28 02:30:00 CET", "2026-03-29 03:00:00 CEST",
-                  "2026-03-30 02:30:00 CEST"],
-    })],
+    checks=[
+        _dst_check(
+            {
+                "job-1": [
+                    "2026-03-28 09:00:00 CET",
+                    "2026-03-29 09:00:00 CEST",
+                    "2026-03-30 09:00:00 CEST",
+                ],
+                # 02:30 does not exist on the 29th: it fires once, at 03:00 CEST.
+                "job-2": [
+                    "2026-03-28 02:30:00 CET",
+                    "2026-03-29 03:00:00 CEST",
+                    "2026-03-30 02:30:00 CEST",
+                ],
+            }
+        )
+    ],
 )
 
 DST_BERLIN_FALL = Scenario(
@@ -454,13 +474,23 @@ DST_BERLIN_FALL = Scenario(
     ],
     config="cron:\n  timezone: Europe/Berlin\n",
     zone="Europe/Berlin",
-    checks=[_dst_check({
-        "job-1": ["2026-10-24 09:00:00 CEST", "2026-10-25 09:00:00 CET",
-                  "2026-10-26 09:00:00 CET"],
-        # 02:30 happens twice on the 25th: a fixed hour fires on the first pass only.
-        "job-2": ["2026-10-24 02:30:00 CEST", "2026-10-25 02:30:00 CEST",
-                  "2026-10-26 02:30:00 CET"],
-    })],
+    checks=[
+        _dst_check(
+            {
+                "job-1": [
+                    "2026-10-24 09:00:00 CEST",
+                    "2026-10-25 09:00:00 CET",
+                    "2026-10-26 09:00:00 CET",
+                ],
+                # 02:30 happens twice on the 25th: a fixed hour fires on the first pass only.
+                "job-2": [
+                    "2026-10-24 02:30:00 CEST",
+                    "2026-10-25 02:30:00 CEST",
+                    "2026-10-26 02:30:00 CET",
+                ],
+            }
+        )
+    ],
 )
 
 DST_TORONTO_SPRING = Scenario(
@@ -471,12 +501,22 @@ DST_TORONTO_SPRING = Scenario(
         *tick_next(6),
     ],
     zone="America/Toronto",
-    checks=[_dst_check({
-        "job-1": ["2026-03-07 09:00:00 EST", "2026-03-08 09:00:00 EDT",
-                  "2026-03-09 09:00:00 EDT"],
-        "job-2": ["2026-03-07 02:30:00 EST", "2026-03-08 03:00:00 EDT",
-                  "2026-03-09 02:30:00 EDT"],
-    })],
+    checks=[
+        _dst_check(
+            {
+                "job-1": [
+                    "2026-03-07 09:00:00 EST",
+                    "2026-03-08 09:00:00 EDT",
+                    "2026-03-09 09:00:00 EDT",
+                ],
+                "job-2": [
+                    "2026-03-07 02:30:00 EST",
+                    "2026-03-08 03:00:00 EDT",
+                    "2026-03-09 02:30:00 EDT",
+                ],
+            }
+        )
+    ],
 )
 
 DST_TORONTO_FALL = Scenario(
@@ -489,14 +529,27 @@ DST_TORONTO_FALL = Scenario(
         *tick_next(9),
     ],
     zone="America/Toronto",
-    checks=[_dst_check({
-        "job-1": ["2026-10-31 09:00:00 EDT", "2026-11-01 09:00:00 EST",
-                  "2026-11-02 09:00:00 EST"],
-        "job-2": ["2026-10-31 02:30:00 EDT", "2026-11-01 02:30:00 EST",
-                  "2026-11-02 02:30:00 EST"],
-        "job-3": ["2026-10-31 01:30:00 EDT", "2026-11-01 01:30:00 EDT",
-                  "2026-11-02 01:30:00 EST"],
-    })],
+    checks=[
+        _dst_check(
+            {
+                "job-1": [
+                    "2026-10-31 09:00:00 EDT",
+                    "2026-11-01 09:00:00 EST",
+                    "2026-11-02 09:00:00 EST",
+                ],
+                "job-2": [
+                    "2026-10-31 02:30:00 EDT",
+                    "2026-11-01 02:30:00 EST",
+                    "2026-11-02 02:30:00 EST",
+                ],
+                "job-3": [
+                    "2026-10-31 01:30:00 EDT",
+                    "2026-11-01 01:30:00 EDT",
+                    "2026-11-02 01:30:00 EST",
+                ],
+            }
+        )
+    ],
 )
 
 

@@ -76,7 +76,7 @@ class Normaliser:
 
     def text(self, s: str) -> str:
         if s.startswith(self.home + os.sep):
-            s = s[len(self.home) + 1:]
+            s = s[len(self.home) + 1 :]
         s = self.owner_re.sub(lambda m: "owner" if m.group(0) == self.me else "owner-other", s)
         s = _TOKEN_RE.sub(lambda m: self.events.get(m.group(0)) or self.token(m.group(0)), s)
         return _ID_RE.sub(lambda m: self.job_id(m.group(0)), s)
@@ -93,9 +93,8 @@ class Normaliser:
     def ledger(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         def key(row: dict[str, Any]) -> tuple[str, ...]:
             return tuple(
-                str(row.get(k) or "") for k in (
-                    "scheduled_at", "claimed_at", "started_at", "finished_at", "status"
-                )
+                str(row.get(k) or "")
+                for k in ("scheduled_at", "claimed_at", "started_at", "finished_at", "status")
             ) + (self.text(row["job_id"]),)
 
         out = []
@@ -111,8 +110,7 @@ def frozen(start: datetime) -> Iterator[Any]:
     """``freeze_time(start)``, with the store's :meth:`~cron.stores.JobStore.clock` reading
     that frozen clock (on a file store it does anyway; a database store's is its server's)."""
     store = get_store()
-    with freeze_time(start) as clock, mock.patch.object(store, "clock",
-                                                        lambda: datetime.now(UTC)):
+    with freeze_time(start) as clock, mock.patch.object(store, "clock", lambda: datetime.now(UTC)):
         yield clock
 
 
@@ -156,7 +154,8 @@ class Recorder:
         if st.at is not None:
             return st.at
         due = [
-            _parse(j["next_run_at"]) for j in read_store()
+            _parse(j["next_run_at"])
+            for j in read_store()
             if j.get("state") == "scheduled" and j.get("next_run_at")
         ]
         assert due, f"step {st.label!r}: no job has a next run"
@@ -188,7 +187,11 @@ class Recorder:
         if st.op == "crash_after_claim":
             proc = subprocess.run(
                 [sys.executable, "-c", _CHILD_CLAIM, now.isoformat()],
-                cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=60,
+                cwd=REPO,
+                env=dict(os.environ),
+                capture_output=True,
+                text=True,
+                timeout=60,
                 check=True,
             )
             return [self.norm.token(t) for t in json.loads(proc.stdout)]
@@ -210,12 +213,16 @@ class Recorder:
         }
         if st.op in ("tick", "tick_next"):
             new = [
-                r for r in ledger
+                r
+                for r in ledger
                 if r["id"] not in self.seen_rows and r["status"] not in ("missed", "skipped")
             ]
             record["fired"] = [
-                {"job": r["job_id"], "slot": r["scheduled_at"],
-                 "slot_local": _local(r["scheduled_at"], self.scenario.zone)}
+                {
+                    "job": r["job_id"],
+                    "slot": r["scheduled_at"],
+                    "slot_local": _local(r["scheduled_at"], self.scenario.zone),
+                }
                 for r in new
             ]
         self.seen_rows.update(r["id"] for r in ledger)
@@ -239,8 +246,9 @@ def test_scenario(home: Path, golden: Golden, scenario: Scenario) -> None:
     records = Recorder(home, scenario).run()
     for check in scenario.checks:
         check(records)
-    golden.check(scenario.name, {"scenario": scenario.name, "config": scenario.config,
-                                 "steps": records})
+    golden.check(
+        scenario.name, {"scenario": scenario.name, "config": scenario.config, "steps": records}
+    )
 
 
 def _walk(home: Path, expr: str, start: datetime, end: datetime) -> tuple[list[str], dict]:
@@ -290,18 +298,20 @@ def test_full_year_walk_berlin_0900_no_drift(home: Path, golden: Golden) -> None
     ]
     assert final["repeat"]["completed"] == 365
     assert final["next_run_at"] == "2027-01-01T08:00:00+00:00"
-    golden.check("full_year_walk_berlin_0900", {
-        "fires_local": [t.isoformat() for t in local],
-        "final_job": final,
-    })
+    golden.check(
+        "full_year_walk_berlin_0900",
+        {
+            "fires_local": [t.isoformat() for t in local],
+            "final_job": final,
+        },
+    )
 
 
 def test_every_15_minutes_across_berlin_fall_back(home: Path, golden: Golden) -> None:
     write_config(home, "cron:\n  timezone: Europe/Berlin\n")
     berlin = ZoneInfo("Europe/Berlin")
     # 01:20 CEST on 2026-10-25 until 03:30 CET: the 02:xx hour happens twice.
-    slots, final = _walk(home, "*/15 * * * *", utc(2026, 10, 24, 23, 20),
-                         utc(2026, 10, 25, 2, 30))
+    slots, final = _walk(home, "*/15 * * * *", utc(2026, 10, 24, 23, 20), utc(2026, 10, 25, 2, 30))
     instants = [_parse(s) for s in slots]
     assert instants[0] == utc(2026, 10, 24, 23, 30)
     assert all(b - a == timedelta(minutes=15) for a, b in zip(instants, instants[1:], strict=False))
@@ -309,10 +319,19 @@ def test_every_15_minutes_across_berlin_fall_back(home: Path, golden: Golden) ->
     fold_hour = [t for t in local if t.hour == 2]
     assert len(fold_hour) == 8, "*/15 fires at every matching instant of both passes"
     assert [t.strftime("%H:%M %Z") for t in fold_hour] == [
-        "02:00 CEST", "02:15 CEST", "02:30 CEST", "02:45 CEST",
-        "02:00 CET", "02:15 CET", "02:30 CET", "02:45 CET",
+        "02:00 CEST",
+        "02:15 CEST",
+        "02:30 CEST",
+        "02:45 CEST",
+        "02:00 CET",
+        "02:15 CET",
+        "02:30 CET",
+        "02:45 CET",
     ]
-    golden.check("every_15m_berlin_fall_back", {
-        "fires_local": [t.isoformat() for t in local],
-        "final_job": final,
-    })
+    golden.check(
+        "every_15m_berlin_fall_back",
+        {
+            "fires_local": [t.isoformat() for t in local],
+            "final_job": final,
+        },
+    )

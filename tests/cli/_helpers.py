@@ -16,7 +16,7 @@ from tests.support import stores
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAKE_EXTERNAL_PLUGIN = '''
+FAKE_EXTERNAL_PLUGIN = """
 from cron.scheduler_provider import CronScheduler
 
 
@@ -30,9 +30,9 @@ class FakeExt(CronScheduler):
 
     def status_detail(self):
         return "fake external trigger in place"
-'''
+"""
 
-UNAVAILABLE_PLUGIN = '''
+UNAVAILABLE_PLUGIN = """
 from cron.scheduler_provider import CronScheduler
 
 
@@ -46,10 +46,10 @@ class FakeOff(CronScheduler):
 
     def is_available(self):
         return False
-'''
+"""
 
 # Never ticks: fires come only from the webhook, so nothing races it for a due slot.
-WEBHOOK_ONLY_PLUGIN = '''
+WEBHOOK_ONLY_PLUGIN = """
 from cron.scheduler_provider import CronScheduler
 
 
@@ -60,7 +60,7 @@ class WebhookOnly(CronScheduler):
 
     def start(self, stop_event, *, adapters=None, loop=None, interval=60):
         stop_event.wait()
-'''
+"""
 
 
 def cli(*args: str) -> Result:
@@ -100,8 +100,12 @@ def subprocess_env() -> dict[str, str]:
 def cronkit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python -m cron ARGS`` as a real process (CRONKIT_HOME from the environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "cron", *args], capture_output=True, text=True,
-        env=subprocess_env(), cwd=REPO, timeout=timeout,
+        [sys.executable, "-m", "cron", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+        timeout=timeout,
     )
 
 

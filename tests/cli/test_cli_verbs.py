@@ -36,15 +36,17 @@ TIME_RE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d"
 NO_TICKER = "no ticker is running"
 
 
-def _job(name: str = "alpha", schedule: str = "every 1h", command: str = "echo alpha",
-         **kw: Any) -> dict[str, Any]:
+def _job(
+    name: str = "alpha", schedule: str = "every 1h", command: str = "echo alpha", **kw: Any
+) -> dict[str, Any]:
     return jobs.create_job(schedule, command, name=name, **kw)
 
 
 def _due_job(name: str = "due", command: str = "echo due-output") -> dict[str, Any]:
     """A recurring job whose slot passed a second ago."""
-    return jobs.create_job("every 1h", command, name=name,
-                           now=datetime.now(UTC) - timedelta(seconds=3601))
+    return jobs.create_job(
+        "every 1h", command, name=name, now=datetime.now(UTC) - timedelta(seconds=3601)
+    )
 
 
 def _completed_job() -> dict[str, Any]:
@@ -62,10 +64,17 @@ def _fake_live_ticker(*, beat_age: float = 1.0, success_age: float = 1.0) -> Non
     """Files a healthy built-in ticker in this very process would have written."""
     d = paths.cron_dir(create=True)
     pid = os.getpid()
-    (d / "ticker.pid").write_text(json.dumps({
-        "pid": pid, "start": process_start_time(pid), "host": hostname(), "provider": "builtin",
-        "started_at": datetime.now(UTC).isoformat(),
-    }))
+    (d / "ticker.pid").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "host": hostname(),
+                "provider": "builtin",
+                "started_at": datetime.now(UTC).isoformat(),
+            }
+        )
+    )
     now = time.time()
     (d / "ticker_heartbeat").write_text(f"{now - beat_age:.3f}\n")
     (d / "ticker_last_success").write_text(f"{now - success_age:.3f}\n")
@@ -96,14 +105,33 @@ def test_add_prints_id_and_next_run_and_warns_without_ticker(home: Path) -> None
 
 
 def test_add_json_is_the_created_job(home: Path) -> None:
-    r = cli("add", "0 9 * * 1-5", "--tz", "Europe/Berlin", "--name", "standup", "--repeat", "3",
-            "--catch-up", "skip", "--timeout", "5", "--json", "--", "./notify.sh")
+    r = cli(
+        "add",
+        "0 9 * * 1-5",
+        "--tz",
+        "Europe/Berlin",
+        "--name",
+        "standup",
+        "--repeat",
+        "3",
+        "--catch-up",
+        "skip",
+        "--timeout",
+        "5",
+        "--json",
+        "--",
+        "./notify.sh",
+    )
     _assert_ok(r)
     job = json.loads(r.stdout)
     assert ID_RE.match(job["id"])
     assert job == jobs.get_job(job["id"])
-    assert job["schedule"] == {"kind": "cron", "expr": "0 9 * * 1-5", "display": "0 9 * * 1-5",
-                               "tz": "Europe/Berlin"}
+    assert job["schedule"] == {
+        "kind": "cron",
+        "expr": "0 9 * * 1-5",
+        "display": "0 9 * * 1-5",
+        "tz": "Europe/Berlin",
+    }
     assert job["repeat"] == {"times": 3, "completed": 0}
     assert job["catch_up"] == "skip" and job["timeout"] == 5.0
     assert job["action"] == {"kind": "command", "command": "./notify.sh"}
@@ -213,8 +241,22 @@ def test_times_are_shown_in_the_configured_zone(home: Path) -> None:
 
 def test_edit_fields(home: Path) -> None:
     job = _job("alpha")
-    r = cli("edit", "alpha", "--schedule", "every 5m", "--name", "renamed", "--command", "echo x",
-            "--repeat", "7", "--catch-up", "skip", "--timeout", "9")
+    r = cli(
+        "edit",
+        "alpha",
+        "--schedule",
+        "every 5m",
+        "--name",
+        "renamed",
+        "--command",
+        "echo x",
+        "--repeat",
+        "7",
+        "--catch-up",
+        "skip",
+        "--timeout",
+        "9",
+    )
     _assert_ok(r)
     assert r.stdout.startswith(f"updated job {job['id']} (renamed)")
     assert re.search(rf"next run: +{TIME_RE} \(in [45]m", r.stdout), r.stdout
@@ -224,8 +266,19 @@ def test_edit_fields(home: Path) -> None:
     assert now["action"] == {"kind": "command", "command": "echo x"}
     assert now["repeat"]["times"] == 7 and now["catch_up"] == "skip" and now["timeout"] == 9.0
 
-    r = cli("edit", job["id"], "--python", "json:loads", "--repeat", "forever", "--catch-up",
-            "default", "--timeout", "default", "--json")
+    r = cli(
+        "edit",
+        job["id"],
+        "--python",
+        "json:loads",
+        "--repeat",
+        "forever",
+        "--catch-up",
+        "default",
+        "--timeout",
+        "default",
+        "--json",
+    )
     _assert_ok(r)
     edited = json.loads(r.stdout)
     assert edited == jobs.get_job(job["id"])
@@ -250,8 +303,9 @@ def test_pause_resume_remove(home: Path) -> None:
 
     r = cli("resume", job["id"])
     _assert_ok(r)
-    assert re.fullmatch(rf"resumed job {job['id']} \(alpha\); next run {TIME_RE} \(in (59m|1h)\)",
-                        r.stdout.strip()), r.stdout
+    assert re.fullmatch(
+        rf"resumed job {job['id']} \(alpha\); next run {TIME_RE} \(in (59m|1h)\)", r.stdout.strip()
+    ), r.stdout
     resumed = jobs.get_job(job["id"])
     assert resumed is not None and resumed["state"] == "scheduled"
 
@@ -306,8 +360,9 @@ def test_run_while_a_run_holds_the_claim_exits_1(home: Path) -> None:
     before = store_state()
     r = cli("run", job["id"])
     assert r.exit_code == 1
-    assert stderr_lines(r) == ["cronkit: error: not run: a run of this job is still in progress "
-                               "(live claim)"]
+    assert stderr_lines(r) == [
+        "cronkit: error: not run: a run of this job is still in progress (live claim)"
+    ]
     assert store_state() == before
 
 
@@ -436,8 +491,20 @@ def test_history_human_and_json(home: Path) -> None:
     assert list(data) == ["executions"] and len(data["executions"]) == 1
     row = data["executions"][0]
     assert row["job_id"] == a["id"] and row["status"] == "ok"
-    assert set(row) >= {"id", "job_id", "job_name", "scheduled_at", "claimed_at", "started_at",
-                        "finished_at", "status", "source", "owner", "error", "output_path"}
+    assert set(row) >= {
+        "id",
+        "job_id",
+        "job_name",
+        "scheduled_at",
+        "claimed_at",
+        "started_at",
+        "finished_at",
+        "status",
+        "source",
+        "owner",
+        "error",
+        "output_path",
+    }
     r = cli("history", b["id"], "--json")
     assert [x["status"] for x in json.loads(r.stdout)["executions"]] == ["error"]
 
@@ -456,8 +523,10 @@ def test_status_stopped_and_json(home: Path) -> None:
     r = cli("status")
     assert r.exit_code == 2
     lines = r.stdout.splitlines()
-    assert lines[0] == ("✗ ticker stopped: no gateway or embedded ticker is running — jobs will "
-                        "NOT fire; start one with 'cronkit gateway'")
+    assert lines[0] == (
+        "✗ ticker stopped: no gateway or embedded ticker is running — jobs will "
+        "NOT fire; start one with 'cronkit gateway'"
+    )
     assert re.search(r"^  active jobs: +1$", r.stdout, re.M)
     assert re.search(rf"^  next run: +{TIME_RE} \(in", r.stdout, re.M)
     assert r.stderr == ""
@@ -465,10 +534,25 @@ def test_status_stopped_and_json(home: Path) -> None:
     assert r.exit_code == 2
     data = json.loads(r.stdout)
     assert data["state"] == "stopped" and data["healthy"] is False and data["jobs_active"] == 1
-    assert set(data) == {"state", "provider", "gateway_pid", "heartbeat_age", "success_age",
-                         "last_error", "jobs_active", "next_run_at", "stale_after", "detail",
-                         "healthy", "store_error", "failing_jobs", "failing_jobs_total",
-                         "runaway_runs", "stall", "nodes"}
+    assert set(data) == {
+        "state",
+        "provider",
+        "gateway_pid",
+        "heartbeat_age",
+        "success_age",
+        "last_error",
+        "jobs_active",
+        "next_run_at",
+        "stale_after",
+        "detail",
+        "healthy",
+        "store_error",
+        "failing_jobs",
+        "failing_jobs_total",
+        "runaway_runs",
+        "stall",
+        "nodes",
+    }
     assert data["nodes"] == []  # a home's own store is not shared: no registry listed
 
 
@@ -495,15 +579,16 @@ def test_status_reports_a_corrupt_store(home: Path) -> None:
 def test_status_hint_for_permission_denied(home: Path) -> None:
     _fake_live_ticker(beat_age=2, success_age=900)
     (paths.cron_dir() / "ticker_last_error").write_text(
-        f"{time.time():.3f}\nPermissionError: [Errno 13] Permission denied: "
-        f"'{paths.jobs_path()}'\n")
+        f"{time.time():.3f}\nPermissionError: [Errno 13] Permission denied: '{paths.jobs_path()}'\n"
+    )
     r = cli("status")
     assert r.exit_code == 1
     first = r.stdout.splitlines()[0]
     assert first.startswith("✗ ticker FAILING: ticks are raising, last clean tick 900s ago")
     assert first.endswith("Permission denied: " + repr(str(paths.jobs_path())))
-    assert re.search(r"^  hint: +the ticker cannot read or write .*jobs\.json: make it owned by",
-                     r.stdout, re.M)
+    assert re.search(
+        r"^  hint: +the ticker cannot read or write .*jobs\.json: make it owned by", r.stdout, re.M
+    )
 
 
 def test_providers_human_and_json(home: Path) -> None:
@@ -522,22 +607,40 @@ def test_providers_human_and_json(home: Path) -> None:
     data = json.loads(r.stdout)
     assert data["configured"] == "fakeext" and data["resolved"] == "fakeext"
     assert [p["name"] for p in data["providers"]][:1] == ["builtin"]
-    assert {"name": "fakeext", "description": "user", "available": True,
-            "builtin": False} in data["providers"]
+    assert {"name": "fakeext", "description": "user", "available": True, "builtin": False} in data[
+        "providers"
+    ]
 
     write_config(home, "cron:\n  provider: nosuch\n")
     r = cli("providers")
     _assert_ok(r)
-    assert r.stdout.splitlines()[-1] == ("selected: builtin - cron.provider = 'nosuch' is not "
-                                         "found, so the built-in ticker runs")
+    assert r.stdout.splitlines()[-1] == (
+        "selected: builtin - cron.provider = 'nosuch' is not found, so the built-in ticker runs"
+    )
 
 
 def test_no_arguments_prints_help(home: Path) -> None:
     r = cli()
     _assert_ok(r)
-    for verb in ("add", "list", "show", "edit", "pause", "resume", "remove", "run", "fire", "tick",
-                 "next", "history", "status", "providers", "gateway", "explain",
-                 "install-service"):
+    for verb in (
+        "add",
+        "list",
+        "show",
+        "edit",
+        "pause",
+        "resume",
+        "remove",
+        "run",
+        "fire",
+        "tick",
+        "next",
+        "history",
+        "status",
+        "providers",
+        "gateway",
+        "explain",
+        "install-service",
+    ):
         assert re.search(rf"^  {verb} ", r.stdout, re.M), verb
 
 
@@ -547,16 +650,24 @@ BAD_INPUT: list[tuple[str, list[str], str]] = [
     ("bad schedule", ["add", "every banana", "--", "true"], "invalid schedule 'every banana'"),
     ("past one-shot", ["add", "2001-01-01T00:00", "--", "true"], "in the past"),
     ("no action", ["add", "every 1m"], "missing the action"),
-    ("command and python", ["add", "every 1m", "--python", "json:dumps", "--", "true"],
-     "not both"),
+    ("command and python", ["add", "every 1m", "--python", "json:dumps", "--", "true"], "not both"),
     ("bad env pair", ["add", "every 1m", "--env", "NOEQUALS", "--", "true"], "--env"),
     ("bad env name", ["add", "every 1m", "--env", "1X=a", "--", "true"], "invalid env '1X'"),
-    ("reserved env", ["add", "every 1m", "--env", "CRONKIT_JOB_ID=x", "--", "true"],
-     "cannot be overridden"),
-    ("env for python", ["add", "every 1m", "--python", "json:dumps", "--env", "A=b"],
-     "applies to command jobs only"),
-    ("missing cwd", ["add", "every 1m", "--cwd", "/no/such/dir/zz", "--", "true"],
-     "invalid cwd '/no/such/dir/zz': no such directory"),
+    (
+        "reserved env",
+        ["add", "every 1m", "--env", "CRONKIT_JOB_ID=x", "--", "true"],
+        "cannot be overridden",
+    ),
+    (
+        "env for python",
+        ["add", "every 1m", "--python", "json:dumps", "--env", "A=b"],
+        "applies to command jobs only",
+    ),
+    (
+        "missing cwd",
+        ["add", "every 1m", "--cwd", "/no/such/dir/zz", "--", "true"],
+        "invalid cwd '/no/such/dir/zz': no such directory",
+    ),
     ("malformed python target", ["add", "every 1m", "--python", "nocolon"], "pkg.mod:func"),
     ("repeat zero", ["add", "every 1m", "--repeat", "0", "--", "true"], "--repeat"),
     ("repeat text", ["add", "every 1m", "--repeat", "lots", "--", "true"], "--repeat"),
@@ -569,16 +680,22 @@ BAD_INPUT: list[tuple[str, list[str], str]] = [
     ("show json unknown", ["show", "nope", "--json"], "no job with id or name 'nope'"),
     ("edit unknown", ["edit", "nope", "--name", "x"], "no job with id or name 'nope'"),
     ("edit nothing", ["edit", "alpha"], "nothing to change"),
-    ("edit both actions", ["edit", "alpha", "--command", "x", "--python", "json:dumps"],
-     "not both"),
+    (
+        "edit both actions",
+        ["edit", "alpha", "--command", "x", "--python", "json:dumps"],
+        "not both",
+    ),
     ("edit bad schedule", ["edit", "alpha", "--schedule", "61 * * * *"], "invalid schedule"),
     ("edit bad timeout", ["edit", "alpha", "--timeout", "soon"], "--timeout"),
     ("edit bad repeat", ["edit", "alpha", "--repeat", "-2"], "--repeat"),
     ("edit bad zone", ["edit", "alpha", "--tz", "Nowhere/Land"], "Nowhere/Land"),
     ("edit missing cwd", ["edit", "alpha", "--cwd", "/no/such/dir/zz"], "invalid cwd"),
     ("edit bad env", ["edit", "alpha", "--env", "=x"], "--env"),
-    ("edit env onto python", ["edit", "alpha", "--python", "json:dumps", "--env", "A=b"],
-     "applies to command jobs only"),
+    (
+        "edit env onto python",
+        ["edit", "alpha", "--python", "json:dumps", "--env", "A=b"],
+        "applies to command jobs only",
+    ),
     ("logs unknown", ["logs", "nope"], "no job with id or name"),
     ("logs unknown run", ["logs", "alpha", "--run", "feedface"], "has no run 'feedface'"),
     ("pause unknown", ["pause", "nope"], "no job with id or name"),
@@ -587,8 +704,11 @@ BAD_INPUT: list[tuple[str, list[str], str]] = [
     ("remove unknown", ["remove", "nope"], "no job with id or name"),
     ("run unknown", ["run", "nope"], "no job with id or name"),
     ("run completed", ["run", "done"], "is completed"),
-    ("run via webhook without gateway", ["run", "alpha", "--via-webhook"],
-     "no cronkit gateway webhook is reachable"),
+    (
+        "run via webhook without gateway",
+        ["run", "alpha", "--via-webhook"],
+        "no cronkit gateway webhook is reachable",
+    ),
     ("fire unknown", ["fire", "nope"], "no job with id or name"),
     ("fire bad slot", ["fire", "alpha", "--scheduled-at", "yesterday"], "not an ISO-8601"),
     ("ambiguous name", ["show", "twin"], "matches 2 jobs"),
@@ -611,8 +731,9 @@ def _populate() -> None:
 
 
 @pytest.mark.parametrize("populated", [False, True], ids=["empty-home", "populated"])
-@pytest.mark.parametrize(("args", "expect"), [c[1:] for c in BAD_INPUT],
-                         ids=[c[0] for c in BAD_INPUT])
+@pytest.mark.parametrize(
+    ("args", "expect"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT]
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     home: Path, populated: bool, args: list[str], expect: str
 ) -> None:
@@ -637,11 +758,23 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert snapshot(home) == before
 
 
-@pytest.mark.parametrize("args", [
-    ["list"], ["list", "--all", "--json"], ["show", "alpha"], ["add", "every 1m", "--", "true"],
-    ["edit", "alpha", "--name", "b"], ["pause", "alpha"], ["resume", "alpha"],
-    ["remove", "alpha"], ["run", "alpha"], ["fire", "alpha"], ["tick"], ["history", "alpha"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["list", "--all", "--json"],
+        ["show", "alpha"],
+        ["add", "every 1m", "--", "true"],
+        ["edit", "alpha", "--name", "b"],
+        ["pause", "alpha"],
+        ["resume", "alpha"],
+        ["remove", "alpha"],
+        ["run", "alpha"],
+        ["fire", "alpha"],
+        ["tick"],
+        ["history", "alpha"],
+    ],
+)
 @pytest.mark.usefixtures("json_store")
 def test_corrupt_store_exits_2_naming_the_file(home: Path, args: list[str]) -> None:
     paths.cron_dir(create=True)
@@ -665,13 +798,27 @@ CONFIG_PROBLEMS = {
 
 
 @pytest.mark.parametrize("problem", sorted(CONFIG_PROBLEMS))
-@pytest.mark.parametrize("args", [
-    ["add", "every 1m", "--", "true"], ["list"], ["show", "alpha"],
-    ["edit", "alpha", "--name", "x"], ["pause", "alpha"], ["resume", "alpha"],
-    ["remove", "alpha"], ["run", "alpha"],
-    ["fire", "alpha"], ["tick"], ["next", "every 1m"], ["history"], ["status"], ["providers"],
-    ["gateway", "--no-webhook"], ["explain", "alpha"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "every 1m", "--", "true"],
+        ["list"],
+        ["show", "alpha"],
+        ["edit", "alpha", "--name", "x"],
+        ["pause", "alpha"],
+        ["resume", "alpha"],
+        ["remove", "alpha"],
+        ["run", "alpha"],
+        ["fire", "alpha"],
+        ["tick"],
+        ["next", "every 1m"],
+        ["history"],
+        ["status"],
+        ["providers"],
+        ["gateway", "--no-webhook"],
+        ["explain", "alpha"],
+    ],
+)
 def test_unreadable_config_exits_2_and_writes_nothing(
     home: Path, problem: str, args: list[str]
 ) -> None:
@@ -739,11 +886,23 @@ def test_overdue_next_run_is_flagged(home: Path) -> None:
     assert re.search(rf"{TIME_RE} \((\d+s|1m \d+s) ago, overdue\)", r.stdout), r.stdout
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0, "0s"), (4.4, "4s"), (59, "59s"), (60, "1m"), (250, "4m 10s"), (600, "10m"),
-    (3599, "59m"), (3600, "1h"), (7500, "2h 5m"), (47 * 3600, "47h"), (2 * 86400, "2d"),
-    (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (4.4, "4s"),
+        (59, "59s"),
+        (60, "1m"),
+        (250, "4m 10s"),
+        (600, "10m"),
+        (3599, "59m"),
+        (3600, "1h"),
+        (7500, "2h 5m"),
+        (47 * 3600, "47h"),
+        (2 * 86400, "2d"),
+        (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
+    ],
+)
 def test_fmt_duration(seconds: float, text: str) -> None:
     from cron.cli._format import fmt_duration
 
@@ -760,8 +919,10 @@ def test_fmt_time_and_relative() -> None:
     at = "2026-11-25T08:00:00+00:00"
     berlin = ZoneInfo("Europe/Berlin")
     assert fmt_time(at, now=now, zone=berlin) == "2026-11-25 09:00:00 +01:00 (56m ago)"
-    assert fmt_time("2026-11-25T09:00:00+00:00", now=now, zone=ZoneInfo("America/St_Johns")) \
+    assert (
+        fmt_time("2026-11-25T09:00:00+00:00", now=now, zone=ZoneInfo("America/St_Johns"))
         == "2026-11-25 05:30:00 -03:30 (in 4m)"
+    )
     assert fmt_time(None) == "-" and fmt_time(None, empty="never") == "never"
     assert fmt_relative(now + timedelta(milliseconds=200), now) == "now"
     assert fmt_time(at, zone=berlin, relative=False) == "2026-11-25 09:00:00 +01:00"
@@ -785,7 +946,7 @@ def test_providers_reconcile_json_with_the_builtin(home: Path) -> None:
     assert json.loads(r.stdout) == {"reconciled": "builtin", "detail": None}
 
 
-RECONCILE_COUNTING_PLUGIN = '''
+RECONCILE_COUNTING_PLUGIN = """
 import os
 from pathlib import Path
 
@@ -807,4 +968,4 @@ class FakeRec(CronScheduler):
     def status_detail(self):
         n = len((Path(os.environ["CRONKIT_HOME"]) / "reconciled.txt").read_text())
         return f"reconciled {n} time(s)"
-'''
+"""

@@ -26,18 +26,26 @@ def _fake_live_ticker() -> None:
     """The files a healthy built-in ticker in this very process would have written."""
     d = paths.cron_dir(create=True)
     pid = os.getpid()
-    (d / "ticker.pid").write_text(json.dumps({
-        "pid": pid, "start": process_start_time(pid), "host": hostname(), "provider": "builtin",
-        "started_at": datetime.now(UTC).isoformat(),
-    }))
+    (d / "ticker.pid").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "host": hostname(),
+                "provider": "builtin",
+                "started_at": datetime.now(UTC).isoformat(),
+            }
+        )
+    )
     now = time.time()
     (d / "ticker_heartbeat").write_text(f"{now - 1:.3f}\n")
     (d / "ticker_last_success").write_text(f"{now - 1:.3f}\n")
 
 
 def _standup() -> dict[str, Any]:
-    return jobs.create_job("0 9 * * 1-5", "echo standup", name="standup", tz="Europe/Berlin",
-                           now=NOW)
+    return jobs.create_job(
+        "0 9 * * 1-5", "echo standup", name="standup", tz="Europe/Berlin", now=NOW
+    )
 
 
 def _set_claim(job_id: str, claim: dict[str, Any]) -> None:
@@ -63,8 +71,10 @@ def test_a_scheduled_job_without_a_ticker_will_not_fire(home: Path) -> None:
     assert exp.claim is None and exp.recent == []
     lines = format_explanation(exp, now=NOW)
     assert lines[0] == f"Job {job['id']} (standup) {exp.verdict}."
-    assert ("  Its next slot is 2026-11-25 09:00:00 +01:00 (Europe/Berlin), "
-            "2026-11-25 08:00:00 UTC, in 4m.") in lines
+    assert (
+        "  Its next slot is 2026-11-25 09:00:00 +01:00 (Europe/Berlin), "
+        "2026-11-25 08:00:00 UTC, in 4m."
+    ) in lines
     assert "  Its schedule is '0 9 * * 1-5', read on the wall clock of Europe/Berlin." in lines
     assert "  It has not run yet." in lines
     assert "  No run holds its claim." in lines
@@ -102,8 +112,10 @@ def test_a_paused_job_says_why_and_how_to_resume(home: Path) -> None:
     assert exp.will_fire is False and exp.verdict == "will not fire: it is paused"
     assert exp.paused_reason == "holidays"
     lines = format_explanation(exp)
-    assert ("  It is paused since 2026-11-25 08:56:00 +01:00 (1m ago), reason: holidays; "
-            f"'cronkit resume {job['id']}' fires it again.") in lines
+    assert (
+        "  It is paused since 2026-11-25 08:56:00 +01:00 (1m ago), reason: holidays; "
+        f"'cronkit resume {job['id']}' fires it again."
+    ) in lines
     assert "  It has no next slot." in lines
 
 
@@ -123,8 +135,9 @@ def test_a_completed_job_will_not_fire_again(home: Path) -> None:
 
 def test_a_live_claim_names_its_owner(home: Path) -> None:
     _fake_live_ticker()
-    job = jobs.create_job("every 1h", "sleep 60", name="long",
-                          now=datetime.now(UTC) - timedelta(hours=1))
+    job = jobs.create_job(
+        "every 1h", "sleep 60", name="long", now=datetime.now(UTC) - timedelta(hours=1)
+    )
     slot = job["next_run_at"]
     token = jobs.claim_job_for_fire(job["id"])
     assert token is not None
@@ -152,8 +165,15 @@ def test_a_claim_whose_owner_process_is_gone(home: Path) -> None:
     job = jobs.create_job("every 1h", "true", now=NOW)
     gone = subprocess.Popen(["true"])
     gone.wait()  # its pid now names no process
-    _set_claim(job["id"], {"token": "t" * 32, "at": (NOW - timedelta(seconds=20)).isoformat(),
-                           "by": f"{hostname()}:{gone.pid}:1", "scheduled_at": NOW.isoformat()})
+    _set_claim(
+        job["id"],
+        {
+            "token": "t" * 32,
+            "at": (NOW - timedelta(seconds=20)).isoformat(),
+            "by": f"{hostname()}:{gone.pid}:1",
+            "scheduled_at": NOW.isoformat(),
+        },
+    )
     exp = explain_job(job["id"], now=NOW)
     assert exp.claim is not None and exp.claim.live and exp.claim.owner_gone
     text = " ".join(format_explanation(exp))
@@ -173,8 +193,9 @@ def test_the_last_slots_come_from_the_ledger_newest_first(home: Path) -> None:
     rows = [x for x in lines if x.startswith("    ")]
     assert len(rows) == 2
     assert all(": error - exit status 3 (manual, took " in x for x in rows)
-    assert any(x.endswith("ended error (exit status 3); 3 slots in a row have failed.")
-               for x in lines)
+    assert any(
+        x.endswith("ended error (exit status 3); 3 slots in a row have failed.") for x in lines
+    )
     assert explain_job(job["id"], limit=0).recent == []
 
 
@@ -211,16 +232,29 @@ def test_explain_json(home: Path) -> None:
     assert data["next_run_at"] == job["next_run_at"]
     assert data["ticker"]["state"] == "stopped"
     assert data["claim"] is None and data["recent"] == []
-    assert set(data) >= {"schedule", "kind", "zone", "state", "enabled", "verdict",
-                         "next_run_local", "next_run_in", "last_status", "failure_streak"}
+    assert set(data) >= {
+        "schedule",
+        "kind",
+        "zone",
+        "state",
+        "enabled",
+        "verdict",
+        "next_run_local",
+        "next_run_in",
+        "last_status",
+        "failure_streak",
+    }
 
 
-@pytest.mark.parametrize(("args", "expect"), [
-    (["explain", "nope"], "no job with id or name 'nope'"),
-    (["explain", "feedfacecafe", "--json"], "no job with id or name 'feedfacecafe'"),
-    (["explain", "twin"], "the name 'twin' matches 2 jobs"),
-    (["explain", "standup", "--limit", "-1"], "--limit"),
-])
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["explain", "nope"], "no job with id or name 'nope'"),
+        (["explain", "feedfacecafe", "--json"], "no job with id or name 'feedfacecafe'"),
+        (["explain", "twin"], "the name 'twin' matches 2 jobs"),
+        (["explain", "standup", "--limit", "-1"], "--limit"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(home: Path, args: list[str], expect: str) -> None:
     _standup()
     jobs.create_job("every 1h", "true", name="twin")

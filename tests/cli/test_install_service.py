@@ -62,8 +62,13 @@ def _lines(text: str) -> list[str]:
 
 
 def test_user_unit_text() -> None:
-    text = render_unit(user=True, home=Path("/srv/cron home"), python="/opt/py/bin/python3",
-                       grace=45, tz="Europe/Berlin")
+    text = render_unit(
+        user=True,
+        home=Path("/srv/cron home"),
+        python="/opt/py/bin/python3",
+        grace=45,
+        tz="Europe/Berlin",
+    )
     assert text == USER_UNIT
 
 
@@ -95,8 +100,7 @@ def test_system_unit_waits_for_the_network_and_runs_as_the_homes_owner(tmp_path:
 
 
 def test_awkward_paths_are_quoted_for_systemd() -> None:
-    text = render_unit(user=True, home=Path('/h/100% "odd" $HOME'), python="/p y/python",
-                       tz="")
+    text = render_unit(user=True, home=Path('/h/100% "odd" $HOME'), python="/p y/python", tz="")
     lines = _lines(text)
     assert 'Environment="CRONKIT_HOME=/h/100%% \\"odd\\" $$HOME"' in lines
     assert 'ExecStart="/p y/python" -m cron gateway --grace 30' in lines
@@ -108,17 +112,20 @@ def test_awkward_paths_are_quoted_for_systemd() -> None:
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed here")
 @pytest.mark.parametrize("user", [True, False], ids=["user", "system"])
 @pytest.mark.parametrize("home_dir", ["plain", "with space and 100%"])
-def test_systemd_analyze_verify_accepts_the_unit(
-    tmp_path: Path, user: bool, home_dir: str
-) -> None:
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, user: bool, home_dir: str) -> None:
     assert SYSTEMD_ANALYZE is not None
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
     unit = unit_dir / "cronkit.service"
     unit.write_text(render_unit(user=user, home=tmp_path / home_dir, grace=12.5))
     # --user needs a running user manager; the unit's syntax is the same either way.
-    done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(unit)], capture_output=True,
-                          text=True, timeout=60, cwd=unit_dir)
+    done = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=unit_dir,
+    )
     assert done.returncode == 0, done.stderr
     # verify exits 0 on keys it ignores; any line about our file is a problem.
     assert [x for x in done.stderr.splitlines() if "cronkit.service" in x] == []
@@ -128,10 +135,18 @@ def test_systemd_analyze_verify_accepts_the_unit(
 def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
     assert SYSTEMD_ANALYZE is not None
     unit = tmp_path / "cronkit.service"
-    unit.write_text(render_unit(user=True, python="/nonexistent/python").replace(
-        "KillMode=mixed", "KillMode=sometimes"))
-    done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(unit)], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+    unit.write_text(
+        render_unit(user=True, python="/nonexistent/python").replace(
+            "KillMode=mixed", "KillMode=sometimes"
+        )
+    )
+    done = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     complaints = [x for x in done.stderr.splitlines() if "cronkit.service" in x]
     assert any("kill mode" in x for x in complaints), done.stderr
     assert any("/nonexistent/python" in x for x in complaints), done.stderr
@@ -200,8 +215,10 @@ def test_user_install_refuses_a_different_unit(home: Path, user_home: Path) -> N
     r = cli("install-service", "--user", "--grace", "10")
     assert r.exit_code == 2
     (line,) = stderr_lines(r)
-    assert line == (f"cronkit: error: a different unit already exists at '{target}'; compare it "
-                    "with what --print shows, then rerun with --force to replace it")
+    assert line == (
+        f"cronkit: error: a different unit already exists at '{target}'; compare it "
+        "with what --print shows, then rerun with --force to replace it"
+    )
     assert r.stdout == ""
     assert target.read_text() == "[Service]\nExecStart=/bin/true\n"
     r = cli("install-service", "--user", "--grace", "10", "--force")

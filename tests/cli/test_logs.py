@@ -23,8 +23,12 @@ T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cron", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=subprocess_env(), cwd=REPO,
+        [sys.executable, "-m", "cron", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
     )
 
 
@@ -74,8 +78,9 @@ def test_logs_without_a_run_is_one_line_exit_1(home: Path) -> None:
     jobs.create_job("every 1m", "true", name="alpha", now=T0)
     r = cli("logs", "alpha")
     assert r.exit_code == 1
-    assert stderr_lines(r) == [f"cronkit: error: job {jobs.list_jobs()[0]['id']} has no run "
-                               "with output yet"]
+    assert stderr_lines(r) == [
+        f"cronkit: error: job {jobs.list_jobs()[0]['id']} has no run with output yet"
+    ]
     assert r.stdout == ""
 
 
@@ -95,8 +100,9 @@ def test_logs_ambiguous_run_prefix_is_bad_input(home: Path) -> None:
         executions.mark_running(token, job_id=job["id"], output_path=home / f"{token}.log")
     r = cli("logs", "alpha", "--run", "ab0")
     assert r.exit_code == 2
-    assert stderr_lines(r) == [f"cronkit: error: run 'ab0' matches 2 runs of job {job['id']}; "
-                               "give more of its id"]
+    assert stderr_lines(r) == [
+        f"cronkit: error: run 'ab0' matches 2 runs of job {job['id']}; give more of its id"
+    ]
 
 
 def test_logs_of_a_removed_job_reads_the_ledger(home: Path) -> None:
@@ -145,7 +151,8 @@ def test_logs_follow_prints_both_lines_and_exits_when_the_run_ends(
 def test_logs_follow_stops_cleanly_on_ctrl_c(home: Path, tmp_path: Path) -> None:
     release = tmp_path / "release"
     job = jobs.create_job(
-        "every 1h", f"echo working; while [ ! -e '{release}' ]; do sleep 0.05; done",
+        "every 1h",
+        f"echo working; while [ ! -e '{release}' ]; do sleep 0.05; done",
         name="slow",
     )
     run = _spawn("run", "slow")
@@ -180,8 +187,17 @@ def test_history_shows_the_output_path_of_a_failed_run(home: Path) -> None:
     job = jobs.create_job("every 1m", "echo partial; exit 127", name="broken", now=T0)
     row = _ran(job["id"], T0 + timedelta(minutes=1))
     lines = cli("history", "broken").stdout.splitlines()
-    assert lines[0].split() == ["WHEN", "JOB", "STATUS", "SOURCE", "TOOK", "SLOT", "ATTEMPT",
-                                "OUTPUT", "ERROR"]
+    assert lines[0].split() == [
+        "WHEN",
+        "JOB",
+        "STATUS",
+        "SOURCE",
+        "TOOK",
+        "SLOT",
+        "ATTEMPT",
+        "OUTPUT",
+        "ERROR",
+    ]
     assert str(row["output_path"]) in lines[1]
     assert lines[1].endswith(" exit status 127")
 
@@ -189,7 +205,9 @@ def test_history_shows_the_output_path_of_a_failed_run(home: Path) -> None:
 def test_history_shows_the_output_path_of_a_running_run(home: Path, tmp_path: Path) -> None:
     release = tmp_path / "release"
     job = jobs.create_job(
-        "every 1h", f"while [ ! -e '{release}' ]; do sleep 0.05; done", name="slow",
+        "every 1h",
+        f"while [ ! -e '{release}' ]; do sleep 0.05; done",
+        name="slow",
     )
     run = _spawn("run", "slow")
     try:

@@ -49,7 +49,7 @@ def quickstart_commands(readme: str) -> list[list[str]]:
     if i >= len(lines) or lines[i].strip() != "```sh":
         raise AssertionError("the quickstart marker must be followed by a ```sh block")
     commands: list[list[str]] = []
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         if line.strip().startswith("```"):
             return commands
         argv = shlex.split(line, comments=True)
@@ -65,10 +65,13 @@ def _free_port() -> int:
 
 
 def test_block_extraction() -> None:
-    text = f"intro\n{MARKER}\n```sh\ncronkit add 'every 2s' -- echo \"a b\"  # note\n\n" \
-           "# a comment\ncronkit status\n```\n```sh\ncronkit other\n```\n"
+    text = (
+        f"intro\n{MARKER}\n```sh\ncronkit add 'every 2s' -- echo \"a b\"  # note\n\n"
+        "# a comment\ncronkit status\n```\n```sh\ncronkit other\n```\n"
+    )
     assert quickstart_commands(text) == [
-        ["cronkit", "add", "every 2s", "--", "echo", "a b"], ["cronkit", "status"],
+        ["cronkit", "add", "every 2s", "--", "echo", "a b"],
+        ["cronkit", "status"],
     ]
     with pytest.raises(AssertionError, match="no line"):
         quickstart_commands("```sh\ncronkit status\n```\n")
@@ -86,8 +89,13 @@ def test_readme_quickstart_as_written(home: Path, tmp_path: Path) -> None:
         if argv[1:2] == ["gateway"]:
             log = tmp_path / "gateway.log"
             with log.open("wb") as out:
-                gw = subprocess.Popen([sys.executable, "-m", "cron", *argv[1:]], stdout=out,
-                                      stderr=subprocess.STDOUT, env=subprocess_env(), cwd=REPO)
+                gw = subprocess.Popen(
+                    [sys.executable, "-m", "cron", *argv[1:]],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=subprocess_env(),
+                    cwd=REPO,
+                )
             try:
                 time.sleep(GATEWAY_SECONDS)
                 assert gw.poll() is None, log.read_text()

@@ -82,8 +82,9 @@ def test_next_warns_about_a_seconds_last_star(home: Path) -> None:
     assert _warnings(r) == [SIX_FIELD_WARNING]
 
 
-@pytest.mark.parametrize("schedule", ["*/5 * * * *", "0 9 * * * 30", "0 9 * * * 0", "@hourly",
-                                      "every 5s"])
+@pytest.mark.parametrize(
+    "schedule", ["*/5 * * * *", "0 9 * * * 30", "0 9 * * * 0", "@hourly", "every 5s"]
+)
 def test_no_warning_for_five_fields_or_fixed_seconds(home: Path, schedule: str) -> None:
     r = cli("next", schedule)
     assert r.exit_code == 0, r.stderr

@@ -42,13 +42,19 @@ def test_status_lists_every_node_and_runs_while_one_is_healthy(shared_home: None
     assert lines[0].startswith("✓ cluster running: 1 of 3 ticker nodes healthy")
     assert "  ticker nodes:" in r.stdout and "3 registered, 1 healthy" in r.stdout
     assert any(line.startswith("    ✓ web1 pid 4242: running, heartbeat") for line in lines)
-    assert any(line.startswith("    ✗ web2 pid 777: STALE, last heartbeat 30m ago")
-               for line in lines)
-    assert any(line.startswith("    ✗ web3 pid 99: FAILING") and "connection refused" in line
-               for line in lines)
+    assert any(
+        line.startswith("    ✗ web2 pid 777: STALE, last heartbeat 30m ago") for line in lines
+    )
+    assert any(
+        line.startswith("    ✗ web3 pid 99: FAILING") and "connection refused" in line
+        for line in lines
+    )
     data = json.loads(cli("status", "--json").stdout)
     assert [(n["host"], n["state"]) for n in data["nodes"]] == [
-        ("web2", "stale"), ("web1", "running"), ("web3", "failing")]
+        ("web2", "stale"),
+        ("web1", "running"),
+        ("web3", "failing"),
+    ]
 
 
 def test_status_with_every_node_stale_is_stopped(shared_home: None) -> None:

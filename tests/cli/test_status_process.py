@@ -41,8 +41,9 @@ STALE_FLOOR = 3 * 0.1 + 20  # what cron.config.stale_after makes of interval 0.1
 @contextmanager
 def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(),
-                                cwd=REPO)
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), cwd=REPO
+        )
     try:
         yield proc
     finally:
@@ -137,8 +138,12 @@ def test_run_via_webhook(home: Path, tmp_path: Path) -> None:
     # A provider that never ticks: only the webhook fires, so nothing races for the due slot.
     install_plugin(home, "webhookonly", WEBHOOK_ONLY_PLUGIN)
     write_config(home, f"cron:\n  provider: webhookonly\n  webhook: {{port: {_free_port()}}}\n")
-    job = jobs.create_job("every 1h", "echo via-webhook", name="hooked",
-                          now=datetime.now(UTC) - timedelta(seconds=3601))
+    job = jobs.create_job(
+        "every 1h",
+        "echo via-webhook",
+        name="hooked",
+        now=datetime.now(UTC) - timedelta(seconds=3601),
+    )
     args = [sys.executable, "-m", "cron", "gateway", "--interval", "0.2"]
     with _process(args, tmp_path / "gateway.log") as gw:
         wait_until(lambda: paths.gateway_pid_path().exists(), 20, "the gateway to serve")

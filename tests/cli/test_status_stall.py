@@ -18,9 +18,16 @@ ACTION = {"kind": "python", "target": "tests.properties._actions:noop"}
 
 def _live_ticker_pid() -> None:
     pid = os.getpid()
-    (paths.cron_dir(create=True) / "ticker.pid").write_text(json.dumps({
-        "pid": pid, "start": process_start_time(pid), "host": hostname(), "provider": "builtin",
-    }))
+    (paths.cron_dir(create=True) / "ticker.pid").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "host": hostname(),
+                "provider": "builtin",
+            }
+        )
+    )
 
 
 def test_status_reports_what_a_stall_cost(home: Path) -> None:
@@ -50,17 +57,36 @@ def test_status_reports_what_a_stall_cost(home: Path) -> None:
     assert after.state == "running"
     assert after.stall is not None
     assert after.stall["ongoing"] is False
-    assert {k: after.stall[k] for k in ("slots", "fired", "replaced_by_late_fire", "missed",
-                                        "skipped", "waiting", "lost", "double")} == {
-        "slots": 144, "fired": 1, "replaced_by_late_fire": 119, "missed": 24, "skipped": 0,
-        "waiting": 0, "lost": 0, "double": 0,
+    assert {
+        k: after.stall[k]
+        for k in (
+            "slots",
+            "fired",
+            "replaced_by_late_fire",
+            "missed",
+            "skipped",
+            "waiting",
+            "lost",
+            "double",
+        )
+    } == {
+        "slots": 144,
+        "fired": 1,
+        "replaced_by_late_fire": 119,
+        "missed": 24,
+        "skipped": 0,
+        "waiting": 0,
+        "lost": 0,
+        "double": 0,
     }
     assert every["id"] != skip["id"]
 
     r = cli("status")
     line = next(x for x in r.stdout.splitlines() if x.strip().startswith("after stall:"))
-    assert ("144 slots came due: 1 fired (late, once each), 119 replaced by those late fires, "
-            "24 missed, 0 skipped") in line
+    assert (
+        "144 slots came due: 1 fired (late, once each), 119 replaced by those late fires, "
+        "24 missed, 0 skipped"
+    ) in line
     assert json.loads(cli("status", "--json").stdout)["stall"]["slots"] == 144
 
 

@@ -27,9 +27,16 @@ def _fake_live_ticker(*, beat_age: float = 1.0, success_age: float = 1.0) -> Non
     """Files a healthy built-in ticker in this very process would have written."""
     d = paths.cron_dir(create=True)
     pid = os.getpid()
-    (d / "ticker.pid").write_text(json.dumps({
-        "pid": pid, "start": process_start_time(pid), "host": hostname(), "provider": "builtin",
-    }))
+    (d / "ticker.pid").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "host": hostname(),
+                "provider": "builtin",
+            }
+        )
+    )
     now = time.time()
     (d / "ticker_heartbeat").write_text(f"{now - beat_age:.3f}\n")
     (d / "ticker_last_success").write_text(f"{now - success_age:.3f}\n")
@@ -53,8 +60,10 @@ def test_a_corrupt_store_under_a_healthy_ticker_is_failing_at_once(
     r = cli("status")
     assert r.exit_code == 1, r.stdout
     first = r.stdout.splitlines()[0]
-    assert first.startswith("✗ ticker FAILING: the job store cannot be read — jobs are NOT "
-                            "firing: cannot parse job store ")
+    assert first.startswith(
+        "✗ ticker FAILING: the job store cannot be read — jobs are NOT "
+        "firing: cannot parse job store "
+    )
     assert str(paths.jobs_path()) in first
     assert re.search(r"^  job store: +UNREADABLE: cannot parse job store", r.stdout, re.M)
     data = json.loads(cli("status", "--json").stdout)
@@ -99,16 +108,18 @@ def test_a_run_past_its_timeout_is_listed_as_runaway(home: Path) -> None:
     r = cli("status")
     assert r.exit_code == 0
     assert re.search(r"^  runaway runs: +1 \(still going past their timeout\)$", r.stdout, re.M)
-    assert (f"    ✗ {job['id']} (slow): running 1m 5s, past its 5s timeout, in a thread of "
-            f"pid {os.getpid()} on {hostname()}; the job holds its claim until the run ends"
-            ) in r.stdout
+    assert (
+        f"    ✗ {job['id']} (slow): running 1m 5s, past its 5s timeout, in a thread of "
+        f"pid {os.getpid()} on {hostname()}; the job holds its claim until the run ends"
+    ) in r.stdout
     # Within its timeout a run is not runaway.
     assert ticker_status(now=started.timestamp() + 4).runaway_runs == []
     # Nor is one whose owner is gone: recovery settles it, it is not running any more.
     dead = subprocess.Popen(["true"])
     dead.wait()
-    executions.mark_running(token, job_id=job["id"], owner=f"{hostname()}:{dead.pid}:1",
-                            now=started)
+    executions.mark_running(
+        token, job_id=job["id"], owner=f"{hostname()}:{dead.pid}:1", now=started
+    )
     assert ticker_status().runaway_runs == []
 
 

@@ -94,11 +94,11 @@ def expected_state(ticker: str, beat: float | None, success: float | None, provi
 VERDICT = {
     "running": "✓ ticker running (pid {pid}): last heartbeat 5s ago",
     "stalled": "✗ ticker STALLED: last heartbeat 1000s ago (> 200s) — jobs are NOT firing; "
-               "restart the gateway",
+    "restart the gateway",
     "failing": "✗ ticker FAILING: ticks are raising, ",
     "unknown": "? ticker state unknown: process {pid} is alive but has never written a heartbeat",
     "stopped": "✗ ticker stopped: no gateway or embedded ticker is running — jobs will NOT fire; "
-               "start one with 'cronkit gateway'",
+    "start one with 'cronkit gateway'",
     "external": "✓ external provider 'fakeext' triggers jobs: fake external trigger in place",
 }
 
@@ -118,9 +118,18 @@ def test_status_truth_table(
     _write_ages(T, beat, success)
     st = ticker_status(now=T)
     assert st.state == want
-    assert st.exit_code == EXIT_CODES[want] == {
-        "running": 0, "external": 0, "failing": 1, "stalled": 1, "stopped": 2, "unknown": 3,
-    }[want]
+    assert (
+        st.exit_code
+        == EXIT_CODES[want]
+        == {
+            "running": 0,
+            "external": 0,
+            "failing": 1,
+            "stalled": 1,
+            "stopped": 2,
+            "unknown": 3,
+        }[want]
+    )
     assert st.healthy == (want in ("running", "external"))
     assert st.heartbeat_age == beat and st.success_age == success
     assert st.gateway_pid == (os.getpid() if ticker == "alive" else None)
@@ -142,12 +151,15 @@ def test_status_truth_table(
     assert data["provider"] == ("fakeext" if provider == "external" else "builtin")
 
 
-@pytest.mark.parametrize(("interval", "age", "state"), [
-    (60, 200.0, "running"),    # the boundary itself is still fresh: stalled means "older than"
-    (60, 200.5, "stalled"),
-    (100, 310.0, "running"),   # stale_after is floored at 3 x interval + 20 = 320
-    (100, 320.5, "stalled"),
-])
+@pytest.mark.parametrize(
+    ("interval", "age", "state"),
+    [
+        (60, 200.0, "running"),  # the boundary itself is still fresh: stalled means "older than"
+        (60, 200.5, "stalled"),
+        (100, 310.0, "running"),  # stale_after is floored at 3 x interval + 20 = 320
+        (100, 320.5, "stalled"),
+    ],
+)
 def test_stale_after_boundary_and_floor(home: Path, interval: int, age: float, state: str) -> None:
     write_config(home, f"cron:\n  interval: {interval}\n  stale_after: 200\n")
     _write_pid_file("alive")

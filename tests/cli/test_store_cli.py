@@ -28,8 +28,13 @@ def test_info_names_backend_location_schema_and_count(home: Path) -> None:
     result = cli("store", "info", "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info == {"backend": "json", "url": "json",
-                    "location": str(home / "cron" / "jobs.json"), "schema_version": 1, "jobs": 1}
+    assert info == {
+        "backend": "json",
+        "url": "json",
+        "location": str(home / "cron" / "jobs.json"),
+        "schema_version": 1,
+        "jobs": 1,
+    }
 
 
 def test_copy_keeps_ids_and_state_and_leaves_the_source_alone(home: Path, tmp_path: Path) -> None:

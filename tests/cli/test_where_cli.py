@@ -41,8 +41,12 @@ def clean_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _cronkit_in(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m cron ARGS`` as a real process started in ``directory``."""
     return subprocess.run(
-        [sys.executable, "-m", "cron", *args], capture_output=True, text=True,
-        env=subprocess_env(), cwd=directory, timeout=60,
+        [sys.executable, "-m", "cron", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=directory,
+        timeout=60,
     )
 
 
@@ -68,7 +72,9 @@ def test_readme_standup_example_runs_its_script_from_where_it_was_added(
     assert "Traceback" not in r.stderr
     (job,) = jobs.list_jobs()
     assert (job["name"], job["cwd"], job["action"]["command"]) == (
-        "standup", str(scripts), "./notify.sh"
+        "standup",
+        str(scripts),
+        "./notify.sh",
     )
     assert "env" not in job
 
@@ -83,8 +89,20 @@ def test_readme_standup_example_runs_its_script_from_where_it_was_added(
 
 def test_add_cwd_and_repeated_env(home: Path, scripts: Path) -> None:
     r = _cronkit_in(
-        REPO, "add", "every 1h", "--cwd", str(scripts), "--env", "A=1", "--env", "B=x=y z",
-        "--env", "EMPTY=", "--json", "--", 'echo "$A|$B|$EMPTY|$(pwd)"',
+        REPO,
+        "add",
+        "every 1h",
+        "--cwd",
+        str(scripts),
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y z",
+        "--env",
+        "EMPTY=",
+        "--json",
+        "--",
+        'echo "$A|$B|$EMPTY|$(pwd)"',
     )
     assert r.returncode == 0, r.stderr
     job = json.loads(r.stdout)
@@ -96,8 +114,9 @@ def test_add_cwd_and_repeated_env(home: Path, scripts: Path) -> None:
 
 
 def test_add_relative_cwd_is_made_absolute(home: Path, scripts: Path) -> None:
-    r = _cronkit_in(scripts.parent, "add", "every 1h", "--cwd", scripts.name, "--json",
-                    "--", "true")
+    r = _cronkit_in(
+        scripts.parent, "add", "every 1h", "--cwd", scripts.name, "--json", "--", "true"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["cwd"] == str(scripts)
 
@@ -149,14 +168,17 @@ def test_edit_python_unimportable_warns(home: Path) -> None:
 def test_add_python_from_its_folder_imports_there_at_run_time(
     home: Path, scripts: Path, clean_imports: None
 ) -> None:
-    (scripts / "ckwhere_cli_mod.py").write_text(textwrap.dedent("""
+    (scripts / "ckwhere_cli_mod.py").write_text(
+        textwrap.dedent("""
         import os
 
         def task():
             return "task ran, cwd on sys.path, pid " + str(os.getpid())
-    """))
-    r = _cronkit_in(scripts, "add", "every 1h", "--name", "py", "--disabled",
-                    "--python", "ckwhere_cli_mod:task")
+    """)
+    )
+    r = _cronkit_in(
+        scripts, "add", "every 1h", "--name", "py", "--disabled", "--python", "ckwhere_cli_mod:task"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert str(scripts) not in sys.path
@@ -172,9 +194,17 @@ def test_add_in_a_removed_directory_is_bad_input(home: Path, tmp_path: Path) -> 
     gone = tmp_path / "gone"
     gone.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
-         "from cron.cli import main; main(['add', 'every 1h', '--', 'true'])", str(gone)],
-        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+            "from cron.cli import main; main(['add', 'every 1h', '--', 'true'])",
+            str(gone),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [

@@ -90,7 +90,12 @@ def _spawned_code_is_this_tree() -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     out = subprocess.run(
-        [sys.executable, "-c", "import cron; print(cron.__file__)"], env=env, cwd=REPO,
-        capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", "import cron; print(cron.__file__)"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.strip()
     assert Path(out).resolve().is_relative_to(REPO.resolve()), (out, REPO)

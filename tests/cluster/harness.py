@@ -73,8 +73,9 @@ FINAL_STATUSES = frozenset({"ok", "error", "timeout", "interrupted", "unknown"})
 NOT_RUN = frozenset({"missed", "skipped"})
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.05,
-             what: str = "") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, step: float = 0.05, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -217,7 +218,12 @@ class Node:
             err.write(f"$ {shlex.join(cmd)}\n".encode())
             err.flush()
             proc = subprocess.Popen(
-                cmd, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                cmd,
+                env=env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
                 start_new_session=True,
             )
         self.proc = proc
@@ -292,17 +298,30 @@ class Node:
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """``python -m cron ARGS`` on this node's home (its config, its store URL)."""
         return subprocess.run(
-            [sys.executable, "-m", "cron", *args], env=self.env(), cwd=REPO,
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [sys.executable, "-m", "cron", *args],
+            env=self.env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
 class Cluster:
     """``n`` nodes under ``root``, each home configured for one shared store."""
 
-    def __init__(self, root: Path, store: StoreTarget, names: Iterable[str], *,
-                 interval: float = 1.0, claim_ttl: float = 5.0, max_parallel: int = 8,
-                 extra_config: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        store: StoreTarget,
+        names: Iterable[str],
+        *,
+        interval: float = 1.0,
+        claim_ttl: float = 5.0,
+        max_parallel: int = 8,
+        extra_config: str = "",
+    ) -> None:
         self.root = root
         self.store = store
         self.interval = interval
@@ -312,8 +331,7 @@ class Cluster:
             f"  interval: {interval}\n"
             f"  claim_ttl: {claim_ttl}\n"
             f"  max_parallel_jobs: {max_parallel}\n"
-            "  timezone: UTC\n"
-            + extra_config
+            "  timezone: UTC\n" + extra_config
         )
         self.nodes = {name: self._make_node(name) for name in names}
         self.admin_home = root / "operator"
@@ -454,8 +472,13 @@ class Event:
         return f"t={self.at:5.1f}s {self.action:5s} {self.node}"
 
 
-def kill_schedule(rng: random.Random, names: Sequence[str], duration: float, *,
-                  gap: tuple[float, float] = (1.5, 4.0)) -> list[Event]:
+def kill_schedule(
+    rng: random.Random,
+    names: Sequence[str],
+    duration: float,
+    *,
+    gap: tuple[float, float] = (1.5, 4.0),
+) -> list[Event]:
     """SIGKILLs and restarts at random moments over ``duration`` seconds.
 
     Simulated as it is generated, so it never kills the last live node (every node is
@@ -488,8 +511,9 @@ class Kill:
     """The victim's ledger rows that were claimed or running when it died."""
 
 
-def run_schedule(cluster: Cluster, events: Sequence[Event], *,
-                 skews: dict[str, str] | None = None) -> list[Kill]:
+def run_schedule(
+    cluster: Cluster, events: Sequence[Event], *, skews: dict[str, str] | None = None
+) -> list[Kill]:
     """Play ``events`` against the cluster, in real time from now; returns the kills.
 
     Right after each kill the victim's live ledger rows are read: the victim can no
@@ -505,8 +529,11 @@ def run_schedule(cluster: Cluster, events: Sequence[Event], *,
         node = cluster[ev.node]
         if ev.action == "kill":
             run = node.kill()
-            rows = [r for r in ledger_rows() if r["owner"] == run.owner
-                    and r["status"] in ("claimed", "running", "unknown")]
+            rows = [
+                r
+                for r in ledger_rows()
+                if r["owner"] == run.owner and r["status"] in ("claimed", "running", "unknown")
+            ]
             kills.append(Kill(ev.node, run.owner, run.ended or time.time(), rows))
         else:
             node.start(skew=(skews or {}).get(ev.node))
@@ -525,8 +552,14 @@ def ledger_rows() -> list[dict[str, Any]]:
 
 def fire_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of runs (claimed, whatever became of them), not ``missed``/``skipped`` notes."""
-    return [r for r in rows if r["status"] not in NOT_RUN and r.get("job_id")
-            and (r.get("attempt") in (None, 1)) and r.get("scheduled_at")]
+    return [
+        r
+        for r in rows
+        if r["status"] not in NOT_RUN
+        and r.get("job_id")
+        and (r.get("attempt") in (None, 1))
+        and r.get("scheduled_at")
+    ]
 
 
 def doubles(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -589,8 +622,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def gaps(rows: Iterable[dict[str, Any]], job_ids: Iterable[str], since: float,
-         until: float, at: str = "started_at") -> dict[str, float]:
+def gaps(
+    rows: Iterable[dict[str, Any]],
+    job_ids: Iterable[str],
+    since: float,
+    until: float,
+    at: str = "started_at",
+) -> dict[str, float]:
     """Per job, the longest stretch in ``[since, until]`` (epoch s) with no run starting.
 
     Measured on the ledger's ``started_at``; the stretch from ``since`` to the first
@@ -684,8 +722,18 @@ class Netns:
 
     def wrap(self, hostname: str) -> list[str]:
         # Each step execs the next, so the process started is the gateway itself.
-        return ["ip", "netns", "exec", self.name, "unshare", "--uts", "sh", "-c",
-                'hostname "$0" && exec "$@"', hostname]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.name,
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            hostname,
+        ]
 
     def cut(self) -> None:
         _ip("link", "set", self.host_if, "down")

@@ -44,8 +44,14 @@ GAP_MARGIN = 4.0
 store's write lock) and a claim queued behind a burst before its run starts."""
 
 
-def _chaos(cluster: Cluster, seconds: float, *, rng: random.Random, label: str,
-           skews: dict[str, str] | None = None) -> dict[str, Any]:
+def _chaos(
+    cluster: Cluster,
+    seconds: float,
+    *,
+    rng: random.Random,
+    label: str,
+    skews: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Start every node, create the jobs, play a kill schedule, bring every node back,
     stop; return what happened (the assertions are the caller's)."""
     for name in cluster.nodes:
@@ -53,8 +59,10 @@ def _chaos(cluster: Cluster, seconds: float, *, rng: random.Random, label: str,
     for node in cluster.nodes.values():
         node.wait_ready()
     plans = chaos_jobs(rng, JOBS)
-    made = [jobs.create_job(p.schedule, marker_command(cluster.marker, p.sleep), name=p.name)
-            for p in plans]
+    made = [
+        jobs.create_job(p.schedule, marker_command(cluster.marker, p.sleep), name=p.name)
+        for p in plans
+    ]
     plan_of = {j["id"]: p for j, p in zip(made, plans, strict=True)}
     created = time.time()
     events = kill_schedule(rng, NODES, seconds)
@@ -71,13 +79,25 @@ def _chaos(cluster: Cluster, seconds: float, *, rng: random.Random, label: str,
     time.sleep(CLAIM_TTL + 1)
     cluster.stop_all()
     rows = ledger_rows()
-    return {"made": made, "plan_of": plan_of, "created": created, "chaos_end": chaos_end,
-            "kills": kills, "rows": [r for r in rows if r["job_id"] in plan_of],
-            "events": events}
+    return {
+        "made": made,
+        "plan_of": plan_of,
+        "created": created,
+        "chaos_end": chaos_end,
+        "kills": kills,
+        "rows": [r for r in rows if r["job_id"] in plan_of],
+        "events": events,
+    }
 
 
-def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: float = 0.0,
-           at: str = "started_at") -> None:
+def _check(
+    cluster: Cluster,
+    run: dict[str, Any],
+    *,
+    label: str,
+    gap_slack: float = 0.0,
+    at: str = "started_at",
+) -> None:
     """The cluster's promises over one chaos run; ``at`` is the ledger column whose clock
     the gaps are measured on (``claimed_at``: the store's clock, for skewed nodes)."""
     rows, kills, plan_of = run["rows"], run["kills"], run["plan_of"]
@@ -88,19 +108,28 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
     claim_late = lateness(rows, at="claimed_at")
     killed_rows = {r["id"]: r for k in kills for r in k.live_rows}
     by_id = {r["id"]: r for r in rows}
-    not_unknown = {i: by_id.get(i, {}).get("status") for i in killed_rows
-                   if by_id.get(i, {}).get("status") != "unknown"}
+    not_unknown = {
+        i: by_id.get(i, {}).get("status")
+        for i in killed_rows
+        if by_id.get(i, {}).get("status") != "unknown"
+    }
     rerun = [
-        (r["job_id"], r["scheduled_at"]) for r in killed_rows.values()
-        if sum(1 for f in fire_rows(rows)
-               if (f["job_id"], slot_key(f["scheduled_at"]))
-               == (r["job_id"], slot_key(r["scheduled_at"]))) > 1
+        (r["job_id"], r["scheduled_at"])
+        for r in killed_rows.values()
+        if sum(
+            1
+            for f in fire_rows(rows)
+            if (f["job_id"], slot_key(f["scheduled_at"]))
+            == (r["job_id"], slot_key(r["scheduled_at"]))
+        )
+        > 1
     ]
     settled = [by_id[i] for i in killed_rows if by_id.get(i, {}).get("status") == "unknown"]
     kill_at = {r["id"]: k.at for k in kills for r in k.live_rows}
     settle_delay = [
         datetime.fromisoformat(r["finished_at"]).timestamp() - kill_at[r["id"]]
-        for r in settled if r.get("finished_at")
+        for r in settled
+        if r.get("finished_at")
     ]
     # A job's fires may pause, never stop, while a node lives. The bound, per job of
     # period p whose runs last d: a slot comes due at most p after the last one; a run
@@ -111,37 +140,54 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
     # survivor: at most d + claim_ttl + p after the killed run began, plus the margin.
     window = (run["created"], run["chaos_end"])
     silences = gaps(rows, plan_of, *window, at=at)
-    bound = {j: p.period + p.sleep + CLAIM_TTL + GAP_MARGIN + gap_slack
-             for j, p in plan_of.items()}
-    too_long = {plan_of[j].name: (round(g, 2), round(bound[j], 2))
-                for j, g in silences.items() if g > bound[j]}
-    report = audit.verify(since=datetime.fromtimestamp(run["created"], UTC),
-                          until=datetime.fromtimestamp(run["chaos_end"], UTC))
+    bound = {j: p.period + p.sleep + CLAIM_TTL + GAP_MARGIN + gap_slack for j, p in plan_of.items()}
+    too_long = {
+        plan_of[j].name: (round(g, 2), round(bound[j], 2))
+        for j, g in silences.items()
+        if g > bound[j]
+    }
+    report = audit.verify(
+        since=datetime.fromtimestamp(run["created"], UTC),
+        until=datetime.fromtimestamp(run["chaos_end"], UTC),
+    )
     totals = report.totals()
-    print(summary_line(
-        label, seed=SEED, fires=len(fires), ledger_runs=len(fire_rows(rows)),
-        kills=len(kills), killed_mid_run=len(killed_rows), marker_doubles=len(marker_doubles),
-        ledger_doubles=len(ledger_doubles), lateness_p50=percentile(late, 50),
-        lateness_p99=percentile(late, 99), lateness_max=max(late, default=float("nan")),
-        lateness_min=min(late, default=float("nan")),
-        claim_lateness_p50=percentile(claim_late, 50),
-        claim_lateness_p99=percentile(claim_late, 99),
-        longest_gap=max(silences.values(), default=0.0),
-        settle_p50=percentile(settle_delay, 50),
-        settle_max=max(settle_delay, default=float("nan")),
-    ))
+    print(
+        summary_line(
+            label,
+            seed=SEED,
+            fires=len(fires),
+            ledger_runs=len(fire_rows(rows)),
+            kills=len(kills),
+            killed_mid_run=len(killed_rows),
+            marker_doubles=len(marker_doubles),
+            ledger_doubles=len(ledger_doubles),
+            lateness_p50=percentile(late, 50),
+            lateness_p99=percentile(late, 99),
+            lateness_max=max(late, default=float("nan")),
+            lateness_min=min(late, default=float("nan")),
+            claim_lateness_p50=percentile(claim_late, 50),
+            claim_lateness_p99=percentile(claim_late, 99),
+            longest_gap=max(silences.values(), default=0.0),
+            settle_p50=percentile(settle_delay, 50),
+            settle_max=max(settle_delay, default=float("nan")),
+        )
+    )
     print(f"[cluster] {label}: ledger statuses {status_counts(rows)}")
     print(f"[cluster] {label}: audit {totals}")
     if report.lost:
-        print(f"[cluster] {label}: lost slots (first 10): "
-              f"{[(p.job_name, p.slot, p.reason) for p in report.lost[:10]]}")
+        print(
+            f"[cluster] {label}: lost slots (first 10): "
+            f"{[(p.job_name, p.slot, p.reason) for p in report.lost[:10]]}"
+        )
     context = f"{label}, seed {SEED}\n{cluster.logs()}"
     assert len(kills) >= 3, f"the schedule must really kill nodes ({len(kills)})"
     assert len(fires) >= 10 * JOBS, (len(fires), context)
     # Every job is `printf; sleep`: a run ends ok, or unknown (killed), or interrupted
     # (the final stop's grace), never error.
     assert set(status_counts(rows)) <= {"ok", "unknown", "interrupted", "skipped"}, (
-        status_counts(rows), [r["error"] for r in rows if r["status"] == "error"][:3])
+        status_counts(rows),
+        [r["error"] for r in rows if r["status"] == "error"][:3],
+    )
     assert marker_doubles == {}, (marker_doubles, context)
     assert ledger_doubles == {}, (ledger_doubles, context)
     assert not report.double, ([(p.job_name, p.slot) for p in report.double[:10]], context)
@@ -151,8 +197,11 @@ def _check(cluster: Cluster, run: dict[str, Any], *, label: str, gap_slack: floa
     assert too_long == {}, ("a job stopped firing while a node lived", too_long, context)
     # Nothing left running: every row final, every claim released.
     assert [r for r in rows if r["status"] in ("claimed", "running")] == []
-    wait_for(lambda: all(jobs.get_job(j)["fire_claim"] is None for j in plan_of), 5,
-             what="every claim released after the final stop")
+    wait_for(
+        lambda: all(jobs.get_job(j)["fire_claim"] is None for j in plan_of),
+        5,
+        what="every claim released after the final stop",
+    )
 
 
 def test_kill_restart_chaos_never_fires_a_slot_twice_and_never_stops(make_cluster) -> None:
@@ -183,8 +232,13 @@ def test_chaos_with_node_clocks_skewed_30s_either_way_never_fires_a_slot_twice(
     for r in fire_rows(run["rows"]):
         name = by_node.get(r["owner"])
         if name is not None and r.get("started_at"):
-            skewed[name].append((parse_ts(r["started_at"]) - parse_ts(r["claimed_at"]))
-                                .total_seconds())
-    print(summary_line("skew: started_at - claimed_at per node (node clock vs store clock)",
-                       **{k: percentile(v, 50) for k, v in skewed.items()}))
+            skewed[name].append(
+                (parse_ts(r["started_at"]) - parse_ts(r["claimed_at"])).total_seconds()
+            )
+    print(
+        summary_line(
+            "skew: started_at - claimed_at per node (node clock vs store clock)",
+            **{k: percentile(v, 50) for k, v in skewed.items()},
+        )
+    )
     _check(cluster, run, label="skew", at="claimed_at")

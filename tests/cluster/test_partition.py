@@ -69,7 +69,8 @@ def _beat_of(home: str) -> datetime | None:
 
 @pytest.mark.parametrize("store_target", ["postgresql"], indirect=True)
 def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
-    make_cluster, store_target,
+    make_cluster,
+    store_target,
 ) -> None:
     cluster = make_cluster(["a", "b", "p"], interval=1.0, claim_ttl=CLAIM_TTL)
     try:
@@ -91,18 +92,22 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
         p.start(wrap=netns.wrap("cluster-p"))
         assert p.current.owner.startswith("cluster-p:"), p.current.owner
         long_job = jobs.create_job(
-            "every 3s", marker_command(cluster.marker, LONG_RUN), name="long",
+            "every 3s",
+            marker_command(cluster.marker, LONG_RUN),
+            name="long",
             now=datetime.now(UTC) - timedelta(seconds=2.5),
         )
         held = wait_for(
-            lambda: [r for r in _rows(long_job["id"]) if r["status"] == "running"], 20,
+            lambda: [r for r in _rows(long_job["id"]) if r["status"] == "running"],
+            20,
             what="p runs the long job",
         )[0]
         assert held["owner"] == p.current.owner, held
         # The command's shell leads its process group and wrote its pid to the marker.
         fire = wait_for(
             lambda: [f for f in Fires(cluster.marker).read() if f.job_id == long_job["id"]],
-            20, what="p's run writes its marker line",
+            20,
+            what="p's run writes its marker line",
         )[0]
         group = ProcessGroup.of_leader(fire.pid)
         assert group.alive(), fire
@@ -110,8 +115,12 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
         cluster["b"].start(wait=False)
         cluster["a"].wait_ready()
         cluster["b"].wait_ready()
-        short = [jobs.create_job(f"every {1 + i % 2}s", marker_command(cluster.marker, 0),
-                                 name=f"short-{i}") for i in range(SHORT_JOBS)]
+        short = [
+            jobs.create_job(
+                f"every {1 + i % 2}s", marker_command(cluster.marker, 0), name=f"short-{i}"
+            )
+            for i in range(SHORT_JOBS)
+        ]
         time.sleep(2.0)
 
         netns.cut()
@@ -120,8 +129,12 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
         last_refresh = parse_ts(jobs.get_job(long_job["id"])["fire_claim"]["at"])
         assert last_refresh is not None
         beat_at_cut = _beat_of(str(p.home))
-        wait_for(lambda: not group.alive(), CLAIM_TTL * 2, step=0.02,
-                 what="p fences itself: its command's process group ends")
+        wait_for(
+            lambda: not group.alive(),
+            CLAIM_TTL * 2,
+            step=0.02,
+            what="p fences itself: its command's process group ends",
+        )
         fenced_at = get_store().clock()  # the database's clock (this host's, offset measured)
         stale_at = last_refresh + timedelta(seconds=CLAIM_TTL)
         assert fenced_at < stale_at, (fenced_at, stale_at)
@@ -129,17 +142,26 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
         def settled_and_taken_over() -> bool:
             rows = _rows(long_job["id"])
             mine = next(r for r in rows if r["id"] == held["id"])
-            others = [r for r in fire_rows(rows)
-                      if r["id"] != held["id"] and r["owner"] != p.current.owner]
+            others = [
+                r
+                for r in fire_rows(rows)
+                if r["id"] != held["id"] and r["owner"] != p.current.owner
+            ]
             return mine["status"] == "unknown" and bool(others)
 
         try:
             try:
-                wait_for(settled_and_taken_over, PARTITION_MAX, step=0.2,
-                         what="the survivors settle p's run unknown and fire the job")
+                wait_for(
+                    settled_and_taken_over,
+                    PARTITION_MAX,
+                    step=0.2,
+                    what="the survivors settle p's run unknown and fire the job",
+                )
             except AssertionError as exc:
-                seen = [(r["status"], r["owner"].split(":")[0], r["scheduled_at"][11:19])
-                        for r in _rows(long_job["id"])]
+                seen = [
+                    (r["status"], r["owner"].split(":")[0], r["scheduled_at"][11:19])
+                    for r in _rows(long_job["id"])
+                ]
                 raise AssertionError(f"{exc}; the long job's rows: {seen}") from None
         finally:
             settled_in = time.time() - cut_at
@@ -151,8 +173,10 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
         # p comes back: its run ends, its result is refused, its ticker beats again.
         def refused() -> bool:
             text = p.current.log.read_text(encoding="utf-8", errors="replace")
-            return (f"ledger row {held['id']} of job {long_job['id']} is already unknown"
-                    in text and "result not recorded on the job" in text)
+            return (
+                f"ledger row {held['id']} of job {long_job['id']} is already unknown" in text
+                and "result not recorded on the job" in text
+            )
 
         def resumed() -> bool:
             beat = _beat_of(str(p.home))
@@ -177,16 +201,23 @@ def test_a_partitioned_node_is_settled_by_claim_age_and_its_late_result_refused(
     slot = slot_key(held["scheduled_at"])
     marker = Fires(cluster.marker)
     silences = gaps(rows, [j["id"] for j in short], cut_at, healed_at, at="claimed_at")
-    print(summary_line(
-        "partition", settled_after=settled_in, cut_for=healed_at - cut_at,
-        p_resumed_after_heal=resumed_at - healed_at,
-        fenced_before_stale=(stale_at - fenced_at).total_seconds(),
-        takeovers=len([r for r in long_rows if r["owner"] != mine["owner"]]),
-        short_fires_while_cut=sum(1 for r in fire_rows(rows) if r["job_id"] != long_job["id"]
-                                  and cut_at <= datetime.fromisoformat(
-                                      r["claimed_at"]).timestamp() <= healed_at),
-        longest_short_gap=max(silences.values()),
-    ))
+    print(
+        summary_line(
+            "partition",
+            settled_after=settled_in,
+            cut_for=healed_at - cut_at,
+            p_resumed_after_heal=resumed_at - healed_at,
+            fenced_before_stale=(stale_at - fenced_at).total_seconds(),
+            takeovers=len([r for r in long_rows if r["owner"] != mine["owner"]]),
+            short_fires_while_cut=sum(
+                1
+                for r in fire_rows(rows)
+                if r["job_id"] != long_job["id"]
+                and cut_at <= datetime.fromisoformat(r["claimed_at"]).timestamp() <= healed_at
+            ),
+            longest_short_gap=max(silences.values()),
+        )
+    )
     print(f"[cluster] partition: p's row {mine['status']}: {mine['error']}")
     assert mine["status"] == "unknown", mine
     assert "another host" in (mine["error"] or ""), mine

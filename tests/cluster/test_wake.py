@@ -45,14 +45,19 @@ def _event_at(job_id: str, kind: str) -> datetime:
 
 def _quiet(cluster: Cluster) -> dict[str, datetime]:
     """Wait until no node has beaten for ``QUIET`` s (start-up iterations over); the beats."""
+
     def settled() -> dict[str, datetime] | None:
         before = _beats(cluster)
         time.sleep(QUIET)
         after = _beats(cluster)
         return after if len(after) == len(cluster.nodes) and after == before else None
 
-    return wait_for(settled, timeout=3 * QUIET + 3, step=0,
-                    what="every ticker asleep (no registry beat) for 3 s")
+    return wait_for(
+        settled,
+        timeout=3 * QUIET + 3,
+        step=0,
+        what="every ticker asleep (no registry beat) for 3 s",
+    )
 
 
 # On a shared SQLite file too: its version() moves on job writes only, so one node's
@@ -84,19 +89,26 @@ def test_a_change_through_node_a_wakes_every_ticker_within_a_second(make_cluster
             changed = _event_at(job_id, "pause")
         woke = wait_for(
             lambda asleep=asleep: (lambda b: b if all(b[n] > asleep[n] for n in b) else None)(
-                _beats(cluster)),
-            timeout=10, what=f"every ticker beats after the {step}",
+                _beats(cluster)
+            ),
+            timeout=10,
+            what=f"every ticker beats after the {step}",
         )
         for name, beat in woke.items():
             latency = (beat - changed).total_seconds()
             assert latency >= 0, f"node {name} beat before the {step}: it was not asleep"
             own_poll = asleep[name].timestamp() + INTERVAL
             assert beat.timestamp() < own_poll - 5, (
-                f"node {name} beat at its own poll, not because of the {step}")
+                f"node {name} beat at its own poll, not because of the {step}"
+            )
             latencies[name].append(latency)
     worst = max(max(v) for v in latencies.values())
-    print(summary_line(f"wake on {cluster.store.backend}", worst=worst,
-                       **{f"node_{k}": "/".join(f"{x:.3f}" for x in v)
-                          for k, v in latencies.items()}))
+    print(
+        summary_line(
+            f"wake on {cluster.store.backend}",
+            worst=worst,
+            **{f"node_{k}": "/".join(f"{x:.3f}" for x in v) for k, v in latencies.items()},
+        )
+    )
     for name, values in latencies.items():
         assert all(v <= WAKE_BOUND for v in values), (name, values)

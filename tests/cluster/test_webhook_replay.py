@@ -27,8 +27,7 @@ from tests.phase4._support import WEBHOOK_ONLY_PLUGIN, signed_headers
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url + "/cron/fire", data=body, method="POST",
-                                     headers=headers)
+    request = urllib.request.Request(url + "/cron/fire", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return int(response.status), json.loads(response.read())
@@ -41,16 +40,21 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str
 def test_a_fire_replayed_to_another_node_is_refused_and_the_job_runs_once(
     make_cluster,
 ) -> None:
-    cluster = make_cluster(["a", "b", "c"], interval=1.0, claim_ttl=5.0,
-                           extra_config="  provider: webhookonly\n")
+    cluster = make_cluster(
+        ["a", "b", "c"], interval=1.0, claim_ttl=5.0, extra_config="  provider: webhookonly\n"
+    )
     secret = secrets.token_hex(32)
     for node in cluster.nodes.values():
         install_plugin(node.home, "webhookonly", WEBHOOK_ONLY_PLUGIN)
         (node.home / "webhook_secret").write_text(secret + "\n", encoding="utf-8")
         (node.home / "webhook_secret").chmod(0o600)
     cluster.start_all(webhook=True)
-    job = jobs.create_job("every 2s", marker_command(cluster.marker, 0), name="hooked",
-                          now=datetime.now(UTC) - timedelta(seconds=3))
+    job = jobs.create_job(
+        "every 2s",
+        marker_command(cluster.marker, 0),
+        name="hooked",
+        now=datetime.now(UTC) - timedelta(seconds=3),
+    )
 
     body = json.dumps({"job_id": job["id"], "nonce": secrets.token_hex(8)}).encode()
     headers = signed_headers(secret, body)
@@ -74,15 +78,20 @@ def test_a_fire_replayed_to_another_node_is_refused_and_the_job_runs_once(
     replies = {name: _post(cluster[name].url, body, headers) for name in ("b", "c", "a")}
     for name, (code, reply) in replies.items():
         assert (code, reply.get("status"), reply.get("reason")) == (
-            409, "not_claimed", "replayed request"), (name, reply)
+            409,
+            "not_claimed",
+            "replayed request",
+        ), (name, reply)
 
     time.sleep(1.0)  # a wrongly accepted replay would have started by now
     rows = [r for r in fire_rows(ledger_rows()) if r["job_id"] == job["id"]]
     fires = [f for f in Fires(cluster.marker).read() if f.job_id == job["id"]]
     owner_a = cluster["a"].current.owner
-    print(f"[cluster] webhook replay on {cluster.store.backend}: accepted by a, "
-          f"replays to b/c/a -> {[r[0] for r in replies.values()]}; runs: ledger "
-          f"{len(rows)}, marker {len(fires)}")
+    print(
+        f"[cluster] webhook replay on {cluster.store.backend}: accepted by a, "
+        f"replays to b/c/a -> {[r[0] for r in replies.values()]}; runs: ledger "
+        f"{len(rows)}, marker {len(fires)}"
+    )
     assert len(rows) == 1 and len(fires) == 1, (rows, fires)
     assert rows[0]["owner"] == owner_a and rows[0]["source"] == "webhook", rows[0]
 

@@ -40,29 +40,33 @@ def test_create_with_an_existing_key_updates_that_job(home: Path) -> None:
     first = jobs.create_job("every 5m", "echo a", key="sync", name="sync", now=T0)
     assert first["key"] == "sync"
     rev = _rev(first["id"])
-    again = jobs.create_job("every 5m", "echo a", key="sync", name="sync",
-                            now=T0 + timedelta(minutes=2))
+    again = jobs.create_job(
+        "every 5m", "echo a", key="sync", name="sync", now=T0 + timedelta(minutes=2)
+    )
     assert again["id"] == first["id"]
     assert _rev(first["id"]) == rev, "unchanged input must write nothing"
     assert len(jobs.list_jobs()) == 1
 
     # A change that is not the schedule keeps next_run_at.
-    renamed = jobs.create_job("every 5m", "echo b", key="sync", name="sync2",
-                              now=T0 + timedelta(minutes=2))
+    renamed = jobs.create_job(
+        "every 5m", "echo b", key="sync", name="sync2", now=T0 + timedelta(minutes=2)
+    )
     assert renamed["id"] == first["id"] and renamed["name"] == "sync2"
     assert renamed["action"]["command"] == "echo b"
     assert renamed["next_run_at"] == first["next_run_at"]
     # A schedule change recomputes it, from now.
-    moved = jobs.create_job("every 1h", "echo b", key="sync", name="sync2",
-                            now=T0 + timedelta(minutes=2))
+    moved = jobs.create_job(
+        "every 1h", "echo b", key="sync", name="sync2", now=T0 + timedelta(minutes=2)
+    )
     assert moved["id"] == first["id"]
     assert moved["next_run_at"] == (T0 + timedelta(minutes=62)).isoformat()
     assert len(jobs.list_jobs()) == 1
 
 
 def test_the_declaration_is_the_whole_job(home: Path) -> None:
-    job = jobs.create_job("every 5m", "true", key="k", timeout=30, retry={"max": 2},
-                          catch_up="skip", now=T0)
+    job = jobs.create_job(
+        "every 5m", "true", key="k", timeout=30, retry={"max": 2}, catch_up="skip", now=T0
+    )
     assert (job["timeout"], job["retry"], job["catch_up"]) == (30, {"max": 2}, "skip")
     bare = jobs.declare_job("every 5m", "true", key="k", now=T0)
     assert bare.verdict == "updated"
@@ -74,8 +78,9 @@ def test_the_declaration_is_the_whole_job(home: Path) -> None:
 def test_enabled_none_leaves_a_paused_job_paused(home: Path) -> None:
     job = jobs.create_job("every 5m", "true", key="k", now=T0)
     jobs.pause_job(job["id"], now=T0)
-    assert jobs.declare_job("every 5m", "true", key="k", enabled=None, now=T0).verdict == \
-        "unchanged"
+    assert (
+        jobs.declare_job("every 5m", "true", key="k", enabled=None, now=T0).verdict == "unchanged"
+    )
     resumed = jobs.declare_job("every 5m", "true", key="k", enabled=True, now=T0)
     assert resumed.changed == ("enabled",) and resumed.job["state"] == "scheduled"
 
@@ -151,8 +156,10 @@ def test_apply_creates_then_changes_nothing_the_second_time(home: Path, tmp_path
     r = cli("apply", str(path))
     assert r.exit_code == 0, r.stderr
     assert _lines(r.stdout) == [("unchanged", "sync"), ("unchanged", "report")]
-    assert [ln.split()[2] for ln in r.stdout.splitlines()] == [by_key["sync"]["id"],
-                                                             by_key["report"]["id"]]
+    assert [ln.split()[2] for ln in r.stdout.splitlines()] == [
+        by_key["sync"]["id"],
+        by_key["report"]["id"],
+    ]
     assert snapshot(home) == before, "a second apply of the same file wrote something"
 
 
@@ -160,21 +167,27 @@ def test_apply_updates_and_prunes_only_keyed_jobs(home: Path, tmp_path: Path) ->
     cli("apply", str(_write(tmp_path, GOOD)))
     manual = jobs.create_job("every 1h", "echo manual", name="manual")
     ids = {j["key"]: j["id"] for j in jobs.list_jobs() if j.get("key")}
-    changed = _write(tmp_path, textwrap.dedent("""\
+    changed = _write(
+        tmp_path,
+        textwrap.dedent("""\
         jobs:
           - key: sync
             schedule: every 10m
             command: echo sync
             name: sync
             retry: {max: 2, backoff: 10}
-        """), "v2.yaml")
+        """),
+        "v2.yaml",
+    )
     r = cli("apply", str(changed))
     assert r.stdout.splitlines() == [f"updated sync {ids['sync']} (schedule)"]
     assert jobs.find_job_by_key("report") is not None  # without --prune it stays
     r = cli("apply", str(changed), "--prune")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.splitlines() == [f"unchanged sync {ids['sync']}",
-                                     f"removed report {ids['report']}"]
+    assert r.stdout.splitlines() == [
+        f"unchanged sync {ids['sync']}",
+        f"removed report {ids['report']}",
+    ]
     assert jobs.find_job_by_key("report") is None
     assert jobs.get_job(manual["id"]) is not None, "--prune removed a job without a key"
 
@@ -183,8 +196,12 @@ def test_apply_dry_run_writes_nothing(home: Path, tmp_path: Path) -> None:
     cli("apply", str(_write(tmp_path, GOOD)))
     jobs.create_job("every 1h", "true", key="stray")
     before = snapshot(home)
-    changed = _write(tmp_path, GOOD.replace("every 5m", "every 7m") + textwrap.indent(
-        "- key: new\n  schedule: every 1h\n  command: 'true'\n", "  "), "v2.yaml")
+    changed = _write(
+        tmp_path,
+        GOOD.replace("every 5m", "every 7m")
+        + textwrap.indent("- key: new\n  schedule: every 1h\n  command: 'true'\n", "  "),
+        "v2.yaml",
+    )
     r = cli("apply", str(changed), "--prune", "--dry-run")
     assert r.exit_code == 0, r.stderr
     out = r.stdout.splitlines()
@@ -195,37 +212,66 @@ def test_apply_dry_run_writes_nothing(home: Path, tmp_path: Path) -> None:
     assert snapshot(home) == before
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n"
-     "  - key: b\n    schedule: every fortnight\n    command: 'true'\n",
-     "entry 1 (key 'b'): schedule:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    timeout: soon\n",
-     "entry 0 (key 'a'): timeout:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    retry: {max: -1}\n",
-     "entry 0 (key 'a'): retry.max:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    tz: Mars/Base\n",
-     "entry 0 (key 'a'): tz:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    enabled: maybe\n",
-     "entry 0 (key 'a'): enabled:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    python: 'not a target'\n",
-     "entry 0 (key 'a'): python:"),
-    ("jobs:\n  - schedule: every 5m\n    command: 'true'\n", "entry 0: key: missing"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n", "entry 0 (key 'a'): command:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    python: m:f\n",
-     "entry 0 (key 'a'): command:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    colour: red\n",
-     "entry 0 (key 'a'): colour: unknown field"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    cwd: /no/such/dir\n",
-     "entry 0 (key 'a'): cwd: invalid cwd '/no/such/dir': no such directory"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    env: {'1X': y}\n",
-     "entry 0 (key 'a'): env:"),
-    ("jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n"
-     "  - key: a\n    schedule: every 5m\n    command: y\n", "entry 1 (key 'a'): key: also used"),
-    ("jobs:\n  - key: a\n    schedule: '2020-01-01T00:00'\n    command: x\n",
-     "entry 0 (key 'a'): schedule:"),
-    ("jobs: [\n", "YAML syntax error"),
-    ("- key: a\n", "expected a mapping with one key, 'jobs'"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n"
+            "  - key: b\n    schedule: every fortnight\n    command: 'true'\n",
+            "entry 1 (key 'b'): schedule:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    timeout: soon\n",
+            "entry 0 (key 'a'): timeout:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n"
+            "    retry: {max: -1}\n",
+            "entry 0 (key 'a'): retry.max:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    tz: Mars/Base\n",
+            "entry 0 (key 'a'): tz:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: 'true'\n    enabled: maybe\n",
+            "entry 0 (key 'a'): enabled:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    python: 'not a target'\n",
+            "entry 0 (key 'a'): python:",
+        ),
+        ("jobs:\n  - schedule: every 5m\n    command: 'true'\n", "entry 0: key: missing"),
+        ("jobs:\n  - key: a\n    schedule: every 5m\n", "entry 0 (key 'a'): command:"),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    python: m:f\n",
+            "entry 0 (key 'a'): command:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    colour: red\n",
+            "entry 0 (key 'a'): colour: unknown field",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    cwd: /no/such/dir\n",
+            "entry 0 (key 'a'): cwd: invalid cwd '/no/such/dir': no such directory",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n    env: {'1X': y}\n",
+            "entry 0 (key 'a'): env:",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: every 5m\n    command: x\n"
+            "  - key: a\n    schedule: every 5m\n    command: y\n",
+            "entry 1 (key 'a'): key: also used",
+        ),
+        (
+            "jobs:\n  - key: a\n    schedule: '2020-01-01T00:00'\n    command: x\n",
+            "entry 0 (key 'a'): schedule:",
+        ),
+        ("jobs: [\n", "YAML syntax error"),
+        ("- key: a\n", "expected a mapping with one key, 'jobs'"),
+    ],
+)
 def test_a_bad_file_changes_nothing(home: Path, tmp_path: Path, body: str, expected: str) -> None:
     cli("apply", str(_write(tmp_path, GOOD)))
     before = snapshot(home)
@@ -248,7 +294,7 @@ def test_apply_of_a_missing_file_is_bad_input(home: Path, tmp_path: Path) -> Non
 
 def _embedding_snippet() -> str:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Embedding"):]
+    section = text[text.index("## Embedding") :]
     block = re.search(r"```python\n(.*?)```", section, re.S)
     assert block is not None
     return block.group(1)
@@ -260,13 +306,21 @@ def test_readme_embedding_snippet_run_twice_keeps_one_job(home: Path, tmp_path: 
     app = tmp_path / "app"
     (app / "myapp").mkdir(parents=True)
     (app / "myapp" / "__init__.py").write_text("", encoding="utf-8")
-    (app / "myapp" / "tasks.py").write_text("def sync(job):\n    return 'synced'\n",
-                                            encoding="utf-8")
-    env = dict(os.environ, CRONKIT_HOME=str(home),
-               PYTHONPATH=os.pathsep.join([str(app), str(REPO)]))
+    (app / "myapp" / "tasks.py").write_text(
+        "def sync(job):\n    return 'synced'\n", encoding="utf-8"
+    )
+    env = dict(
+        os.environ, CRONKIT_HOME=str(home), PYTHONPATH=os.pathsep.join([str(app), str(REPO)])
+    )
     for _ in range(2):  # a host restart runs the same code again
-        proc = subprocess.run([sys.executable, "-c", snippet], env=env, cwd=app,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", snippet],
+            env=env,
+            cwd=app,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
     set_store(None)
     listed = jobs.list_jobs()
@@ -275,8 +329,11 @@ def test_readme_embedding_snippet_run_twice_keeps_one_job(home: Path, tmp_path: 
 
 def test_apply_sets_where_a_command_runs_relative_to_the_file(home: Path, tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
-    path = _write(tmp_path, "jobs:\n  - key: w\n    schedule: every 5m\n    command: ./go.sh\n"
-                            "    cwd: scripts\n    env: {PORT: 8080, MODE: fast}\n")
+    path = _write(
+        tmp_path,
+        "jobs:\n  - key: w\n    schedule: every 5m\n    command: ./go.sh\n"
+        "    cwd: scripts\n    env: {PORT: 8080, MODE: fast}\n",
+    )
     r = cli("apply", str(path))
     assert r.exit_code == 0, r.stderr
     job = jobs.find_job_by_key("w")

@@ -35,8 +35,13 @@ def _home(home: object) -> None:
     """An isolated home: config defaults, configured zone UTC."""
 
 
-def make_job(schedule: str | dict[str, Any], *, next_run_at: datetime | None = T0,
-             tz: str | None = None, **fields: Any) -> Job:
+def make_job(
+    schedule: str | dict[str, Any],
+    *,
+    next_run_at: datetime | None = T0,
+    tz: str | None = None,
+    **fields: Any,
+) -> Job:
     sched = parse_schedule(schedule, now=T0 - H) if isinstance(schedule, str) else dict(schedule)
     if tz is not None:
         sched["tz"] = tz
@@ -66,8 +71,12 @@ def once_job(run_at: datetime, **fields: Any) -> Job:
 
 
 def held(job: Job, at: datetime, token: str = "t" * 32) -> Job:
-    job["fire_claim"] = {"token": token, "at": to_iso(at), "by": "other:2",
-                         "scheduled_at": job["next_run_at"]}
+    job["fire_claim"] = {
+        "token": token,
+        "at": to_iso(at),
+        "by": "other:2",
+        "scheduled_at": job["next_run_at"],
+    }
     return job
 
 
@@ -77,8 +86,9 @@ def claim_at(job: Job | None, now: datetime, **kw: Any) -> claim.ClaimOutcome:
 
 
 def sweep_at(job: Job, now: datetime, catch_up_default: str = "once") -> claim.ClaimOutcome:
-    return claim.sweep_due(job, now=now, claim_ttl=TTL, catch_up_default=catch_up_default,
-                           owner=OWNER)
+    return claim.sweep_due(
+        job, now=now, claim_ttl=TTL, catch_up_default=catch_up_default, owner=OWNER
+    )
 
 
 def assert_lost(outcome: claim.ClaimOutcome, code: ClaimReason) -> None:
@@ -179,7 +189,9 @@ def test_a_won_claim_stamps_everything_and_advances_past_now() -> None:
     assert outcome.scheduled_at == to_iso(T0 - 25 * M)
     assert outcome.events == []
     assert job["fire_claim"] == {
-        "token": outcome.token, "at": to_iso(T0), "by": OWNER,
+        "token": outcome.token,
+        "at": to_iso(T0),
+        "by": OWNER,
         "scheduled_at": to_iso(T0 - 25 * M),
     }
     assert job["last_scheduled_at"] == to_iso(T0 - 25 * M)
@@ -234,8 +246,13 @@ def test_a_claimed_slot_after_next_run_records_the_passed_slots_missed() -> None
     assert outcome.won and outcome.scheduled_at == to_iso(T0 - M)
     assert job["fire_claim"]["scheduled_at"] == to_iso(T0 - M)
     assert outcome.events == [
-        LedgerEvent("abcdef012345", "missed", to_iso(t), f"passed over by a fire of "
-                    f"{to_iso(T0 - M)}", "nightly")
+        LedgerEvent(
+            "abcdef012345",
+            "missed",
+            to_iso(t),
+            f"passed over by a fire of {to_iso(T0 - M)}",
+            "nightly",
+        )
         for t in (T0 - 3 * M, T0 - 2 * M)
     ]
     assert job["next_run_at"] == to_iso(T0 + M)
@@ -263,7 +280,9 @@ def test_passed_over_slots_are_the_jobs_own_zone_across_dst() -> None:
     outcome = claim_at(job, now, scheduled_at=datetime(2026, 10, 27, 8, 0, tzinfo=UTC))
     assert outcome.won
     assert [e.scheduled_at for e in outcome.events] == [
-        "2026-10-24T07:00:00+00:00", "2026-10-25T08:00:00+00:00", "2026-10-26T08:00:00+00:00",
+        "2026-10-24T07:00:00+00:00",
+        "2026-10-25T08:00:00+00:00",
+        "2026-10-26T08:00:00+00:00",
     ]
     assert job["next_run_at"] == "2026-10-28T08:00:00+00:00"
 
@@ -350,8 +369,7 @@ def test_a_tick_fires_a_one_shot_120s_late() -> None:
     ("late", "policy", "fires"),
     [(300, "skip", True), (301, "skip", False), (301, "once", True), (3000, "once", True)],
 )
-def test_beyond_grace_skip_misses_once_fires_once_now(late: int, policy: str,
-                                                      fires: bool) -> None:
+def test_beyond_grace_skip_misses_once_fires_once_now(late: int, policy: str, fires: bool) -> None:
     job = make_job("every 10m", next_run_at=T0 - late * S, catch_up=policy)
     outcome = claim_at(job, T0, catch_up_default="once" if policy == "skip" else "skip")
     assert outcome.won is fires
@@ -383,9 +401,15 @@ def test_a_tick_past_grace_with_skip_writes_missed_and_moves_past_now() -> None:
     assert job["last_status"] == "missed"
     assert job["next_run_at"] == to_iso(T0 + 5 * M)
     assert job["fire_claim"] is None and job["repeat"]["completed"] == 0
-    assert outcome.events == [LedgerEvent(
-        "abcdef012345", "missed", to_iso(T0 - 25 * M),
-        "1500s late, beyond grace; catch_up=skip", "s")]
+    assert outcome.events == [
+        LedgerEvent(
+            "abcdef012345",
+            "missed",
+            to_iso(T0 - 25 * M),
+            "1500s late, beyond grace; catch_up=skip",
+            "s",
+        )
+    ]
 
 
 def test_grace_is_computed_in_the_jobs_own_zone_across_dst() -> None:
@@ -411,9 +435,15 @@ def test_a_tick_finding_a_live_claim_skips_the_slot_and_moves_past_it() -> None:
     outcome = sweep_at(job, T0)
     assert_lost(outcome, ClaimReason.SKIPPED)
     assert outcome.scheduled_at == to_iso(T0 - 15 * M)
-    assert outcome.events == [LedgerEvent(
-        "abcdef012345", "skipped", to_iso(T0 - 15 * M), "previous run still running (overlap)",
-        "o")]
+    assert outcome.events == [
+        LedgerEvent(
+            "abcdef012345",
+            "skipped",
+            to_iso(T0 - 15 * M),
+            "previous run still running (overlap)",
+            "o",
+        )
+    ]
     assert job["last_status"] == "skipped"
     assert job["next_run_at"] == to_iso(T0 + 5 * M)
     assert job["fire_claim"]["at"] == to_iso(T0 - M)  # the running copy keeps its claim
@@ -426,8 +456,9 @@ def test_a_tick_skipping_a_one_shot_leaves_it_no_next_run() -> None:
 
 
 def test_a_spent_job_whose_final_run_crashed_completes_once_its_claim_expires() -> None:
-    job = held(make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}),
-               T0 - TTL * S)
+    job = held(
+        make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}), T0 - TTL * S
+    )
     outcome = sweep_at(job, T0)
     assert_lost(outcome, ClaimReason.EXPIRED_FINAL)
     assert job["state"] == "completed"
@@ -437,8 +468,7 @@ def test_a_spent_job_whose_final_run_crashed_completes_once_its_claim_expires() 
 
 
 def test_a_spent_job_whose_final_run_is_live_is_left_alone() -> None:
-    job = held(make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}),
-               T0 - M)
+    job = held(make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}), T0 - M)
     before = copy.deepcopy(job)
     assert_lost(sweep_at(job, T0), ClaimReason.NO_NEXT_RUN)
     assert job == before
@@ -455,8 +485,9 @@ def test_a_job_with_no_next_run_and_no_claim_is_left_alone() -> None:
     assert job == before and job2 == before2
 
 
-@pytest.mark.parametrize("fields", [{"enabled": False}, {"state": "paused"},
-                                    {"state": "completed"}, {"state": "error"}])
+@pytest.mark.parametrize(
+    "fields", [{"enabled": False}, {"state": "paused"}, {"state": "completed"}, {"state": "error"}]
+)
 def test_a_tick_never_touches_a_job_that_is_not_scheduled(fields: dict[str, Any]) -> None:
     job = make_job("every 1m", next_run_at=T0 - H, **fields)
     before = copy.deepcopy(job)
@@ -502,8 +533,9 @@ def test_a_result_applies_only_with_the_live_token() -> None:
 
 
 def test_a_result_on_a_job_without_claim_is_refused() -> None:
-    assert claim.apply_run_result(make_job("every 1m"), "", now=T0, status="ok",
-                                  error=None) is False
+    assert (
+        claim.apply_run_result(make_job("every 1m"), "", now=T0, status="ok", error=None) is False
+    )
 
 
 def test_failures_count_the_streak_and_keep_their_error() -> None:
@@ -514,7 +546,10 @@ def test_failures_count_the_streak_and_keep_their_error() -> None:
     token = claim_at(job, T0 + M).token or ""
     claim.apply_run_result(job, token, now=T0 + M, status="timeout", error=None)
     assert (job["last_status"], job["last_error"], job["failure_streak"]) == (
-        "timeout", "timeout", 2)
+        "timeout",
+        "timeout",
+        2,
+    )
     token = claim_at(job, T0 + 2 * M).token or ""
     claim.apply_run_result(job, token, now=T0 + 2 * M, status="ok", error="ignored")
     assert (job["last_error"], job["failure_streak"]) == (None, 0)
@@ -535,8 +570,7 @@ def test_a_refresh_redates_only_the_live_claim() -> None:
 
 def test_wake_time_is_next_run_or_the_expiry_of_a_final_claim() -> None:
     assert claim.wake_time(make_job("every 1m", next_run_at=T0), TTL) == T0
-    final = held(make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}),
-                 T0)
+    final = held(make_job("every 1m", next_run_at=None, repeat={"times": 1, "completed": 1}), T0)
     assert claim.wake_time(final, TTL) == T0 + TTL * S
     assert claim.wake_time(make_job("every 1m", next_run_at=None), TTL) is None
     undated = make_job("every 1m", next_run_at=None, fire_claim={"token": "x"})
@@ -570,8 +604,7 @@ def test_timestamps_without_offset_are_utc() -> None:
 
 
 def test_a_schedule_that_produces_no_further_slot_stops_its_job_visibly() -> None:
-    job = make_job({"kind": "cron", "expr": "0 0 31 2 *", "display": "never"},
-                   next_run_at=T0 - M)
+    job = make_job({"kind": "cron", "expr": "0 0 31 2 *", "display": "never"}, next_run_at=T0 - M)
     outcome = claim_at(job, T0)
     assert outcome.won  # the due slot fires; the job then stops, the tick does not
     assert job["state"] == "error" and job["next_run_at"] is None
@@ -595,8 +628,12 @@ def test_a_retry_gets_a_fresh_token_and_fences_out_the_attempt_before() -> None:
     assert verdict is RetryClaim.GRANTED
     assert new is not None and new != token and re.fullmatch(r"[0-9a-f]{32}", new)
     assert job["fire_claim"] == {
-        "token": new, "at": to_iso(T0 + M), "by": OWNER, "scheduled_at": to_iso(T0),
-        "attempt": 2, "retry_at": to_iso(T0 + 2 * M),
+        "token": new,
+        "at": to_iso(T0 + M),
+        "by": OWNER,
+        "scheduled_at": to_iso(T0),
+        "attempt": 2,
+        "retry_at": to_iso(T0 + 2 * M),
     }
     assert claim.claim_is_live(job, T0 + M, TTL)
     assert claim.apply_run_result(job, token, now=T0 + M, status="ok", error=None) is False
@@ -608,14 +645,16 @@ def test_a_retry_gets_a_fresh_token_and_fences_out_the_attempt_before() -> None:
 def test_a_retry_is_refused_without_the_live_claim() -> None:
     job, token = _running()
     before = copy.deepcopy(job)
-    assert claim.retry_claim(None, token, now=T0, start_at=T0, attempt=2) == (
-        RetryClaim.LOST, None)
+    assert claim.retry_claim(None, token, now=T0, start_at=T0, attempt=2) == (RetryClaim.LOST, None)
     assert claim.retry_claim(job, "f" * 32, now=T0, start_at=T0, attempt=2) == (
-        RetryClaim.LOST, None)
+        RetryClaim.LOST,
+        None,
+    )
     assert claim.may_start_retry(None, token, now=T0) is RetryClaim.LOST
     unclaimed = make_job("every 1h")
     assert claim.retry_claim(unclaimed, token, now=T0, start_at=T0, attempt=2)[0] is (
-        RetryClaim.LOST)
+        RetryClaim.LOST
+    )
     assert claim.may_start_retry(unclaimed, token, now=T0) is RetryClaim.LOST
     assert job == before
 
@@ -626,7 +665,9 @@ def test_a_retry_of_a_paused_job_is_refused(fields: dict[str, Any]) -> None:
     job.update(fields)
     before = copy.deepcopy(job)
     assert claim.retry_claim(job, token, now=T0, start_at=T0 + M, attempt=2) == (
-        RetryClaim.PAUSED, None)
+        RetryClaim.PAUSED,
+        None,
+    )
     assert claim.may_start_retry(job, token, now=T0 + M) is RetryClaim.PAUSED
     assert job == before
 
@@ -635,7 +676,9 @@ def test_a_retry_that_would_begin_at_or_after_the_next_slot_is_not_run() -> None
     job, token = _running(next_run_at=T0 + H)
     before = copy.deepcopy(job)
     assert claim.retry_claim(job, token, now=T0, start_at=T0 + H, attempt=2) == (
-        RetryClaim.PAST_NEXT_SLOT, None)
+        RetryClaim.PAST_NEXT_SLOT,
+        None,
+    )
     assert job == before
     verdict, new = claim.retry_claim(job, token, now=T0, start_at=T0 + H - S, attempt=2)
     assert verdict is RetryClaim.GRANTED and new is not None

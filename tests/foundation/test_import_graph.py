@@ -147,10 +147,23 @@ def test_cron_has_no_import_cycle() -> None:
 def test_the_data_layer_never_imports_the_trigger_or_web_layers() -> None:
     # The dependency points down: jobs, stores and the ledger know nothing of who fires.
     graph = import_graph()
-    upper = {"cron.scheduler", "cron.scheduler_provider", "cron.ticker", "cron.webhook",
-             "cron.webhook_auth", "cron.webhook_client", "cron.gateway", "cron.cli",
-             "cron.status", "cron.plugins", "cron.runtime", "cron.run_path", "cron.retry_path",
-             "cron.live_runs", "cron.claim_keeper"}
+    upper = {
+        "cron.scheduler",
+        "cron.scheduler_provider",
+        "cron.ticker",
+        "cron.webhook",
+        "cron.webhook_auth",
+        "cron.webhook_client",
+        "cron.gateway",
+        "cron.cli",
+        "cron.status",
+        "cron.plugins",
+        "cron.runtime",
+        "cron.run_path",
+        "cron.retry_path",
+        "cron.live_runs",
+        "cron.claim_keeper",
+    }
 
     def reach(start: str) -> set[str]:
         seen: set[str] = set()

@@ -102,15 +102,17 @@ def test_a_file_is_not_a_directory(home: Path, tmp_path: Path) -> None:
 
 def test_env_is_for_command_jobs(home: Path) -> None:
     with pytest.raises(JobValueError, match="applies to command jobs only"):
-        jobs.create_job("every 1m", {"kind": "python", "target": "json:dumps"},
-                        env={"A": "b"}, now=T0)
+        jobs.create_job(
+            "every 1m", {"kind": "python", "target": "json:dumps"}, env={"A": "b"}, now=T0
+        )
     job = jobs.create_job("every 1m", "true", env={"A": "b"}, now=T0)
     with pytest.raises(JobValueError, match="applies to command jobs only"):
         jobs.update_job(job["id"], action={"kind": "python", "target": "json:dumps"}, now=T0)
     assert jobs.get_job(job["id"]) == job
     # Clearing env in the same update makes the switch legal.
-    moved = jobs.update_job(job["id"], action={"kind": "python", "target": "json:dumps"},
-                            env=None, now=T0)
+    moved = jobs.update_job(
+        job["id"], action={"kind": "python", "target": "json:dumps"}, env=None, now=T0
+    )
     assert moved["action"]["kind"] == "python" and "env" not in moved
 
 
@@ -135,7 +137,9 @@ def test_command_runs_in_cwd_with_env_over_the_inherited_one(
     job = jobs.create_job(
         "every 1m",
         'pwd; echo "$CK_INHERITED $CK_OVERRIDDEN $CK_NEW $CRONKIT_JOB_ID $CRONKIT_SCHEDULED_AT"',
-        cwd=str(workdir), env={"CK_OVERRIDDEN": "job", "CK_NEW": "a b"}, now=T0,
+        cwd=str(workdir),
+        env={"CK_OVERRIDDEN": "job", "CK_NEW": "a b"},
+        now=T0,
     )
     assert scheduler.tick(now=DUE, sync=True) == 1
     row = _only_row(job["id"])
@@ -166,7 +170,9 @@ def test_a_vanished_cwd_fails_the_run_naming_it(home: Path, workdir: Path) -> No
     stored = jobs.get_job(job["id"])
     assert stored is not None
     assert (stored["last_status"], stored["failure_streak"], stored["fire_claim"]) == (
-        "error", 1, None
+        "error",
+        1,
+        None,
     )
     assert not (home / "ran-here").exists()
 
@@ -215,8 +221,11 @@ def test_python_target_gets_the_job_only_if_it_takes_a_positional_parameter(
 ) -> None:
     (workdir / "ckwhere_mod.py").write_text(textwrap.dedent(MODULE))
     assert str(workdir) not in sys.path
-    job = {"id": "py0000000000", "cwd": str(workdir),
-           "action": {"kind": "python", "target": f"ckwhere_mod:{func}"}}
+    job = {
+        "id": "py0000000000",
+        "cwd": str(workdir),
+        "action": {"kind": "python", "target": f"ckwhere_mod:{func}"},
+    }
     for ctx in (CTX, RunContext(timeout=None, scheduled_at=None)):
         res = runners.run_action(job, ctx)
         assert (res.status, res.output, res.error) == ("ok", output, None)
@@ -228,8 +237,9 @@ def test_python_target_in_cwd_runs_through_a_tick(
     home: Path, workdir: Path, clean_imports: None
 ) -> None:
     (workdir / "ckwhere_mod.py").write_text(textwrap.dedent(MODULE))
-    job = jobs.create_job("every 1m", {"kind": "python", "target": "ckwhere_mod:no_args"},
-                          cwd=str(workdir), now=T0)
+    job = jobs.create_job(
+        "every 1m", {"kind": "python", "target": "ckwhere_mod:no_args"}, cwd=str(workdir), now=T0
+    )
     assert scheduler.tick(now=DUE, sync=True) == 1
     row = _only_row(job["id"])
     assert row["status"] == "ok"
@@ -240,8 +250,10 @@ def test_unimportable_target_is_added_with_a_warning(
     home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="cron.jobs")
-    for target in ("no_such_module_for_cronkit:func",
-                   "tests.characterization.actions:no_such_function"):
+    for target in (
+        "no_such_module_for_cronkit:func",
+        "tests.characterization.actions:no_such_function",
+    ):
         caplog.clear()
         job = jobs.create_job("every 1h", {"kind": "python", "target": target}, now=T0)
         assert jobs.get_job(job["id"]) == job
@@ -269,8 +281,9 @@ def test_import_check_searches_the_jobs_cwd_without_keeping_it(
 ) -> None:
     (workdir / "ckwhere_mod.py").write_text(textwrap.dedent(MODULE))
     caplog.set_level(logging.WARNING, logger="cron.jobs")
-    jobs.create_job("every 1h", {"kind": "python", "target": "ckwhere_mod:no_args"},
-                    cwd=str(workdir), now=T0)
+    jobs.create_job(
+        "every 1h", {"kind": "python", "target": "ckwhere_mod:no_args"}, cwd=str(workdir), now=T0
+    )
     assert caplog.records == []
     assert str(workdir) not in sys.path
     assert os.getcwd() != str(workdir)

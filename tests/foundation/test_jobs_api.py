@@ -40,9 +40,22 @@ S = timedelta(seconds=1)
 PY_OK = {"kind": "python", "target": OK}
 
 SPEC_FIELDS = {
-    "id", "name", "schedule", "action", "repeat", "enabled", "state", "paused_at",
-    "paused_reason", "created_at", "next_run_at", "last_run_at", "last_status", "last_error",
-    "failure_streak", "fire_claim",
+    "id",
+    "name",
+    "schedule",
+    "action",
+    "repeat",
+    "enabled",
+    "state",
+    "paused_at",
+    "paused_reason",
+    "created_at",
+    "next_run_at",
+    "last_run_at",
+    "last_status",
+    "last_error",
+    "failure_streak",
+    "fire_claim",
 }
 
 
@@ -111,7 +124,8 @@ def on_disk(job_id: str) -> dict[str, Any]:
 
 def rows(job_id: str, status: str | None = None) -> list[dict[str, Any]]:
     return [
-        r for r in executions.list_executions(job_id, limit=None)
+        r
+        for r in executions.list_executions(job_id, limit=None)
         if status is None or r["status"] == status
     ]
 
@@ -127,7 +141,10 @@ def test_create_cron_text_and_command_string(home: Path, changes: list[int]) -> 
     assert job["action"] == {"kind": "command", "command": "echo hi"}
     assert job["repeat"] == {"times": None, "completed": 0}
     assert (job["enabled"], job["state"], job["fire_claim"], job["failure_streak"]) == (
-        True, "scheduled", None, 0
+        True,
+        "scheduled",
+        None,
+        0,
     )
     assert job["created_at"] == "2026-06-01T10:00:00+00:00"
     assert job["next_run_at"] == "2026-06-02T09:00:00+00:00"  # a Tuesday; TZ=UTC
@@ -138,8 +155,13 @@ def test_create_cron_text_and_command_string(home: Path, changes: list[int]) -> 
 
 def test_create_dict_schedule_dict_action_repeat_catch_up_timeout(home: Path) -> None:
     job = jobs.create_job(
-        {"kind": "interval", "seconds": 1800}, PY_OK, name="  half-hourly ", repeat=3,
-        catch_up="skip", timeout=30, now=T0,
+        {"kind": "interval", "seconds": 1800},
+        PY_OK,
+        name="  half-hourly ",
+        repeat=3,
+        catch_up="skip",
+        timeout=30,
+        now=T0,
     )
     assert job["schedule"] == {"kind": "interval", "seconds": 1800, "display": "every 30m"}
     assert job["action"] == PY_OK
@@ -148,7 +170,8 @@ def test_create_dict_schedule_dict_action_repeat_catch_up_timeout(home: Path) ->
     assert (job["catch_up"], job["timeout"]) == ("skip", 30)
     assert job["next_run_at"] == to_iso(T0 + timedelta(minutes=30))
     assert jobs.create_job("every 1h", "true", repeat={"times": 2}, now=T0)["repeat"] == {
-        "times": 2, "completed": 0
+        "times": 2,
+        "completed": 0,
     }
 
 
@@ -214,8 +237,9 @@ def test_get_and_list(home: Path) -> None:
 
 def test_update_schedule_recomputes_next_run(home: Path, changes: list[int]) -> None:
     job = jobs.create_job("every 1h", "true", now=T0)
-    changed = jobs.update_job(job["id"], schedule="*/5 * * * *", name="five",
-                              now=T0 + timedelta(minutes=12))
+    changed = jobs.update_job(
+        job["id"], schedule="*/5 * * * *", name="five", now=T0 + timedelta(minutes=12)
+    )
     assert changed["schedule"]["expr"] == "*/5 * * * *"
     assert changed["next_run_at"] == "2026-06-01T10:15:00+00:00"
     assert changed["name"] == "five"
@@ -228,8 +252,9 @@ def test_update_schedule_recomputes_next_run(home: Path, changes: list[int]) -> 
 
 def test_update_other_fields_keep_next_run(home: Path) -> None:
     job = jobs.create_job("every 1h", "true", now=T0)
-    changed = jobs.update_job(job["id"], action=PY_OK, catch_up="skip", timeout=5,
-                              now=T0 + timedelta(minutes=30))
+    changed = jobs.update_job(
+        job["id"], action=PY_OK, catch_up="skip", timeout=5, now=T0 + timedelta(minutes=30)
+    )
     assert changed["next_run_at"] == job["next_run_at"]
     assert (changed["action"], changed["catch_up"], changed["timeout"]) == (PY_OK, "skip", 5)
 
@@ -303,9 +328,9 @@ def test_resume_of_a_one_shot_whose_time_passed(home: Path) -> None:
 def test_claim_missing_job_is_none(home: Path) -> None:
     jobs.create_job("every 1m", "true", now=T0)
     assert unchanged(lambda: jobs.claim_job_for_fire("abcdefabcdef", now=T0 + M)) is None
-    assert unchanged(
-        lambda: jobs.claim_job_for_fire("abcdefabcdef", now=T0 + M, force=True)
-    ) is None
+    assert (
+        unchanged(lambda: jobs.claim_job_for_fire("abcdefabcdef", now=T0 + M, force=True)) is None
+    )
 
 
 def test_claim_completed_job_is_none_even_forced(home: Path) -> None:
@@ -315,9 +340,10 @@ def test_claim_completed_job_is_none_even_forced(home: Path) -> None:
     assert jobs.mark_job_run(job["id"], token, success=True, now=T0 + M)
     assert jobs.get_job(job["id"])["state"] == "completed"  # type: ignore[index]
     for force in (False, True):
-        assert unchanged(
-            lambda f=force: jobs.claim_job_for_fire(job["id"], now=T0 + 2 * M, force=f)
-        ) is None
+        assert (
+            unchanged(lambda f=force: jobs.claim_job_for_fire(job["id"], now=T0 + 2 * M, force=f))
+            is None
+        )
 
 
 # -- rule 2 ----------------------------------------------------------------------------------
@@ -331,9 +357,7 @@ def test_paused_job_needs_force_and_stays_paused(home: Path) -> None:
     assert token
     claimed = on_disk(job["id"])
     assert claimed["fire_claim"]["token"] == token
-    assert (claimed["state"], claimed["enabled"], claimed["next_run_at"]) == (
-        "paused", False, None
-    )
+    assert (claimed["state"], claimed["enabled"], claimed["next_run_at"]) == ("paused", False, None)
     assert jobs.mark_job_run(job["id"], token, success=True, now=T0 + 5 * M)
     after = on_disk(job["id"])
     assert (after["state"], after["enabled"], after["next_run_at"]) == ("paused", False, None)
@@ -351,9 +375,7 @@ def test_live_claim_blocks_a_second_claim(home: Path) -> None:
     assert first
     # Due again (next slot T0+2m), but the first run still holds a live claim.
     assert unchanged(lambda: jobs.claim_job_for_fire(job["id"], now=T0 + 2 * M)) is None
-    assert unchanged(
-        lambda: jobs.claim_job_for_fire(job["id"], now=T0 + 2 * M, force=True)
-    ) is None
+    assert unchanged(lambda: jobs.claim_job_for_fire(job["id"], now=T0 + 2 * M, force=True)) is None
 
 
 @pytest.mark.parametrize(("age", "claimable"), [(299, False), (300, True), (301, True)])
@@ -368,9 +390,9 @@ def test_claim_ttl_boundary(home: Path, age: int, claimable: bool) -> None:
         assert second and second != first
         assert on_disk(job["id"])["fire_claim"]["token"] == second
         # The stale owner can no longer record its result.
-        assert unchanged(
-            lambda: jobs.mark_job_run(job["id"], first, success=True, now=later)
-        ) is False
+        assert (
+            unchanged(lambda: jobs.mark_job_run(job["id"], first, success=True, now=later)) is False
+        )
     else:
         assert unchanged(lambda: jobs.claim_job_for_fire(job["id"], now=later)) is None
 
@@ -385,10 +407,17 @@ def test_claim_ttl_from_config(home: Path) -> None:
 
 def test_claim_dated_in_the_future_is_stale(home: Path) -> None:
     job = jobs.create_job("every 1m", "true", now=T0)
-    edit_job(job["id"], lambda j: j.update(fire_claim={
-        "token": "f" * 32, "at": to_iso(T0 + timedelta(minutes=10)),
-        "by": "elsewhere:1:1", "scheduled_at": to_iso(T0),
-    }))
+    edit_job(
+        job["id"],
+        lambda j: j.update(
+            fire_claim={
+                "token": "f" * 32,
+                "at": to_iso(T0 + timedelta(minutes=10)),
+                "by": "elsewhere:1:1",
+                "scheduled_at": to_iso(T0),
+            }
+        ),
+    )
     token = jobs.claim_job_for_fire(job["id"], now=T0 + M)
     assert token and token != "f" * 32
     assert on_disk(job["id"])["fire_claim"]["at"] == to_iso(T0 + M)
@@ -412,28 +441,32 @@ def test_scheduled_at_before_next_run_is_a_duplicate(home: Path) -> None:
     assert token
     assert jobs.mark_job_run(job["id"], token, success=True, now=T0 + M + S)
     # The same slot again (a replayed external fire), at a time the job is due again.
-    assert unchanged(
-        lambda: jobs.claim_job_for_fire(job["id"], scheduled_at=T0 + M, now=T0 + 2 * M)
-    ) is None
-    assert unchanged(
-        lambda: jobs.claim_job_for_fire(
-            job["id"], scheduled_at=to_iso(T0 + M), now=T0 + 2 * M
+    assert (
+        unchanged(lambda: jobs.claim_job_for_fire(job["id"], scheduled_at=T0 + M, now=T0 + 2 * M))
+        is None
+    )
+    assert (
+        unchanged(
+            lambda: jobs.claim_job_for_fire(job["id"], scheduled_at=to_iso(T0 + M), now=T0 + 2 * M)
         )
-    ) is None
+        is None
+    )
 
 
 def test_scheduled_at_after_now_is_none(home: Path) -> None:
     job = jobs.create_job("every 1m", "true", now=T0)
-    assert unchanged(
-        lambda: jobs.claim_job_for_fire(job["id"], scheduled_at=T0 + 3 * M, now=T0 + 2 * M)
-    ) is None
+    assert (
+        unchanged(
+            lambda: jobs.claim_job_for_fire(job["id"], scheduled_at=T0 + 3 * M, now=T0 + 2 * M)
+        )
+        is None
+    )
 
 
 def test_scheduled_at_past_next_run_claims_that_slot_and_records_missed(home: Path) -> None:
     job = jobs.create_job("every 10m", "true", now=T0)
     slot = T0 + timedelta(minutes=30)
-    token = jobs.claim_job_for_fire(job["id"], scheduled_at=slot, now=slot + M,
-                                    source="webhook")
+    token = jobs.claim_job_for_fire(job["id"], scheduled_at=slot, now=slot + M, source="webhook")
     assert token
     claimed = on_disk(job["id"])
     assert claimed["fire_claim"]["scheduled_at"] == to_iso(slot)
@@ -442,7 +475,8 @@ def test_scheduled_at_past_next_run_claims_that_slot_and_records_missed(home: Pa
     assert claimed["repeat"]["completed"] == 1
     missed = rows(job["id"], "missed")
     assert sorted(r["scheduled_at"] for r in missed) == [
-        to_iso(T0 + timedelta(minutes=10)), to_iso(T0 + timedelta(minutes=20)),
+        to_iso(T0 + timedelta(minutes=10)),
+        to_iso(T0 + timedelta(minutes=20)),
     ]
     (run,) = rows(job["id"], "claimed")
     assert (run["id"], run["scheduled_at"], run["source"]) == (token, to_iso(slot), "webhook")
@@ -455,7 +489,9 @@ def test_successful_claim_stamps_everything_in_one_write(home: Path) -> None:
     stored = on_disk(job["id"])
     claim = stored["fire_claim"]
     assert (claim["token"], claim["at"], claim["scheduled_at"]) == (
-        token, to_iso(T0 + M + 5 * S), to_iso(T0 + M)
+        token,
+        to_iso(T0 + M + 5 * S),
+        to_iso(T0 + M),
     )
     assert claim["by"].count(":") >= 2
     assert stored["repeat"]["completed"] == 1
@@ -471,24 +507,24 @@ def test_mark_job_run_applies_only_with_the_live_token(home: Path) -> None:
     job = jobs.create_job("every 1m", "true", now=T0)
     token = jobs.claim_job_for_fire(job["id"], now=T0 + M)
     assert token
-    assert unchanged(
-        lambda: jobs.mark_job_run(job["id"], "0" * 32, success=True, now=T0 + M)
-    ) is False
-    assert unchanged(
-        lambda: jobs.mark_job_run("abcdefabcdef", token, success=True, now=T0 + M)
-    ) is False
-    assert jobs.mark_job_run(job["id"], token, success=False, error="exit status 3",
-                             now=T0 + M + S)
+    assert (
+        unchanged(lambda: jobs.mark_job_run(job["id"], "0" * 32, success=True, now=T0 + M)) is False
+    )
+    assert (
+        unchanged(lambda: jobs.mark_job_run("abcdefabcdef", token, success=True, now=T0 + M))
+        is False
+    )
+    assert jobs.mark_job_run(job["id"], token, success=False, error="exit status 3", now=T0 + M + S)
     stored = on_disk(job["id"])
     assert stored["fire_claim"] is None
     assert (stored["last_run_at"], stored["last_status"], stored["last_error"]) == (
-        to_iso(T0 + M + S), "error", "exit status 3"
+        to_iso(T0 + M + S),
+        "error",
+        "exit status 3",
     )
     assert stored["failure_streak"] == 1
     # The same token twice: the claim is gone.
-    assert unchanged(
-        lambda: jobs.mark_job_run(job["id"], token, success=True, now=T0 + M)
-    ) is False
+    assert unchanged(lambda: jobs.mark_job_run(job["id"], token, success=True, now=T0 + M)) is False
 
 
 def test_failure_streak_and_status_override(home: Path) -> None:
@@ -518,7 +554,9 @@ def test_repeat_accounting_until_completed(home: Path) -> None:
     assert jobs.mark_job_run(job["id"], second, success=True, now=T0 + 2 * M)
     stored = on_disk(job["id"])
     assert (stored["state"], stored["next_run_at"], stored["last_status"]) == (
-        "completed", None, "ok"
+        "completed",
+        None,
+        "ok",
     )
     assert unchanged(lambda: jobs.claim_job_for_fire(job["id"], now=T0 + 3 * M)) is None
     assert unchanged(lambda: jobs.claim_due_jobs(T0 + timedelta(hours=1))) == []
@@ -555,7 +593,10 @@ def test_processes_racing_for_one_slot_exactly_one_wins(home: Path, tmp_path: Pa
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _RACE_CHILD, str(go), job["id"], (T0 + M).isoformat()],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
@@ -572,14 +613,32 @@ def test_processes_racing_for_one_slot_exactly_one_wins(home: Path, tmp_path: Pa
 # -- bad input never corrupts state --------------------------------------------------------
 
 BAD_SCHEDULES: list[Any] = [
-    "", "not a schedule", "every 0s", "61 * * * *", "* * * *", "0 9 * * 8", "in -5m",
-    "every 1x", {"kind": "nope"}, {"kind": "interval", "seconds": 0},
-    {"kind": "cron", "expr": 5}, 42, None, ["0 9 * * *"],
+    "",
+    "not a schedule",
+    "every 0s",
+    "61 * * * *",
+    "* * * *",
+    "0 9 * * 8",
+    "in -5m",
+    "every 1x",
+    {"kind": "nope"},
+    {"kind": "interval", "seconds": 0},
+    {"kind": "cron", "expr": 5},
+    42,
+    None,
+    ["0 9 * * *"],
 ]
 BAD_ACTIONS: list[Any] = [
-    {"kind": "command", "command": 42}, {"kind": "command", "command": ["ls"]},
-    {"kind": "command", "command": ""}, {"kind": "command"}, 42, None, ["ls"],
-    {"kind": "python", "target": "not a target"}, {"kind": "no-such-runner"}, {},
+    {"kind": "command", "command": 42},
+    {"kind": "command", "command": ["ls"]},
+    {"kind": "command", "command": ""},
+    {"kind": "command"},
+    42,
+    None,
+    ["ls"],
+    {"kind": "python", "target": "not a target"},
+    {"kind": "no-such-runner"},
+    {},
 ]
 # Well formed but not importable here: the gateway may import it (SPEC §14), so the job
 # is added with a WARNING (see test_job_where.py), not refused.
@@ -637,8 +696,9 @@ def test_invalid_fields_write_nothing(
 
 def test_bad_input_on_an_empty_home_creates_no_store(home: Path) -> None:
     raises_unchanged(ScheduleError, lambda: jobs.create_job("nonsense", "true", now=T0))
-    raises_unchanged(ActionError, lambda: jobs.create_job("every 1h", {"kind": "command",
-                                                                     "command": 1}, now=T0))
+    raises_unchanged(
+        ActionError, lambda: jobs.create_job("every 1h", {"kind": "command", "command": 1}, now=T0)
+    )
     assert not store_exists()
 
 
@@ -648,8 +708,12 @@ def test_a_stored_schedule_that_never_fires_again_stops_its_job_not_the_tick(hom
     bad = jobs.create_job("every 1m", "true", now=T0)
     good = jobs.create_job("every 1m", "true", now=T0)
     # As if written by an older build (either-day rule); under Vixie's star rule Feb 30 never comes.
-    edit_job(bad["id"], lambda j: j.update(schedule={"kind": "cron", "expr": "0 0 30 2 */1",
-                                                     "display": "0 0 30 2 */1"}))
+    edit_job(
+        bad["id"],
+        lambda j: j.update(
+            schedule={"kind": "cron", "expr": "0 0 30 2 */1", "display": "0 0 30 2 */1"}
+        ),
+    )
     assert scheduler.tick(now=T0 + M) == 2
     assert jobs.get_job(bad["id"])["state"] == "error"
     assert jobs.get_job(bad["id"])["next_run_at"] is None

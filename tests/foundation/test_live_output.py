@@ -46,9 +46,11 @@ def test_first_line_is_in_the_file_before_the_run_ends(home: Path) -> None:
     ticking.start()
     try:
         # The row names its file while the run is still going, and the file has line one.
-        row = _wait_for(lambda: next(
-            (r for r in _rows(job["id"]) if r["status"] == "running" and r["output_path"]), None
-        ))
+        row = _wait_for(
+            lambda: next(
+                (r for r in _rows(job["id"]) if r["status"] == "running" and r["output_path"]), None
+            )
+        )
         path = Path(row["output_path"])
         assert path.parent == paths.output_dir(job["id"])
         _wait_for(lambda: read_output(path) == "first\n")
@@ -140,4 +142,7 @@ def test_history_knows_the_path_of_a_failed_run(home: Path, status: str) -> None
     again = executions.get_execution(row["id"])
     assert again is not None
     assert (again["status"], again["error"], again["output_path"]) == (
-        row["status"], row["error"], row["output_path"])
+        row["status"],
+        row["error"],
+        row["output_path"],
+    )

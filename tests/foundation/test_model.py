@@ -40,8 +40,17 @@ ROOT = Path(cron.__file__).parent
 # SPEC §3: `state` (`scheduled` | `paused` | `completed` | `error`).
 SPEC_STATES = {"scheduled", "paused", "completed", "error"}
 # SPEC §5: status (claimed|running|ok|error|timeout|interrupted|missed|skipped|unknown).
-SPEC_STATUSES = {"claimed", "running", "ok", "error", "timeout", "interrupted", "missed",
-                 "skipped", "unknown"}
+SPEC_STATUSES = {
+    "claimed",
+    "running",
+    "ok",
+    "error",
+    "timeout",
+    "interrupted",
+    "missed",
+    "skipped",
+    "unknown",
+}
 # SPEC §13: a slot's final outcome is one of these.
 SPEC_FINAL = {"ok", "error", "timeout", "interrupted", "unknown", "missed", "skipped"}
 # SPEC §3: `last_status` (`ok` | `error` | `timeout` | `interrupted` | `missed` | `skipped`).
@@ -103,8 +112,10 @@ def test_naive_is_utc_both_ways(naive: datetime) -> None:
 def test_format_matches_the_goldens() -> None:
     # The shapes the characterization goldens hold: whole seconds, and microseconds.
     assert format_ts(datetime(2025, 3, 30, 1, 0, tzinfo=UTC)) == "2025-03-30T01:00:00+00:00"
-    assert format_ts(datetime(2025, 3, 30, 3, 0, 0, 250, tzinfo=timezone(timedelta(hours=2)))) \
+    assert (
+        format_ts(datetime(2025, 3, 30, 3, 0, 0, 250, tzinfo=timezone(timedelta(hours=2))))
         == "2025-03-30T01:00:00.000250+00:00"
+    )
     assert parse_ts("2025-03-30T03:00:00+02:00") == datetime(2025, 3, 30, 1, tzinfo=UTC)
 
 
@@ -157,16 +168,28 @@ def test_job_names_every_field_create_job_writes(home: Path, tmp_path: Path) -> 
     now = datetime(2025, 1, 1, tzinfo=UTC)
     plain = jobs.create_job("every 1h", "true", now=now)
     full = jobs.create_job(
-        "0 9 * * *", "echo hi", key="k", name="full", tz="Europe/Berlin", catch_up="skip",
-        timeout=5, retry=2, cwd=str(tmp_path), env={"A": "1"}, now=now,
+        "0 9 * * *",
+        "echo hi",
+        key="k",
+        name="full",
+        tz="Europe/Berlin",
+        catch_up="skip",
+        timeout=5,
+        retry=2,
+        cwd=str(tmp_path),
+        env={"A": "1"},
+        now=now,
     )
     hints = typing.get_type_hints(Job)
     for job in (plain, full):
         assert set(job) <= set(hints), set(job) - set(hints)
         for name, value in job.items():
             expected = hints[name]
-            members = typing.get_args(expected) if typing.get_origin(expected) in (
-                typing.Union, types.UnionType) else (expected,)
+            members = (
+                typing.get_args(expected)
+                if typing.get_origin(expected) in (typing.Union, types.UnionType)
+                else (expected,)
+            )
             allowed = tuple(typing.get_origin(t) or t for t in members)
             if float in allowed:
                 allowed += (int,)  # an int is a float where a type says so (PEP 484)

@@ -20,11 +20,27 @@ ADDED_BY = {
     1: ("cron.trigger",),
     2: ("cron.scheduler_provider", "cron.plugins", "cron.providers"),
     3: ("cron.ticker", "cron.status", "cron.registry", "cron.testing.provider"),
-    4: ("cron.webhook", "cron.webhook_auth", "cron.webhook_client", "cron.gateway",
-        "cron.cli", "cron.explain", "cron.metrics", "cron.service", "tests.cli",
-        "tests.phase4"),
-    "ops": ("cron.audit", "cron.audit_verdict", "cron.audit_ledger", "cron.retry",
-            "tests.retries", "tests.declared", "tests.audit"),
+    4: (
+        "cron.webhook",
+        "cron.webhook_auth",
+        "cron.webhook_client",
+        "cron.gateway",
+        "cron.cli",
+        "cron.explain",
+        "cron.metrics",
+        "cron.service",
+        "tests.cli",
+        "tests.phase4",
+    ),
+    "ops": (
+        "cron.audit",
+        "cron.audit_verdict",
+        "cron.audit_ledger",
+        "cron.retry",
+        "tests.retries",
+        "tests.declared",
+        "tests.audit",
+    ),
 }
 
 # A gate's directories, and the phases that come after it.
@@ -63,14 +79,19 @@ def _later_imports(path: Path, later: tuple[int | str, ...]) -> list[str]:
 def test_a_gate_imports_nothing_a_later_phase_adds(directory: str) -> None:
     files = sorted((TESTS / directory).rglob("*.py"))
     assert files, f"tests/{directory} has no files: is the table above out of date?"
-    bad = [f"{f.relative_to(TESTS.parent)} imports {what}"
-           for f in files for what in _later_imports(f, LATER[directory])]
+    bad = [
+        f"{f.relative_to(TESTS.parent)} imports {what}"
+        for f in files
+        for what in _later_imports(f, LATER[directory])
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_the_check_sees_function_local_and_from_imports(tmp_path: Path) -> None:
     probe = tmp_path / "test_probe.py"
-    probe.write_text("from cron import jobs\nimport cron.store\n\n"
-                     "def test_x():\n    from cron import webhook\n", encoding="utf-8")
+    probe.write_text(
+        "from cron import jobs\nimport cron.store\n\ndef test_x():\n    from cron import webhook\n",
+        encoding="utf-8",
+    )
     assert _later_imports(probe, LATER["foundation"]) == ["cron.webhook (phase 4)"]
     assert _later_imports(probe, ()) == []

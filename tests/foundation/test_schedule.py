@@ -309,8 +309,14 @@ def test_star_step_day_of_month_and_a_weekday_are_anded() -> None:
     # not odd days or Mondays (2024-01-03).
     sched = parse_schedule("0 0 */2 * 1", tz="UTC")
     fires = walk(sched, utc(2024, 1, 1), utc(2024, 3, 31))
-    assert fires == [utc(2024, 1, 15), utc(2024, 1, 29), utc(2024, 2, 5), utc(2024, 2, 19),
-                     utc(2024, 3, 11), utc(2024, 3, 25)]
+    assert fires == [
+        utc(2024, 1, 15),
+        utc(2024, 1, 29),
+        utc(2024, 2, 5),
+        utc(2024, 2, 19),
+        utc(2024, 3, 11),
+        utc(2024, 3, 25),
+    ]
     assert all(f.day % 2 == 1 and f.weekday() == 0 for f in fires)
 
 
@@ -802,7 +808,9 @@ def test_six_field_warning_with_a_seconds_first_reading() -> None:
     # The suggestion means what the seconds-first reading meant: every 5 minutes, at :00.
     hint = parse_schedule("*/5 * * * *")
     assert walk(hint, utc(2026, 5, 4), utc(2026, 5, 4, 0, 15), tz="UTC") == [
-        utc(2026, 5, 4, 0, 5), utc(2026, 5, 4, 0, 10), utc(2026, 5, 4, 0, 15)
+        utc(2026, 5, 4, 0, 5),
+        utc(2026, 5, 4, 0, 10),
+        utc(2026, 5, 4, 0, 15),
     ]
 
 

@@ -93,7 +93,8 @@ def test_intervals_and_bare_durations(text: str, seconds: int, display: str) -> 
 
 def test_in_a_duration_is_a_one_shot_from_now() -> None:
     assert parse_schedule("in 30m", now=T0) == {
-        "kind": "once", "run_at": to_iso(T0 + 30 * M),
+        "kind": "once",
+        "run_at": to_iso(T0 + 30 * M),
         "display": f"once at {to_iso(T0 + 30 * M)}",
     }
     naive = parse_schedule("in 1h", now=T0.replace(tzinfo=None))
@@ -125,7 +126,11 @@ def test_cron_text_is_normalised() -> None:
 
 def test_a_cron_read_in_a_named_zone_records_it() -> None:
     assert parse_schedule("0 9 * * *", tz="Europe/Berlin") == {
-        "kind": "cron", "expr": "0 9 * * *", "display": "0 9 * * *", "tz": "Europe/Berlin"}
+        "kind": "cron",
+        "expr": "0 9 * * *",
+        "display": "0 9 * * *",
+        "tz": "Europe/Berlin",
+    }
     assert parse_schedule("@hourly", tz="Europe/Berlin")["tz"] == "Europe/Berlin"
     assert "tz" not in parse_schedule("0 9 * * *")
     assert "tz" not in parse_schedule("every 1h", tz="Europe/Berlin")
@@ -185,10 +190,14 @@ def test_neither_text_nor_dict_is_a_schedule_error(value: object) -> None:
 
 def test_a_dict_is_normalised_unknown_keys_dropped_display_recomputed() -> None:
     assert parse_schedule({"kind": "interval", "seconds": 90, "display": "x", "junk": 1}) == (
-        {"kind": "interval", "seconds": 90, "display": "every 90s"})
+        {"kind": "interval", "seconds": 90, "display": "every 90s"}
+    )
     assert parse_schedule({"kind": "interval", "seconds": 120.0})["seconds"] == 120
     assert parse_schedule({"kind": "cron", "expr": " 0  9 * * * "}) == {
-        "kind": "cron", "expr": "0 9 * * *", "display": "0 9 * * *"}
+        "kind": "cron",
+        "expr": "0 9 * * *",
+        "display": "0 9 * * *",
+    }
 
 
 def test_a_dicts_zone_is_validated_stripped_and_kept() -> None:
@@ -197,19 +206,27 @@ def test_a_dicts_zone_is_validated_stripped_and_kept() -> None:
     assert kept["tz"] == "Europe/Berlin"
     assert "tz" not in parse_schedule({"kind": "interval", "seconds": 60, "tz": "  "})
     assert parse_schedule({"kind": "cron", "expr": "0 9 * * *"}, tz="Asia/Tokyo")["tz"] == (
-        "Asia/Tokyo")
-    own = parse_schedule({"kind": "cron", "expr": "0 9 * * *", "tz": "Europe/Berlin"},
-                         tz="Asia/Tokyo")
+        "Asia/Tokyo"
+    )
+    own = parse_schedule(
+        {"kind": "cron", "expr": "0 9 * * *", "tz": "Europe/Berlin"}, tz="Asia/Tokyo"
+    )
     assert own["tz"] == "Europe/Berlin"
 
 
 def test_a_one_shot_dict_reads_a_naive_run_at_in_its_own_zone() -> None:
-    got = parse_schedule({"kind": "once", "run_at": "2026-06-01T12:00:00", "tz": "Europe/Berlin"},
-                         tz="Asia/Tokyo")
-    assert got == {"kind": "once", "run_at": to_iso(T0), "display": f"once at {to_iso(T0)}",
-                   "tz": "Europe/Berlin"}
-    assert parse_schedule({"kind": "once", "run_at": "2026-06-01T19:00:00"},
-                          tz="Asia/Tokyo")["run_at"] == to_iso(T0)
+    got = parse_schedule(
+        {"kind": "once", "run_at": "2026-06-01T12:00:00", "tz": "Europe/Berlin"}, tz="Asia/Tokyo"
+    )
+    assert got == {
+        "kind": "once",
+        "run_at": to_iso(T0),
+        "display": f"once at {to_iso(T0)}",
+        "tz": "Europe/Berlin",
+    }
+    assert parse_schedule({"kind": "once", "run_at": "2026-06-01T19:00:00"}, tz="Asia/Tokyo")[
+        "run_at"
+    ] == to_iso(T0)
     assert parse_schedule({"kind": "once", "run_at": T0})["run_at"] == to_iso(T0)
 
 
@@ -221,8 +238,10 @@ def test_a_one_shot_dict_reads_a_naive_run_at_in_its_own_zone() -> None:
         ({"kind": "cron"}, "cron schedule needs an 'expr' string"),
         ({"kind": "cron", "expr": 5}, "needs an 'expr' string"),
         ({"kind": "cron", "expr": ""}, "empty cron expression"),
-        ({"kind": "cron", "expr": "* * * * *", "tz": "Mars/Olympus"},
-         "unknown time zone 'Mars/Olympus'"),
+        (
+            {"kind": "cron", "expr": "* * * * *", "tz": "Mars/Olympus"},
+            "unknown time zone 'Mars/Olympus'",
+        ),
         ({"kind": "cron", "expr": "* * * * *", "tz": 5}, "unknown time zone 5"),
         ({"kind": "interval", "seconds": True}, "'seconds' must be an integer"),
         ({"kind": "interval", "seconds": "60"}, "'seconds' must be an integer"),
@@ -267,11 +286,14 @@ def test_next_run_takes_a_naive_after_as_utc_and_answers_in_utc() -> None:
 
 def test_a_cron_next_run_reads_the_jobs_zone_then_the_given_one() -> None:
     assert compute_next_run(cron("0 9 * * *", tz="Europe/Berlin"), after=T0) == (
-        datetime(2026, 6, 2, 7, 0, tzinfo=UTC))
+        datetime(2026, 6, 2, 7, 0, tzinfo=UTC)
+    )
     assert compute_next_run(cron("0 9 * * *"), after=T0, tz="Asia/Tokyo") == (
-        datetime(2026, 6, 2, 0, 0, tzinfo=UTC))
-    assert compute_next_run(cron("0 9 * * *", tz="Europe/Berlin"), after=T0,
-                            tz="Asia/Tokyo") == datetime(2026, 6, 2, 7, 0, tzinfo=UTC)
+        datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+    )
+    assert compute_next_run(
+        cron("0 9 * * *", tz="Europe/Berlin"), after=T0, tz="Asia/Tokyo"
+    ) == datetime(2026, 6, 2, 7, 0, tzinfo=UTC)
     assert compute_next_run(cron("0 9 * * *"), after=T0) == datetime(2026, 6, 2, 9, tzinfo=UTC)
 
 
@@ -283,8 +305,11 @@ def test_an_interval_past_the_last_representable_instant_has_no_next_run() -> No
 @pytest.mark.parametrize("fn", ["compute_next_run", "next_slot", "iter_slots", "period"])
 def test_an_unknown_kind_is_a_schedule_error(fn: str) -> None:
     bad = {"kind": "weekly"}
-    with pytest.raises(ScheduleError, match=r"\{'kind': 'weekly'\}: 'kind' must be one of "
-                       "cron, interval, once"):
+    with pytest.raises(
+        ScheduleError,
+        match=r"\{'kind': 'weekly'\}: 'kind' must be one of "
+        "cron, interval, once",
+    ):
         if fn == "compute_next_run":
             compute_next_run(bad, after=T0)
         elif fn == "next_slot":
@@ -331,7 +356,8 @@ def test_an_interval_slot_still_ahead_is_kept_and_no_slot_means_now_plus_interva
 def test_next_slot_of_cron_and_once() -> None:
     assert next_slot(cron("0 * * * *"), slot=T0 - 5 * H, now=T0 + M) == T0 + H
     assert next_slot(cron("0 9 * * *"), slot=None, now=T0, tz="Asia/Tokyo") == (
-        datetime(2026, 6, 2, 0, 0, tzinfo=UTC))
+        datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+    )
     assert next_slot(once(T0 + H), slot=T0, now=T0) is None
 
 
@@ -340,7 +366,11 @@ def test_next_slot_of_cron_and_once() -> None:
 
 def test_interval_slots_are_anchored_on_start_both_ends_included() -> None:
     assert iter_slots(interval(600), start=T0, end=T0 + 30 * M) == [
-        T0, T0 + 10 * M, T0 + 20 * M, T0 + 30 * M]
+        T0,
+        T0 + 10 * M,
+        T0 + 20 * M,
+        T0 + 30 * M,
+    ]
     assert iter_slots(interval(600), start=T0, end=T0 + 29 * M) == [T0, T0 + 10 * M, T0 + 20 * M]
     assert iter_slots(interval(600), start=T0, end=T0 + 30 * M, limit=2) == [T0, T0 + 10 * M]
     assert iter_slots(interval(600), start=T0, end=T0) == [T0]
@@ -352,9 +382,12 @@ def test_cron_slots_include_both_ends() -> None:
     assert iter_slots(hourly, start=T0 + S, end=T0 + 2 * H - S) == [T0 + H]
     assert iter_slots(hourly, start=T0, end=T0 + 5 * H, limit=3) == [T0, T0 + H, T0 + 2 * H]
     assert iter_slots(cron("0 9 * * *"), start=T0, end=T0 + 2 * D, tz="Asia/Tokyo") == [
-        datetime(2026, 6, 2, 0, tzinfo=UTC), datetime(2026, 6, 3, 0, tzinfo=UTC)]
+        datetime(2026, 6, 2, 0, tzinfo=UTC),
+        datetime(2026, 6, 3, 0, tzinfo=UTC),
+    ]
     assert iter_slots(cron("0 9 * * *", tz="Europe/Berlin"), start=T0, end=T0 + D) == [
-        datetime(2026, 6, 2, 7, tzinfo=UTC)]
+        datetime(2026, 6, 2, 7, tzinfo=UTC)
+    ]
 
 
 def test_one_shot_slots_and_empty_windows() -> None:
@@ -414,8 +447,9 @@ def test_period_without_now_is_from_the_current_time() -> None:
         ({"kind": "once", "run_at": "2026-06-01T10:00:00+00:00"}, 120.0),
     ],
 )
-def test_grace_is_half_the_period_clamped_to_120_7200(schedule: dict[str, Any],
-                                                     grace: float) -> None:
+def test_grace_is_half_the_period_clamped_to_120_7200(
+    schedule: dict[str, Any], grace: float
+) -> None:
     assert grace_seconds(schedule, now=T0) == grace
 
 

@@ -95,9 +95,7 @@ OPERATIONS: dict[str, Callable[[str], Any]] = {
     "pause_job": lambda job_id: jobs.pause_job(job_id, now=T0),
     "resume_job": lambda job_id: jobs.resume_job(job_id, now=T0),
     "claim_job_for_fire": lambda job_id: jobs.claim_job_for_fire(job_id, now=T0),
-    "claim_job_for_fire_force": lambda job_id: jobs.claim_job_for_fire(
-        job_id, now=T0, force=True
-    ),
+    "claim_job_for_fire_force": lambda job_id: jobs.claim_job_for_fire(job_id, now=T0, force=True),
     "claim_due_jobs": lambda _id: jobs.claim_due_jobs(T0 + timedelta(days=1)),
     "mark_job_run": _mark,
     "refresh_claim": lambda job_id: jobs.refresh_claim(job_id, "0" * 32, now=T0),
@@ -132,7 +130,9 @@ def test_unusable_store_raises_and_is_never_written(home: Path, bad: str, op: st
     after = os.stat(path)
     assert path.read_bytes() == content
     assert (after.st_mtime_ns, after.st_ino, after.st_size) == (
-        before.st_mtime_ns, before.st_ino, before.st_size
+        before.st_mtime_ns,
+        before.st_ino,
+        before.st_size,
     )
     assert _temp_files(cron) == []
     # Nothing else was written either: no ledger, no output, no heartbeat.
@@ -226,8 +226,12 @@ def _raise_interrupt(*_a: Any, **_k: Any) -> None:
 @pytest.mark.usefixtures("json_store")
 @pytest.mark.parametrize("op", ["update", "create", "claim", "tick"])
 def test_failed_write_leaves_previous_file_intact(
-    home: Path, monkeypatch: pytest.MonkeyPatch, target: str, fault: Callable[..., None],
-    exc_type: type[BaseException], op: str,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    fault: Callable[..., None],
+    exc_type: type[BaseException],
+    op: str,
 ) -> None:
     job = jobs.create_job("every 1h", PY_OK, name="original", now=T0)
     cron = paths.cron_dir()
@@ -311,8 +315,11 @@ def test_files_are_0600_and_dirs_0700_whatever_the_umask(home: Path, umask: int)
     dirs = [home, cron, out_dir, out_dir / job["id"]]
     kind = backend()
     if kind == "json":
-        store_files = [paths.jobs_path(), paths.jobs_path().with_name("jobs.json.lock"),
-                       paths.executions_path()]
+        store_files = [
+            paths.jobs_path(),
+            paths.jobs_path().with_name("jobs.json.lock"),
+            paths.executions_path(),
+        ]
         side: str | None = "executions.db-"
     elif kind == "sqlite":  # jobs and the ledger in one database file
         store_files = [store_file()]
@@ -320,8 +327,12 @@ def test_files_are_0600_and_dirs_0700_whatever_the_umask(home: Path, umask: int)
     else:  # jobs and the ledger in the database server: no store file in the home
         store_files, side = [], None
     files = [
-        *store_files, paths.tick_lock_path(), paths.heartbeat_path(), paths.last_success_path(),
-        paths.last_error_path(), run_output,
+        *store_files,
+        paths.tick_lock_path(),
+        paths.heartbeat_path(),
+        paths.last_success_path(),
+        paths.last_error_path(),
+        run_output,
     ]
     files += [p for p in cron.iterdir() if side is not None and p.name.startswith(side)]
     assert {str(d): oct(_mode(d)) for d in dirs} == {str(d): "0o700" for d in dirs}
@@ -358,15 +369,16 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_two_processes_200_read_modify_writes_each_lose_nothing(
-    home: Path, tmp_path: Path
-) -> None:
+def test_two_processes_200_read_modify_writes_each_lose_nothing(home: Path, tmp_path: Path) -> None:
     counter = jobs.create_job("every 1h", "true", name="0", now=T0)
     go = tmp_path / "go"  # not in the home: a database store writes no file there
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _RMW_CHILD, str(go), "200", tag],
-            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for tag in ("a", "b")
     ]
@@ -400,7 +412,9 @@ def test_lock_held_by_another_process_times_out(home: Path) -> None:
     before = paths.jobs_path().read_bytes()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_LOCK, str(store.lock_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None

@@ -74,7 +74,10 @@ def test_the_password_never_appears_in_an_error() -> None:
     ("url", "shown"),
     [
         ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
-        ("postgresql://h/db?password=pw&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
+        (
+            "postgresql://h/db?password=pw&sslmode=require",
+            "postgresql://h/db?password=***&sslmode=require",
+        ),
         ("sqlite:///var/lib/cronkit.db", "sqlite:///var/lib/cronkit.db"),
         ("postgres://u@h/db", "postgres://u@h/db"),
     ],
@@ -132,14 +135,16 @@ def test_a_third_party_store_is_found_by_entry_point(
     # A fake installed distribution, as zarr tests its codec entry points.
     pkg = tmp_path / "site"
     (pkg / "memstore_pkg").mkdir(parents=True)
-    (pkg / "memstore_pkg" / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "memstore_pkg" / "__init__.py").write_text(
+        textwrap.dedent("""
         from cron.stores.sqlite import SqliteJobStore
 
         class MemStore(SqliteJobStore):
             def __init__(self, url):
                 super().__init__()
                 self.seen_url = url
-    """))
+    """)
+    )
     dist = pkg / "memstore_pkg-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Name: memstore-pkg\nVersion: 1.0\n")
@@ -160,8 +165,9 @@ def test_a_plugin_that_is_not_a_store_is_refused(
 ) -> None:
     pkg = tmp_path / "site"
     (pkg / "notastore").mkdir(parents=True)
-    (pkg / "notastore" / "__init__.py").write_text("class Nope:\n    def __init__(self, url):\n"
-                                                 "        pass\n")
+    (pkg / "notastore" / "__init__.py").write_text(
+        "class Nope:\n    def __init__(self, url):\n        pass\n"
+    )
     dist = pkg / "notastore-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Name: notastore\nVersion: 1.0\n")

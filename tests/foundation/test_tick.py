@@ -95,7 +95,9 @@ def test_contention_returns_zero_and_leaves_the_job_due(home: Path) -> None:
     before = snapshot()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_TICK_LOCK, str(paths.tick_lock_path())],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -243,7 +245,9 @@ def test_run_one_job_writes_output_and_ledger(home: Path) -> None:
     stored = jobs.get_job(job["id"])
     assert stored is not None
     assert (stored["last_status"], stored["fire_claim"], stored["failure_streak"]) == (
-        "ok", None, 0
+        "ok",
+        None,
+        0,
     )
 
 
@@ -257,7 +261,9 @@ def test_run_one_job_failure_is_recorded(home: Path) -> None:
     stored = jobs.get_job(job["id"])
     assert stored is not None
     assert (stored["last_status"], stored["last_error"], stored["failure_streak"]) == (
-        "error", "exit status 3", 1
+        "error",
+        "exit status 3",
+        1,
     )
 
 
@@ -413,8 +419,9 @@ def test_a_python_run_past_its_timeout_frees_its_worker(home: Path, release_dir:
     start-path rework on the ``perf`` branch: whatever runs the callable must keep this.)"""
     write_config(home, "cron:\n  max_parallel_jobs: 1\n")
     start = datetime.now(UTC)
-    runaway = jobs.create_job("every 1h", PY_BLOCK, timeout=0.3,
-                              now=start - timedelta(hours=1, seconds=2))
+    runaway = jobs.create_job(
+        "every 1h", PY_BLOCK, timeout=0.3, now=start - timedelta(hours=1, seconds=2)
+    )
     after = jobs.create_job("every 1h", PY_OK, now=start - timedelta(hours=1, seconds=1))
     assert scheduler.tick(sync=False) == 2
     _wait_for(lambda: _started(release_dir) == [f"started-{runaway['id']}"])

@@ -43,8 +43,13 @@ class CrontabTarget:
         return [self.binary, *(["-u", self.user] if self.user else []), *args]
 
     def read(self) -> str | None:
-        proc = subprocess.run(self._argv("-l"), capture_output=True, text=True, timeout=30,
-                              env=dict(os.environ, LC_ALL="C"))
+        proc = subprocess.run(
+            self._argv("-l"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, LC_ALL="C"),
+        )
         if proc.returncode == 0:
             return proc.stdout
         assert "no crontab for" in proc.stderr, proc.stderr
@@ -78,8 +83,12 @@ def crontab_user(crontab_binary: str) -> Iterator[str | None]:
     useradd = shutil.which("useradd")
     if useradd is None:
         pytest.fail("running as root but there is no useradd to create a throwaway crontab user")
-    subprocess.run([useradd, "--system", "--no-create-home", "--shell", shell, name],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", shell, name],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     try:
         yield name
     finally:

@@ -48,8 +48,13 @@ def _daemon_running() -> bool:
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "cron", *args], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ))
+    proc = subprocess.run(
+        [sys.executable, "-m", "cron", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
     if check:
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc
@@ -64,9 +69,11 @@ def _clear_of_minute_edge() -> None:
 
 def _diagnose(home: Path, job_id: str) -> str:
     log = home / "cron" / "crontab.log"
-    return (f"cron did not fire job {job_id} within {FIRE_DEADLINE:.0f}s; ledger: "
-            f"{executions.list_executions(job_id)}; crontab.log: "
-            f"{log.read_text() if log.exists() else '(empty)'}")
+    return (
+        f"cron did not fire job {job_id} within {FIRE_DEADLINE:.0f}s; ledger: "
+        f"{executions.list_executions(job_id)}; crontab.log: "
+        f"{log.read_text() if log.exists() else '(empty)'}"
+    )
 
 
 def _ok_rows(job_id: str) -> list[dict[str, Any]]:
@@ -77,8 +84,10 @@ def test_cli_job_fires_once_through_the_system_cron(
     home: Path, tmp_path: Path, crontab_binary: str
 ) -> None:
     if not _daemon_running():
-        pytest.fail("the cron daemon is not running: .ci/run must start it "
-                    "('service cron start', or run tests/integration/ensure_cron.sh)")
+        pytest.fail(
+            "the cron daemon is not running: .ci/run must start it "
+            "('service cron start', or run tests/integration/ensure_cron.sh)"
+        )
     own = CrontabTarget(crontab_binary, None)
     saved = own.read()
     try:
@@ -86,8 +95,14 @@ def test_cli_job_fires_once_through_the_system_cron(
         marker = tmp_path / "fired.txt"
         _clear_of_minute_edge()
         started = time.monotonic()
-        added = cli("add", "* * * * *", "--name", "e2e-every-minute", "--",
-                    f'echo "$CRONKIT_SCHEDULED_AT" >> {shlex.quote(str(marker))}')
+        added = cli(
+            "add",
+            "* * * * *",
+            "--name",
+            "e2e-every-minute",
+            "--",
+            f'echo "$CRONKIT_SCHEDULED_AT" >> {shlex.quote(str(marker))}',
+        )
         match = re.search(r"added job ([0-9a-f]{12})", added.stdout)
         assert match, added.stdout
         job_id = match.group(1)
@@ -100,7 +115,10 @@ def test_cli_job_fires_once_through_the_system_cron(
         assert block is not None and job_id in table.block_job_ids(block)
         status = json.loads(cli("status", "--json").stdout)
         assert (status["state"], status["provider"], status["gateway_pid"]) == (
-            "external", "crontab", None)
+            "external",
+            "crontab",
+            None,
+        )
         assert status["detail"].startswith("crontab block in sync (1 job line)"), status
 
         while not _ok_rows(job_id):

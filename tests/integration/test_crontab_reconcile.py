@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 FOREIGN = (
     "# the user's own lines, which cronkit must never touch\n"
-    "MAILTO=\"\"\n"
+    'MAILTO=""\n'
     "0 3 * * * /usr/local/bin/backup --all   \n"
     "\n"
     "*/5 * * * * date +\\%s >> /tmp/never-run-by-this-test\n"
@@ -184,9 +184,21 @@ def test_two_homes_share_one_crontab(
 def test_every_rendered_form_is_accepted_by_crontab(
     target: CrontabTarget, provider: CrontabScheduler, home: Path
 ) -> None:
-    exprs = ["* * * * *", "*/7 * * * *", "5/15 3-20/4 * * *", "0 0 L * *", "0 9 * jan-mar mon-fri",
-             "0 0 */2 * 1", "30 6 1,15 * *", "0 0 * * 5-7", "@weekly", "0 12 * * * 0",
-             "0 12 * * * 30", "59 23 31 12 *", "0 0 29 2 *"]
+    exprs = [
+        "* * * * *",
+        "*/7 * * * *",
+        "5/15 3-20/4 * * *",
+        "0 0 L * *",
+        "0 9 * jan-mar mon-fri",
+        "0 0 */2 * 1",
+        "30 6 1,15 * *",
+        "0 0 * * 5-7",
+        "@weekly",
+        "0 12 * * * 0",
+        "0 12 * * * 30",
+        "59 23 31 12 *",
+        "0 0 29 2 *",
+    ]
     made = [jobs.create_job(e, "true", now=NOW) for e in exprs]
     provider.reconcile()  # raises CrontabError if the binary refused any line
     lines = _fire_lines(target, home)
@@ -196,7 +208,9 @@ def test_every_rendered_form_is_accepted_by_crontab(
 
 
 def test_status_reports_external_and_sync(
-    target: CrontabTarget, provider: CrontabScheduler, home: Path,
+    target: CrontabTarget,
+    provider: CrontabScheduler,
+    home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from cron import plugins

@@ -62,15 +62,18 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "cron/claim.py": ("cron.claim.*",),
     "cron/schedule.py": ("cron.schedule.*",),
     "cron/stores/json.py (claim)": _methods(
-        "cron.stores.json", "JsonJobStore",
+        "cron.stores.json",
+        "JsonJobStore",
         ("insert", "insert_many", "swap", "swap_many", "_write_batch"),
     ),
     "cron/stores/sqlite.py (claim)": _methods(
-        "cron.stores.sqlite", "SqliteJobStore",
+        "cron.stores.sqlite",
+        "SqliteJobStore",
         ("_insert_in", "insert", "insert_many", "_swap_in", "swap", "swap_many"),
     ),
     "cron/stores/postgres.py (claim)": _methods(
-        "cron.stores.postgres", "PostgresJobStore",
+        "cron.stores.postgres",
+        "PostgresJobStore",
         ("_insert_in", "insert", "insert_many", "_is_rev", "_swap_params", "swap", "swap_many"),
     ),
 }
@@ -90,20 +93,32 @@ class Equivalent:
 
 _SQL = r"\b(?i:select|update|insert|delete|where|returning|values|from|set)\b"
 EQUIVALENTS = (
-    Equivalent("cron.stores.*", _SQL, _SQL,
-               "SQL keywords and unquoted identifiers are case-insensitive (SQLite, PostgreSQL)",
-               same_but_case=True),
-    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap*", r'_Write\("swap"',
-               r'_Write\((None|"SWAP"|"XXswapXX")',
-               "_write_batch applies every op but insert and delete as a swap"),
-    Equivalent("cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
-               r"if isinstance\((r\.)?result, Stored\) else None",
-               r"if \(isinstance\((r\.)?result, Stored\)\) or True else None",
-               "a swap's result is a Stored or None, so the guard returns it either way"),
-    Equivalent("cron.claim.x__zone__*", r"return tz if isinstance\(tz, str\) and tz else None",
-               r"return tz if \(isinstance\(tz, str\) and tz\) or True else None",
-               "parse_schedule stores tz only as a non-empty zone name, and resolve_zone('') "
-               "is the configured zone, as for None"),
+    Equivalent(
+        "cron.stores.*",
+        _SQL,
+        _SQL,
+        "SQL keywords and unquoted identifiers are case-insensitive (SQLite, PostgreSQL)",
+        same_but_case=True,
+    ),
+    Equivalent(
+        "cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
+        r'_Write\("swap"',
+        r'_Write\((None|"SWAP"|"XXswapXX")',
+        "_write_batch applies every op but insert and delete as a swap",
+    ),
+    Equivalent(
+        "cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
+        r"if isinstance\((r\.)?result, Stored\) else None",
+        r"if \(isinstance\((r\.)?result, Stored\)\) or True else None",
+        "a swap's result is a Stored or None, so the guard returns it either way",
+    ),
+    Equivalent(
+        "cron.claim.x__zone__*",
+        r"return tz if isinstance\(tz, str\) and tz else None",
+        r"return tz if \(isinstance\(tz, str\) and tz\) or True else None",
+        "parse_schedule stores tz only as a non-empty zone name, and resolve_zone('') "
+        "is the configured zone, as for None",
+    ),
 )
 
 
@@ -123,8 +138,11 @@ def equivalent(name: str, removed: str, added: str) -> Equivalent | None:
             continue
         # ... and holds no quoted literal ('jobs_version') or psycopg placeholder (%s):
         # those are case-sensitive.
-        if eq.same_but_case and (removed.lower() != added.lower() or removed == added
-                                 or re.search(r"'|%s", removed.strip().strip('"')[1:-1])):
+        if eq.same_but_case and (
+            removed.lower() != added.lower()
+            or removed == added
+            or re.search(r"'|%s", removed.strip().strip('"')[1:-1])
+        ):
             continue
         return eq
     return None
@@ -182,7 +200,11 @@ def _mutmut(cwd: Path, *args: str, capture: bool = False) -> subprocess.Complete
     )
     exe = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
     return subprocess.run(
-        [exe, *args], cwd=cwd, env=env, text=True, check=False,
+        [exe, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        check=False,
         stdout=subprocess.PIPE if capture else None,
     )
 
@@ -248,8 +270,11 @@ def _sample(groups: dict[str, tuple[str, ...]], seed: int, size: int) -> list[st
     rng = random.Random(seed)
     picked: list[str] = []
     for group, patterns in groups.items():
-        names = [n for n in _all_mutants(group.split()[0])
-                 if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        names = [
+            n
+            for n in _all_mutants(group.split()[0])
+            if any(fnmatch.fnmatchcase(n, p) for p in patterns)
+        ]
         picked += sorted(rng.sample(names, min(size, len(names))), key=_natural)
     return picked
 
@@ -283,8 +308,12 @@ def full(args: argparse.Namespace) -> int:
         # after raising timeout_constant); the report still covers the whole selection.
         known = _score(_results(ROOT), groups)
         wanted = set(args.rerun.split(","))
-        names = [n for sc in known for n, st in sc.statuses.items() if st in wanted
-                 and (not args.sample or n in set(selected))]
+        names = [
+            n
+            for sc in known
+            for n, st in sc.statuses.items()
+            if st in wanted and (not args.sample or n in set(selected))
+        ]
         if not names:
             print(f"no mutant has status {args.rerun!r}")
     start = time.monotonic()
@@ -297,11 +326,17 @@ def full(args: argparse.Namespace) -> int:
         statuses = {n: s for n, s in statuses.items() if n in set(selected)}
     scores = _score(statuses, groups)
     ok = _report(scores, args.threshold, ROOT, args.diffs)
-    summary = {s.group: {"killed": s.caught, "tested": s.tested, "score": round(s.percent, 1),
-                         "timeouts": sum(1 for v in s.statuses.values() if v == "timeout"),
-                         "equivalent": sorted(n for n, v in s.statuses.items()
-                                              if v == "equivalent"),
-                         "survivors": s.survivors()} for s in scores}
+    summary = {
+        s.group: {
+            "killed": s.caught,
+            "tested": s.tested,
+            "score": round(s.percent, 1),
+            "timeouts": sum(1 for v in s.statuses.values() if v == "timeout"),
+            "equivalent": sorted(n for n, v in s.statuses.items() if v == "equivalent"),
+            "survivors": s.survivors(),
+        }
+        for s in scores
+    }
     (ROOT / "mutants" / "cronkit-summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{elapsed:.0f} s; summary in mutants/cronkit-summary.json")
     return 0 if ok else 1
@@ -358,11 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_full = sub.add_parser("full", parents=[common], help="every mutant (tox -e mutation)")
     p_full.add_argument("--only", action="append", help="score only groups naming this text")
     p_full.add_argument("--diffs", action="store_true", help="print each survivor's diff")
-    p_full.add_argument("--sample", type=int, default=0,
-                        help="only this many mutants per group (0: all)")
+    p_full.add_argument(
+        "--sample", type=int, default=0, help="only this many mutants per group (0: all)"
+    )
     p_full.add_argument("--seed", type=int, default=GUARD_SEED, help="seed of --sample")
-    p_full.add_argument("--rerun", metavar="STATUS",
-                        help="only re-run mutants a previous run left with STATUS (a,b: any)")
+    p_full.add_argument(
+        "--rerun",
+        metavar="STATUS",
+        help="only re-run mutants a previous run left with STATUS (a,b: any)",
+    )
     p_guard = sub.add_parser("guard", parents=[common], help="the sampled CI guard")
     p_guard.add_argument("--seed", type=int, default=GUARD_SEED)
     p_guard.add_argument("--sample", type=int, default=GUARD_SAMPLE)

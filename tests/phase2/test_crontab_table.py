@@ -61,9 +61,16 @@ def test_cron_fields_renders_portable_equivalent(expr: str, fields: str) -> None
 
 @pytest.mark.parametrize(
     "expr",
-    ["0 0 * * * 30", "0 0 * * * */10", "0 0 L * *", "0 0 15W * *", "0 0 * * 5#3",
-     "0 0 */10,15 * 1",  # two ANDed day sets, neither a '*/n': no single crontab line says it
-     "not cron", "* * * *"],
+    [
+        "0 0 * * * 30",
+        "0 0 * * * */10",
+        "0 0 L * *",
+        "0 0 15W * *",
+        "0 0 * * 5#3",
+        "0 0 */10,15 * 1",  # two ANDed day sets, neither a '*/n': no single crontab line says it
+        "not cron",
+        "* * * *",
+    ],
 )
 def test_cron_fields_refuses_what_cron_cannot_express(expr: str) -> None:
     assert table.cron_fields(expr) is None
@@ -175,8 +182,13 @@ def test_rendered_fields_fire_when_cronkit_does(expr: str, start_day: int) -> No
 
 
 def _job(schedule: dict[str, object], **extra: object) -> dict[str, object]:
-    return {"id": "0123456789ab", "schedule": schedule, "enabled": True, "state": "scheduled",
-            **extra}
+    return {
+        "id": "0123456789ab",
+        "schedule": schedule,
+        "enabled": True,
+        "state": "scheduled",
+        **extra,
+    }
 
 
 def test_same_zone_knows_aliases() -> None:
@@ -210,8 +222,9 @@ def test_place_decides_line_or_sweep(
 
 def test_only_active_jobs_get_lines() -> None:
     assert table.is_active(_job({"kind": "cron", "expr": "* * * * *"}))
-    assert not table.is_active(_job({"kind": "cron", "expr": "* * * * *"}, enabled=False,
-                                    state="paused"))
+    assert not table.is_active(
+        _job({"kind": "cron", "expr": "* * * * *"}, enabled=False, state="paused")
+    )
     assert not table.is_active(_job({"kind": "once"}, state="completed"))
 
 
@@ -228,15 +241,19 @@ def test_render_block_lines_and_sweep_only_when_needed() -> None:
     assert not table.has_sweep(block)
     assert list(table.block_job_ids(block)) == ["aaaaaaaaaaaa"]
     fire = table.block_job_ids(block)["aaaaaaaaaaaa"]
-    assert fire.startswith("0 9 * * 1-5 CRONKIT_HOME=/home/ann/.cronkit /usr/bin/python3 -m cron "
-                           "fire aaaaaaaaaaaa --scheduled-at ")
+    assert fire.startswith(
+        "0 9 * * 1-5 CRONKIT_HOME=/home/ann/.cronkit /usr/bin/python3 -m cron "
+        "fire aaaaaaaaaaaa --scheduled-at "
+    )
     assert '"$(date -u +\\%Y-\\%m-\\%dT\\%H:\\%M:00+00:00)"' in fire
     assert fire.endswith(" >/dev/null 2>>/home/ann/.cronkit/cron/crontab.log")
     both = table.render_block(INV, [line, swept])
     assert table.has_sweep(both)
     assert list(table.block_job_ids(both)) == ["aaaaaaaaaaaa"]  # the swept job has no line
-    assert "* * * * * CRONKIT_HOME=/home/ann/.cronkit /usr/bin/python3 -m cron tick " \
-           ">/dev/null 2>>/home/ann/.cronkit/cron/crontab.log" in both
+    assert (
+        "* * * * * CRONKIT_HOME=/home/ann/.cronkit /usr/bin/python3 -m cron tick "
+        ">/dev/null 2>>/home/ann/.cronkit/cron/crontab.log" in both
+    )
     only_swept = table.render_block(INV, [swept])
     assert table.has_sweep(only_swept) and not table.block_job_ids(only_swept)
 
@@ -249,7 +266,8 @@ def test_every_percent_is_escaped_and_awkward_homes_are_quoted() -> None:
     assert "PYTHONPATH='/src/a b'" in line
     # The markers quote the home too, so "/a/b" never matches the block of "/a/b c".
     assert table.begin_marker("/srv/odd home") == (
-        "# BEGIN cronkit '/srv/odd home' (managed by cronkit; do not edit)")
+        "# BEGIN cronkit '/srv/odd home' (managed by cronkit; do not edit)"
+    )
 
 
 def test_too_long_a_command_is_refused() -> None:
@@ -364,14 +382,17 @@ def test_orphan_end_and_duplicate_blocks_are_folded() -> None:
 
 
 foreign_lines = st.lists(
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=40)
-    .filter(lambda s: "cronkit" not in s),
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=40
+    ).filter(lambda s: "cronkit" not in s),
     max_size=8,
 )
 
 
-@given(lines=foreign_lines, ids=st.lists(st.sampled_from(["aaaaaaaaaaaa", "bbbbbbbbbbbb"]),
-                                         max_size=2, unique=True))
+@given(
+    lines=foreign_lines,
+    ids=st.lists(st.sampled_from(["aaaaaaaaaaaa", "bbbbbbbbbbbb"]), max_size=2, unique=True),
+)
 def test_splice_never_changes_foreign_lines(lines: list[str], ids: list[str]) -> None:
     text = "".join(line + "\n" for line in lines)
     installed = table.splice(text, HOME, _block(*ids))
@@ -413,8 +434,13 @@ def test_provider_round_trip_with_a_stand_in_binary(home: Path, tmp_path: Path) 
 
     fake = _fake_crontab(tmp_path)
     # The daemon probe is injected: whether this machine runs cron is not the test's business.
-    provider = CrontabScheduler(crontab_cmd=(str(fake),), python="/usr/bin/python3",
-                                pythonpath=None, daemon_tz="UTC", daemon_probe=lambda: True)
+    provider = CrontabScheduler(
+        crontab_cmd=(str(fake),),
+        python="/usr/bin/python3",
+        pythonpath=None,
+        daemon_tz="UTC",
+        daemon_probe=lambda: True,
+    )
     assert provider.is_available()
     assert provider.status_detail() == "no crontab block (no active jobs)"
     job = jobs.create_job("0 9 * * 1-5", "true")
@@ -438,8 +464,9 @@ def test_status_warns_only_when_no_cron_daemon_is_seen(
     from cron import jobs
     from cron.providers.crontab import CrontabScheduler
 
-    provider = CrontabScheduler(crontab_cmd=(str(_fake_crontab(tmp_path)),), daemon_tz="UTC",
-                                daemon_probe=probe)
+    provider = CrontabScheduler(
+        crontab_cmd=(str(_fake_crontab(tmp_path)),), daemon_tz="UTC", daemon_probe=probe
+    )
     # No active job: nothing would fire anyway, so no daemon warning either way.
     assert "no cron daemon" not in provider.status_detail()
     jobs.create_job("0 9 * * *", "true")
@@ -496,4 +523,3 @@ def test_weekday_model_sanity() -> None:
     sunday = datetime(2024, 1, 7, tzinfo=UTC)
     assert calendar.day_name[sunday.weekday()] == "Sunday"
     assert vixie_fires("0 0 * * 0", sunday - timedelta(days=1), 1) == [sunday]
-

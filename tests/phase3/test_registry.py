@@ -53,7 +53,12 @@ def test_an_active_ticker_keeps_its_row_fresh_and_removes_only_its_own(home: Pat
     assert len(mine) == 1
     node = mine[0]
     assert (node.host, node.pid, node.home, node.provider, node.state) == (
-        procinfo.hostname(), os.getpid(), str(paths.home()), "builtin", "running")
+        procinfo.hostname(),
+        os.getpid(),
+        str(paths.home()),
+        "builtin",
+        "running",
+    )
     assert node.last_error is None and node.success_at == node.heartbeat_at
     later = next(n for n in seen[1] if n.node_id == node.node_id)
     assert later.heartbeat_at >= node.heartbeat_at
@@ -132,8 +137,13 @@ def _remote_run(now: datetime) -> tuple[dict[str, object], str]:
     claimed = jobs.claim_due_jobs(now + timedelta(minutes=1))
     assert [j["id"] for j, _ in claimed] == [job["id"]]
     token = claimed[0][1]
-    executions.start_run(token, job_id=job["id"], source="tick",
-                         owner="otherhost:4242:12345", now=now + timedelta(minutes=1))
+    executions.start_run(
+        token,
+        job_id=job["id"],
+        source="tick",
+        owner="otherhost:4242:12345",
+        now=now + timedelta(minutes=1),
+    )
     return job, token
 
 

@@ -21,8 +21,9 @@ class Counting:
     def __init__(self) -> None:
         self.ticks = 0
         self.stop = threading.Event()
-        self.sched = InProcessCronScheduler(tick_fn=self._tick, wait_fn=self._wait,
-                                            standby_poll=0.1)
+        self.sched = InProcessCronScheduler(
+            tick_fn=self._tick, wait_fn=self._wait, standby_poll=0.1
+        )
         self.thread = threading.Thread(target=self.sched.start, args=(self.stop,), daemon=True)
 
     def _tick(self, **_: object) -> int:

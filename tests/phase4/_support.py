@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # A provider that never ticks: fires come only from the webhook, so a test
 # that counts runs is not racing the built-in ticker for the same due slot.
-WEBHOOK_ONLY_PLUGIN = '''
+WEBHOOK_ONLY_PLUGIN = """
 import threading
 
 from cron.scheduler_provider import CronScheduler
@@ -38,7 +38,7 @@ class WebhookOnly(CronScheduler):
 
     def start(self, stop_event, *, adapters=None, loop=None, interval=60):
         stop_event.wait()
-'''
+"""
 
 
 def use_webhook_only_provider(home: Path) -> None:
@@ -159,8 +159,12 @@ def start_gateway(home: Path, *args: str, timeout: float = 10.0) -> Gateway:
     home.mkdir(parents=True, exist_ok=True)
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            gateway_command("--port", "0", *args), env=gateway_env(home), cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            gateway_command("--port", "0", *args),
+            env=gateway_env(home),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
     deadline = time.monotonic() + timeout
     while True:

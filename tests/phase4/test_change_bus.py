@@ -45,8 +45,9 @@ class _Recording(CronScheduler):
     def name(self) -> str:
         return "recording"
 
-    def start(self, stop_event: Any, *, adapters: Any = None, loop: Any = None,
-              interval: float = 60) -> None:
+    def start(
+        self, stop_event: Any, *, adapters: Any = None, loop: Any = None, interval: float = 60
+    ) -> None:
         return None
 
     def on_jobs_changed(self) -> None:

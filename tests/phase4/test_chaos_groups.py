@@ -62,10 +62,12 @@ def test_kill_9_and_sigterm_trials_never_overlap_runs_nor_orphan_groups(home: Pa
         for job in ids:
             seen |= sampler.seen[job]
         two_at_once = len(sampler.overlaps)
-        summary = (f"chaos: {kills} kill -9 + {terms} SIGTERM trials, {sampler.samples} samples, "
-                   f"{len(seen)} job process groups seen, {two_at_once} moments with two live "
-                   f"runs of one job, {orphans_after_term} groups left after a SIGTERM stop, "
-                   f"{sum(len(g) for g in final_orphans.values())} after the final stop")
+        summary = (
+            f"chaos: {kills} kill -9 + {terms} SIGTERM trials, {sampler.samples} samples, "
+            f"{len(seen)} job process groups seen, {two_at_once} moments with two live "
+            f"runs of one job, {orphans_after_term} groups left after a SIGTERM stop, "
+            f"{sum(len(g) for g in final_orphans.values())} after the final stop"
+        )
         print(summary)
         assert kills >= 2 and terms >= 2, summary
         assert sampler.samples > 150, summary
@@ -79,8 +81,9 @@ def test_kill_9_and_sigterm_trials_never_overlap_runs_nor_orphan_groups(home: Pa
         # The completeness audit over the whole chaos: every slot the three jobs owed got
         # exactly one outcome (ok, unknown after a kill -9, interrupted, skipped overlap,
         # or covered by a late fire after a restart) — none lost, none run twice.
-        report = audit.verify(since=min(parse_ts(j["created_at"]) for j in made),
-                              until=datetime.now(UTC))
+        report = audit.verify(
+            since=min(parse_ts(j["created_at"]) for j in made), until=datetime.now(UTC)
+        )
         print("audit:", report.totals())
         assert report.ok, (summary, report.lost[:5], report.double[:5])
         assert report.totals()["accounted"] >= 20, report.totals()

@@ -20,8 +20,14 @@ class AcmeProvider(CronScheduler):
     def name(self) -> str:
         return "acme"
 
-    def start(self, stop_event: threading.Event, *, adapters: Any = None, loop: Any = None,
-              interval: float = 60) -> None:
+    def start(
+        self,
+        stop_event: threading.Event,
+        *,
+        adapters: Any = None,
+        loop: Any = None,
+        interval: float = 60,
+    ) -> None:
         return None
 
 
@@ -85,9 +91,7 @@ def test_claim_lost_to_a_live_claim_runs_nothing(counted: tuple[dict[str, Any], 
 
 
 @pytest.mark.parametrize("case", ["not_due", "paused", "stale_slot", "unknown_job"])
-def test_claim_lost_for_every_reason_runs_nothing(
-    home: Path, tmp_path: Path, case: str
-) -> None:
+def test_claim_lost_for_every_reason_runs_nothing(home: Path, tmp_path: Path, case: str) -> None:
     count = tmp_path / "count.txt"
     if case == "not_due":
         job = jobs.create_job("every 1h", f"echo fired >> '{count}'")

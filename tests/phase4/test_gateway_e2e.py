@@ -88,9 +88,14 @@ def test_signed_fire_over_http_runs_once_then_409_then_clean_sigterm(
         assert reply == {"status": "not_claimed", "reason": "replayed request"}
         # A fresh, validly signed request for the same slot: refused by the claim.
         again = fire_body(job["id"], scheduled_at=job["next_run_at"], retry=1)
-        status, reply = raw_post(gw.url, again, {
-            "X-Cronkit-Timestamp": ts, "X-Cronkit-Signature": hand_sign(secret, ts, again),
-        })
+        status, reply = raw_post(
+            gw.url,
+            again,
+            {
+                "X-Cronkit-Timestamp": ts,
+                "X-Cronkit-Signature": hand_sign(secret, ts, again),
+            },
+        )
         assert (status, reply["status"]) == (409, "not_claimed")
         time.sleep(0.3)
         assert count_lines(count) == 1
@@ -145,7 +150,8 @@ def test_sigint_waits_for_a_running_job(home: Path, tmp_path: Path) -> None:
     use_webhook_only_provider(home)
     done = tmp_path / "done.txt"
     job = jobs.create_job(
-        "every 60s", f"sleep 1.5; echo done >> '{done}'",
+        "every 60s",
+        f"sleep 1.5; echo done >> '{done}'",
         now=datetime.now(UTC) - timedelta(seconds=61),
     )
     gw = start_gateway(home)
@@ -161,17 +167,25 @@ def test_sigint_waits_for_a_running_job(home: Path, tmp_path: Path) -> None:
     assert not (home / "cron" / "gateway.pid").exists()
 
 
-def test_stopping_gateway_ends_a_job_that_outlives_the_grace(
-    home: Path, tmp_path: Path
-) -> None:
+def test_stopping_gateway_ends_a_job_that_outlives_the_grace(home: Path, tmp_path: Path) -> None:
     use_webhook_only_provider(home)
     job = jobs.create_job(
-        "every 60s", "sleep 30", now=datetime.now(UTC) - timedelta(seconds=61),
+        "every 60s",
+        "sleep 30",
+        now=datetime.now(UTC) - timedelta(seconds=61),
     )
     gw = start_gateway(home, "--grace", "0.5")
     assert webhook.post_fire(job["id"])[0] == 202
-    row = wait_for(lambda: next((r for r in executions.list_live_executions()
-                                 if r["status"] == "running" and r["pgid"]), None))
+    row = wait_for(
+        lambda: next(
+            (
+                r
+                for r in executions.list_live_executions()
+                if r["status"] == "running" and r["pgid"]
+            ),
+            None,
+        )
+    )
     group = executions.process_group_of(row["id"])
     assert group is not None and group.alive()
     started = time.monotonic()
@@ -192,8 +206,12 @@ def test_second_gateway_on_the_same_home_is_refused(home: Path) -> None:
     use_webhook_only_provider(home)
     with running_gateway(home) as gw:
         second = subprocess.run(
-            gateway_command("--port", "0"), env=gateway_env(home), cwd=gw.stderr_path.parent,
-            capture_output=True, text=True, timeout=30,
+            gateway_command("--port", "0"),
+            env=gateway_env(home),
+            cwd=gw.stderr_path.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert second.returncode != 0
         assert str(gw.proc.pid) in second.stderr

@@ -18,9 +18,15 @@ from cron.metrics import Metrics
 from tests.conftest import write_config
 
 FAMILIES = {
-    "cronkit_runs", "cronkit_fire_delay_seconds", "cronkit_run_duration_seconds",
-    "cronkit_claims", "cronkit_slots_missed", "cronkit_slots_skipped", "cronkit_retries",
-    "cronkit_jobs", "cronkit_next_run_timestamp_seconds",
+    "cronkit_runs",
+    "cronkit_fire_delay_seconds",
+    "cronkit_run_duration_seconds",
+    "cronkit_claims",
+    "cronkit_slots_missed",
+    "cronkit_slots_skipped",
+    "cronkit_retries",
+    "cronkit_jobs",
+    "cronkit_next_run_timestamp_seconds",
     "cronkit_ticker_heartbeat_timestamp_seconds",
 }
 
@@ -33,8 +39,11 @@ def scrape(client: TestClient) -> dict[str, list[Any]]:
 
 
 def value(samples: list[Any], name: str, **labels: str) -> float:
-    found = [s.value for s in samples
-             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    found = [
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     assert len(found) == 1, (name, labels, samples)
     return float(found[0])
 
@@ -82,7 +91,8 @@ def test_metrics_after_real_runs(home: Path) -> None:
     assert got == pytest.approx(earliest)
     beat = m["cronkit_ticker_heartbeat_timestamp_seconds"]
     assert value(beat, "cronkit_ticker_heartbeat_timestamp_seconds") == pytest.approx(
-        base.timestamp(), abs=0.01)
+        base.timestamp(), abs=0.01
+    )
     # No label carries a job id by default.
     assert all("job_id" not in s.labels for samples in m.values() for s in samples)
     assert {ok["id"], bad["id"], late["id"]}.isdisjoint(client.get("/metrics").text.split('"'))
@@ -98,10 +108,17 @@ def test_per_job_labels_when_configured(home: Path) -> None:
     m = scrape(client)
     for job in (a, b):
         assert value(m["cronkit_runs"], "cronkit_runs_total", status="ok", job_id=job["id"]) == 1
-        assert value(m["cronkit_claims"], "cronkit_claims_total", result="won",
-                     job_id=job["id"]) == 1
-        assert value(m["cronkit_next_run_timestamp_seconds"],
-                     "cronkit_next_run_timestamp_seconds", job_id=job["id"]) > base.timestamp()
+        assert (
+            value(m["cronkit_claims"], "cronkit_claims_total", result="won", job_id=job["id"]) == 1
+        )
+        assert (
+            value(
+                m["cronkit_next_run_timestamp_seconds"],
+                "cronkit_next_run_timestamp_seconds",
+                job_id=job["id"],
+            )
+            > base.timestamp()
+        )
 
 
 def test_two_apps_count_only_what_they_saw_and_own_their_registries(home: Path) -> None:

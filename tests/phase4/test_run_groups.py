@@ -50,8 +50,9 @@ def test_ctrl_c_after_the_grace_ends_the_job_and_a_restart_runs_one_copy(home: P
             gw = start_gateway(home, "--no-webhook", "--grace", "2", "--interval", "0.5")
             first = _one_group(job["id"])
             # The ledger row names that group, with its leader's start time.
-            row = wait_for(lambda: next((r for r in executions.list_live_executions()
-                                         if r["pgid"]), None))
+            row = wait_for(
+                lambda: next((r for r in executions.list_live_executions() if r["pgid"]), None)
+            )
             assert (row["pgid"], row["pgid_start"]) == (first, process_start_time(first))
             assert gw.stop(signal.SIGINT, timeout=20) == 0
             # Nothing the gateway started outlives it.
@@ -135,7 +136,7 @@ def test_a_parent_killed_before_recording_the_group_leaves_nothing_running(
     inside it (``kill -9`` between spawn and ledger write) leaves no command behind."""
     marker = tmp_path / "ran"
     pgid_file = tmp_path / "pgid"
-    script = f'''
+    script = f"""
 import os, signal
 from cron.runners import RunContext, run_command
 
@@ -145,7 +146,7 @@ def die(group):
 
 run_command({{"id": "abcabcabcabc", "action": {{"command": "touch {marker}; sleep 30"}}}},
             RunContext(timeout=None, scheduled_at=None, on_spawn=die))
-'''
+"""
     env = dict(os.environ, CRONKIT_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", script], env=env, timeout=30)
     assert done.returncode == -signal.SIGKILL
@@ -161,21 +162,27 @@ def test_python_timeout_keeps_the_claim_and_status_names_the_runaway(home: Path)
     from tests.cli._helpers import cli
 
     job = jobs.create_job(
-        "every 1s", {"kind": "python", "target": "tests.phase4._loopjob:spin"},
-        name="spinner", timeout=0.4,
+        "every 1s",
+        {"kind": "python", "target": "tests.phase4._loopjob:spin"},
+        name="spinner",
+        timeout=0.4,
     )
     gw = start_gateway(home, "--no-webhook", "--interval", "0.2", "--grace", "0.5")
     try:
         starts = home / "starts"
         wait_for(lambda: starts.exists(), timeout=10)
-        row = wait_for(lambda: next((r for r in executions.list_live_executions()
-                                     if r["job_id"] == job["id"]), None))
+        row = wait_for(
+            lambda: next(
+                (r for r in executions.list_live_executions() if r["job_id"] == job["id"]), None
+            )
+        )
         time.sleep(1.0)  # well past the timeout: the run is a straggler by now
 
         def threads() -> int:
             text = Path(f"/proc/{gw.proc.pid}/status").read_text()
-            return int(next(line.split()[1] for line in text.splitlines()
-                            if line.startswith("Threads:")))
+            return int(
+                next(line.split()[1] for line in text.splitlines() if line.startswith("Threads:"))
+            )
 
         base = threads()
         counts = []
@@ -187,8 +194,9 @@ def test_python_timeout_keeps_the_claim_and_status_names_the_runaway(home: Path)
         live = executions.list_live_executions()
         assert [(r["id"], r["status"]) for r in live] == [(row["id"], "running")]
         assert jobs.get_job(job["id"])["fire_claim"]["token"] == row["id"]
-        skipped = [r for r in executions.list_executions(job["id"], limit=None)
-                   if r["status"] == "skipped"]
+        skipped = [
+            r for r in executions.list_executions(job["id"], limit=None) if r["status"] == "skipped"
+        ]
         assert len(skipped) >= 2  # the slots that came due were recorded, not run
 
         r = cli("status")
@@ -201,9 +209,16 @@ def test_python_timeout_keeps_the_claim_and_status_names_the_runaway(home: Path)
         assert data["runaway_runs"][0]["timeout"] == 0.4
 
         (home / "release").write_text("")
-        done = wait_for(lambda: next((x for x in executions.list_executions(job["id"], limit=None)
-                                      if x["id"] == row["id"] and x["status"] == "timeout"),
-                                     None))
+        done = wait_for(
+            lambda: next(
+                (
+                    x
+                    for x in executions.list_executions(job["id"], limit=None)
+                    if x["id"] == row["id"] and x["status"] == "timeout"
+                ),
+                None,
+            )
+        )
         assert "could not be killed and returned after" in done["error"]
         # Released: the next slot runs normally.
         wait_for(lambda: starts.read_text().count("start") >= 2, timeout=10)
@@ -214,8 +229,10 @@ def test_python_timeout_keeps_the_claim_and_status_names_the_runaway(home: Path)
 
 def test_gateway_stop_closes_a_runaway_python_run_and_exits(home: Path) -> None:
     job = jobs.create_job(
-        "every 1s", {"kind": "python", "target": "tests.phase4._loopjob:spin"},
-        name="spinner", timeout=0.3,
+        "every 1s",
+        {"kind": "python", "target": "tests.phase4._loopjob:spin"},
+        name="spinner",
+        timeout=0.3,
     )
     gw = start_gateway(home, "--no-webhook", "--interval", "0.2", "--grace", "0.5")
     wait_for(lambda: (home / "starts").exists(), timeout=10)
@@ -240,7 +257,11 @@ def test_port_in_use_names_the_port_and_the_way_out(home: Path) -> None:
     try:
         r = subprocess.run(
             [sys.executable, "-m", "cron", "gateway", "--port", str(port)],
-            env=gateway_env(home), cwd=REPO, capture_output=True, text=True, timeout=30,
+            env=gateway_env(home),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     finally:
         busy.close()

@@ -42,8 +42,11 @@ def _ticker_pid() -> int | None:
 
 def _run_owners(job_id: str) -> list[int]:
     rows = executions.list_executions(job_id, limit=None)
-    return [split_owner(r["owner"])[1] for r in rows  # type: ignore[index]
-            if r["status"] in ("running", "ok") and r["owner"]]
+    return [
+        split_owner(r["owner"])[1]
+        for r in rows  # type: ignore[index]
+        if r["status"] in ("running", "ok") and r["owner"]
+    ]
 
 
 def test_four_workers_calling_start_in_background_tick_exactly_once(home: Path) -> None:
@@ -51,8 +54,14 @@ def test_four_workers_calling_start_in_background_tick_exactly_once(home: Path) 
     another takes over within 2 s of its ``kill -9``."""
     job = jobs.create_job("every 1s", "true", name="beat")
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER], env=gateway_env(home), cwd=REPO,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            env=gateway_env(home),
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(4)
     ]
     try:
@@ -70,10 +79,10 @@ def test_four_workers_calling_start_in_background_tick_exactly_once(home: Path) 
         victim.wait(10)
         killed_at = time.monotonic()
         beat_before = paths.heartbeat_path().stat().st_mtime
-        successor = wait_for(lambda: _ticker_pid() in pids - {active} and _ticker_pid(),
-                             timeout=5, step=0.01)
-        wait_for(lambda: paths.heartbeat_path().stat().st_mtime > beat_before, timeout=5,
-                 step=0.01)
+        successor = wait_for(
+            lambda: _ticker_pid() in pids - {active} and _ticker_pid(), timeout=5, step=0.01
+        )
+        wait_for(lambda: paths.heartbeat_path().stat().st_mtime > beat_before, timeout=5, step=0.01)
         assert time.monotonic() - killed_at < 2.0
         assert ticker_status().state == "running"
         runs_before = len(_run_owners(job["id"]))

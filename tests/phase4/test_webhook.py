@@ -131,13 +131,17 @@ def test_valid_fire_is_accepted_and_runs_once(hx: Harness) -> None:
     resp = hx.signed(fire_body(job["id"], scheduled_at=job["next_run_at"]))
     assert resp.status_code == 202, resp.text
     assert resp.json() == {
-        "status": "accepted", "job_id": job["id"], "scheduled_at": job["next_run_at"],
+        "status": "accepted",
+        "job_id": job["id"],
+        "scheduled_at": job["next_run_at"],
     }
     assert hx.ran == [job["id"]]
     assert count_lines(hx.count) == 1
     [row] = executions.list_executions(job["id"])
     assert (row["status"], row["source"], row["scheduled_at"]) == (
-        "ok", "webhook", job["next_run_at"],
+        "ok",
+        "webhook",
+        job["next_run_at"],
     )
 
 
@@ -178,17 +182,21 @@ def _headers_variants(secret: str, body: bytes) -> dict[str, dict[str, str]]:
         # another on a busy machine, and real seconds pass before the last is checked.
         "timestamp too far ahead": signed_headers(secret, body, timestamp=now + 360),
         "signature without prefix": {
-            **good, "X-Cronkit-Signature": good["X-Cronkit-Signature"].removeprefix("sha256="),
+            **good,
+            "X-Cronkit-Signature": good["X-Cronkit-Signature"].removeprefix("sha256="),
         },
         "sha1 prefix": {
-            **good, "X-Cronkit-Signature": "sha1=" + good["X-Cronkit-Signature"][7:],
+            **good,
+            "X-Cronkit-Signature": "sha1=" + good["X-Cronkit-Signature"][7:],
         },
         "uppercase hex": {
-            **good, "X-Cronkit-Signature": "sha256=" + good["X-Cronkit-Signature"][7:].upper(),
+            **good,
+            "X-Cronkit-Signature": "sha256=" + good["X-Cronkit-Signature"][7:].upper(),
         },
         "truncated signature": {**good, "X-Cronkit-Signature": good["X-Cronkit-Signature"][:-2]},
         "signature of another body": {
-            **good, "X-Cronkit-Signature": hand_sign(secret, ts, body + b" "),
+            **good,
+            "X-Cronkit-Signature": hand_sign(secret, ts, body + b" "),
         },
         "timestamp changed after signing": {**good, "X-Cronkit-Timestamp": str(int(ts) - 1)},
     }
@@ -346,8 +354,7 @@ def test_duplicate_delivery_for_a_fired_slot_is_409(hx: Harness) -> None:
     assert resp.json()["status"] == "not_claimed"
     assert resp.json()["reason"].startswith("not due until")
     # Even once the job is due again, a late duplicate of the old slot is refused.
-    jobs.update_job(job["id"], schedule="every 60s",
-                    now=datetime.now(UTC) - timedelta(seconds=61))
+    jobs.update_job(job["id"], schedule="every 60s", now=datetime.now(UTC) - timedelta(seconds=61))
     resp = hx.signed(fire_body(job["id"], scheduled_at=slot, delivery=3))
     assert resp.status_code == 409
     assert "already fired or superseded" in resp.json()["reason"]
@@ -362,8 +369,7 @@ def test_replayed_request_is_409_and_never_runs_twice(hx: Harness) -> None:
     headers = signed_headers(hx.secret, body)
     assert hx.post(body, headers).status_code == 202
     # Make the job due again, so only replay protection can refuse the copy.
-    jobs.update_job(job["id"], schedule="every 60s",
-                    now=datetime.now(UTC) - timedelta(seconds=61))
+    jobs.update_job(job["id"], schedule="every 60s", now=datetime.now(UTC) - timedelta(seconds=61))
     resp = hx.post(body, headers)
     assert resp.status_code == 409
     assert resp.json() == {"status": "not_claimed", "reason": "replayed request"}
@@ -421,7 +427,8 @@ def test_a_failing_runner_is_500_and_releases_the_claim(home: Path, tmp_path: Pa
 def test_default_runner_runs_in_the_background(home: Path, tmp_path: Path) -> None:
     count = tmp_path / "count.txt"
     job = jobs.create_job(
-        "every 60s", f"sleep 0.5; echo fired >> '{count}'",
+        "every 60s",
+        f"sleep 0.5; echo fired >> '{count}'",
         now=datetime.now(UTC) - timedelta(seconds=61),
     )
     client = TestClient(webhook.create_app())
@@ -447,9 +454,16 @@ def test_healthz_is_503_when_no_ticker_runs(hx: Harness) -> None:
 def test_healthz_is_200_with_a_live_ticker(hx: Harness) -> None:
     pid = os.getpid()
     paths.cron_dir(create=True)
-    paths.ticker_pid_path().write_text(json.dumps({
-        "pid": pid, "start": process_start_time(pid), "host": hostname(), "provider": "builtin",
-    }))
+    paths.ticker_pid_path().write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "start": process_start_time(pid),
+                "host": hostname(),
+                "provider": "builtin",
+            }
+        )
+    )
     jobs.record_ticker_heartbeat(success=True)
     resp = hx.client.get("/healthz")
     assert resp.status_code == 200, resp.text
@@ -466,13 +480,17 @@ def test_healthz_is_200_with_a_live_ticker(hx: Harness) -> None:
         st.binary(max_size=256),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda inner: st.lists(inner, max_size=3)
-            | st.dictionaries(st.sampled_from(["job_id", "scheduled_at", "x"]), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["job_id", "scheduled_at", "x"]), inner, max_size=3
+                )
+            ),
             max_leaves=8,
         ).map(lambda v: json.dumps(v).encode()),
     ),
     sign_it=st.booleans(),
-    ts=st.one_of(st.none(), st.text(max_size=12), st.integers(-10**10, 10**12).map(str)),
+    ts=st.one_of(st.none(), st.text(max_size=12), st.integers(-(10**10), 10**12).map(str)),
 )
 def test_arbitrary_input_never_5xx_and_fires_nothing(
     home: Path, tmp_path: Path, body: bytes, sign_it: bool, ts: str | None

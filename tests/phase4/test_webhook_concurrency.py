@@ -42,7 +42,9 @@ def post_signed(url: str, secret: str, job_id: str, slot: str, nonce: int) -> in
     body = json.dumps({"job_id": job_id, "scheduled_at": slot, "nonce": nonce}).encode()
     ts = str(int(time.time()))
     req = urllib.request.Request(
-        url + "/cron/fire", data=body, method="POST",
+        url + "/cron/fire",
+        data=body,
+        method="POST",
         headers={"X-Cronkit-Timestamp": ts, "X-Cronkit-Signature": hand_sign(secret, ts, body)},
     )
     try:
@@ -53,8 +55,9 @@ def post_signed(url: str, secret: str, job_id: str, slot: str, nonce: int) -> in
             return int(exc.code)
 
 
-def _process_sender(url: str, secret: str, job_id: str, slot: str, nonce: int,
-                    barrier: Any, out: Any) -> None:
+def _process_sender(
+    url: str, secret: str, job_id: str, slot: str, nonce: int, barrier: Any, out: Any
+) -> None:
     barrier.wait(30)
     out.put(post_signed(url, secret, job_id, slot, nonce))
 

@@ -27,13 +27,21 @@ ACTION = {"kind": "python", "target": "tests.properties._actions:noop"}
 
 # Nights with a DST change in the zones used (UTC instants a little before it).
 BASES = [
-    (datetime(2025, 3, 29, 22, 0, tzinfo=UTC), "Europe/Berlin"),     # spring forward
-    (datetime(2025, 10, 25, 22, 0, tzinfo=UTC), "Europe/Berlin"),    # fall back
-    (datetime(2025, 3, 9, 4, 0, tzinfo=UTC), "America/New_York"),    # spring forward
-    (datetime(2025, 11, 2, 3, 0, tzinfo=UTC), "America/New_York"),   # fall back
+    (datetime(2025, 3, 29, 22, 0, tzinfo=UTC), "Europe/Berlin"),  # spring forward
+    (datetime(2025, 10, 25, 22, 0, tzinfo=UTC), "Europe/Berlin"),  # fall back
+    (datetime(2025, 3, 9, 4, 0, tzinfo=UTC), "America/New_York"),  # spring forward
+    (datetime(2025, 11, 2, 3, 0, tzinfo=UTC), "America/New_York"),  # fall back
 ]
-RECURRING = ["*/15 * * * *", "30 2 * * *", "0 * * * *", "*/20 1-3 * * *", "every 7m",
-             "every 1h", "every 25m", "every 2m"]
+RECURRING = [
+    "*/15 * * * *",
+    "30 2 * * *",
+    "0 * * * *",
+    "*/20 1-3 * * *",
+    "every 7m",
+    "every 1h",
+    "every 25m",
+    "every 2m",
+]
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,19 @@ spec_st = st.builds(
 
 advance_st = st.tuples(st.just("advance"), st.integers(1, 8), st.integers(1, 15))
 step_st = st.one_of(
-    advance_st, advance_st, advance_st,
+    advance_st,
+    advance_st,
+    advance_st,
     st.tuples(st.just("stall"), st.integers(30, 600)),
     st.tuples(st.just("pause"), st.integers(0, 5)),
     st.tuples(st.just("resume"), st.integers(0, 5)),
     st.tuples(st.just("edit"), st.integers(0, 5), st.sampled_from(RECURRING)),
-    st.tuples(st.just("edit_while_down"), st.integers(0, 5), st.sampled_from(RECURRING),
-              st.integers(30, 300)),
+    st.tuples(
+        st.just("edit_while_down"),
+        st.integers(0, 5),
+        st.sampled_from(RECURRING),
+        st.integers(30, 300),
+    ),
     st.tuples(st.just("remove"), st.integers(0, 5)),
     st.tuples(st.just("crash"), st.integers(0, 5), st.integers(30, 400)),
     st.tuples(st.just("create"), spec_st),
@@ -70,8 +84,9 @@ def _create(spec: Spec, zone: str, now: datetime) -> str | None:
     if text.startswith("once+"):
         text = (now + timedelta(minutes=int(text[5:]))).isoformat()
     try:
-        job = jobs.create_job(text, ACTION, tz=zone if spec.zoned else None,
-                              catch_up=spec.catch_up, now=now)
+        job = jobs.create_job(
+            text, ACTION, tz=zone if spec.zoned else None, catch_up=spec.catch_up, now=now
+        )
     except ScheduleError:
         return None
     return str(job["id"])
@@ -133,7 +148,9 @@ def _problems(report: audit.AuditReport) -> list[tuple[str, str, str]]:
     tamper=st.data(),
 )
 def test_every_owed_slot_has_exactly_one_outcome_and_tampering_is_caught(
-    where: tuple[datetime, str], specs: list[Spec], steps: list[tuple[Any, ...]],
+    where: tuple[datetime, str],
+    specs: list[Spec],
+    steps: list[tuple[Any, ...]],
     tamper: st.DataObject,
 ) -> None:
     base, zone = where
@@ -144,27 +161,33 @@ def test_every_owed_slot_has_exactly_one_outcome_and_tampering_is_caught(
         assert _problems(report) == []
 
         # Rows the audit used as a slot's own outcome: drop one, or duplicate one.
-        rows = [r for r in executions.list_executions(limit=None)
-                if r["scheduled_at"] and base.isoformat() <= r["scheduled_at"] <= end.isoformat()]
-        owed_rows = [r for r in rows
-                     if any(j.job_id == r["job_id"] for j in report.jobs)]
+        rows = [
+            r
+            for r in executions.list_executions(limit=None)
+            if r["scheduled_at"] and base.isoformat() <= r["scheduled_at"] <= end.isoformat()
+        ]
+        owed_rows = [r for r in rows if any(j.job_id == r["job_id"] for j in report.jobs)]
         if not owed_rows:
             return
         victim = tamper.draw(st.sampled_from(owed_rows), label="victim")
         drop = tamper.draw(st.booleans(), label="drop")
         if drop:
-            executions.write_ledger(lambda c: c.execute(
-                "DELETE FROM executions WHERE id = ?", (victim["id"],)))
+            executions.write_ledger(
+                lambda c: c.execute("DELETE FROM executions WHERE id = ?", (victim["id"],))
+            )
         else:
-            executions.write_ledger(lambda c: c.execute(
-                "INSERT INTO executions (id, job_id, scheduled_at, claimed_at, started_at, "
-                "finished_at, status, source) SELECT id || 'dup', job_id, scheduled_at, "
-                "claimed_at, started_at, finished_at, status, source FROM executions "
-                "WHERE id = ?", (victim["id"],)))
+            executions.write_ledger(
+                lambda c: c.execute(
+                    "INSERT INTO executions (id, job_id, scheduled_at, claimed_at, started_at, "
+                    "finished_at, status, source) SELECT id || 'dup', job_id, scheduled_at, "
+                    "claimed_at, started_at, finished_at, status, source FROM executions "
+                    "WHERE id = ?",
+                    (victim["id"],),
+                )
+            )
         tampered = audit.verify(since=base, until=end, now=end)
         problems = tampered.lost if drop else tampered.double
-        assert (victim["job_id"], victim["scheduled_at"]) in {
-            (p.job_id, p.slot) for p in problems}
+        assert (victim["job_id"], victim["scheduled_at"]) in {(p.job_id, p.slot) for p in problems}
         assert tampered.exit_code == 1
 
 
@@ -190,8 +213,10 @@ def test_a_claim_that_does_not_advance_is_reported_double(
         real = claim._advance
 
         def stuck(job: dict[str, Any], *, anchor: datetime, now: datetime) -> None:
-            if job.get("fire_claim") and job["fire_claim"]["scheduled_at"] == (
-                    T0 + timedelta(minutes=2)).isoformat():
+            if (
+                job.get("fire_claim")
+                and job["fire_claim"]["scheduled_at"] == (T0 + timedelta(minutes=2)).isoformat()
+            ):
                 return  # the bug: this fire leaves next_run_at where it was
             real(job, anchor=anchor, now=now)
 
@@ -199,7 +224,8 @@ def test_a_claim_that_does_not_advance_is_reported_double(
         job_id, end = _every_minute(5)
         report = audit.verify(since=T0, until=end, now=end)
         assert [(p.job_id, p.slot) for p in report.double] == [
-            (job_id, (T0 + timedelta(minutes=2)).isoformat())]
+            (job_id, (T0 + timedelta(minutes=2)).isoformat())
+        ]
         assert report.exit_code == 1
 
 

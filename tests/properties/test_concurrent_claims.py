@@ -115,8 +115,9 @@ def fresh_home(catch_up_default: str = "once") -> contextlib.AbstractContextMana
 # -- the oracle (SPEC §3, written independently of cron.claim) -------------------
 
 
-def expected_slot(job: dict[str, Any], spec: JobSpec, now: datetime,
-                  asked: datetime | None, catch_up_default: str) -> datetime | None:
+def expected_slot(
+    job: dict[str, Any], spec: JobSpec, now: datetime, asked: datetime | None, catch_up_default: str
+) -> datetime | None:
     """The slot exactly one contender must win, or None when the SPEC says nobody wins."""
     if job["state"] == "completed":
         return None
@@ -175,8 +176,9 @@ def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, An
     for spec in specs:
         text = KINDS[spec.kind][0]
         repeat = None if KINDS[spec.kind][1] == "once" else spec.times
-        job = jobs.create_job(text, "true", name=f"seed-{len(ids)}", repeat=repeat,
-                              catch_up=spec.catch_up, now=t0)
+        job = jobs.create_job(
+            text, "true", name=f"seed-{len(ids)}", repeat=repeat, catch_up=spec.catch_up, now=t0
+        )
         if spec.paused:
             jobs.pause_job(job["id"], reason="drawn", now=t0)
         ids.append(job["id"])
@@ -205,15 +207,16 @@ def seed(specs: list[JobSpec], t0: datetime, now: datetime) -> list[dict[str, An
 # -- contenders --------------------------------------------------------------------
 
 
-def _contend(index: int, plan: list[tuple[str, str | None]], now_iso: str,
-             wait: Any, results: dict[str, Any]) -> None:
+def _contend(
+    index: int, plan: list[tuple[str, str | None]], now_iso: str, wait: Any, results: dict[str, Any]
+) -> None:
     """One contender: claim every planned job (rotated order), run the winners, create a job."""
     from cron import jobs, paths
     from cron.store import JsonJobStore, get_store
 
     now = datetime.fromisoformat(now_iso)
     on_json = isinstance(get_store(), JsonJobStore)
-    order = plan[index % len(plan):] + plan[: index % len(plan)]
+    order = plan[index % len(plan) :] + plan[: index % len(plan)]
     create_at = index % (len(order) + 1)
     wins: list[list[Any]] = []
     marks: list[bool] = []
@@ -241,8 +244,9 @@ def _contend(index: int, plan: list[tuple[str, str | None]], now_iso: str,
     results.update(wins=wins, marks=marks, parse_errors=parse_errors, created=created)
 
 
-def _process_main(home: str, index: int, plan: list[tuple[str, str | None]], now_iso: str,
-                  barrier: Any, out: str) -> None:
+def _process_main(
+    home: str, index: int, plan: list[tuple[str, str | None]], now_iso: str, barrier: Any, out: str
+) -> None:
     os.environ["CRONKIT_HOME"] = home
     os.environ["TZ"] = "UTC"
     results: dict[str, Any] = {}
@@ -272,14 +276,16 @@ def run_threads(n: int, plan: list[tuple[str, str | None]], now: datetime) -> li
     return results
 
 
-def run_processes(n: int, plan: list[tuple[str, str | None]], now: datetime,
-                  home: Path) -> list[dict[str, Any]]:
+def run_processes(
+    n: int, plan: list[tuple[str, str | None]], now: datetime, home: Path
+) -> list[dict[str, Any]]:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n)
     outs = [home / f"contender-{i}.json" for i in range(n)]
     procs = [
-        ctx.Process(target=_process_main,
-                    args=(str(home), i, plan, now.isoformat(), barrier, str(outs[i])))
+        ctx.Process(
+            target=_process_main, args=(str(home), i, plan, now.isoformat(), barrier, str(outs[i]))
+        )
         for i in range(n)
     ]
     for p in procs:
@@ -312,26 +318,63 @@ def run_processes(n: int, plan: list[tuple[str, str | None]], now: datetime,
 )
 # Boundaries: a claim exactly CLAIM_TTL old is stale; exactly 0 s old is live;
 # a one-shot exactly 120 s late still fires, 121 s late does not.
-@example(n=2, mode="thread", specs=[JobSpec(kind=0, claim="stale", claim_age=300)],
-         t0_offset=0, advance=90, catch_up_default="once")
-@example(n=2, mode="thread", specs=[JobSpec(kind=0, claim="live", claim_age=0)],
-         t0_offset=0, advance=90, catch_up_default="once")
-@example(n=3, mode="thread", specs=[JobSpec(kind=5, sa_mode="slot"), JobSpec(kind=5)],
-         t0_offset=0, advance=720, catch_up_default="once")
-@example(n=3, mode="thread", specs=[JobSpec(kind=5)], t0_offset=0, advance=721,
-         catch_up_default="once")
-@example(n=2, mode="process", specs=[JobSpec(kind=1, times=2, done=1, sa_mode="later")],
-         t0_offset=17, advance=3600, catch_up_default="skip")
+@example(
+    n=2,
+    mode="thread",
+    specs=[JobSpec(kind=0, claim="stale", claim_age=300)],
+    t0_offset=0,
+    advance=90,
+    catch_up_default="once",
+)
+@example(
+    n=2,
+    mode="thread",
+    specs=[JobSpec(kind=0, claim="live", claim_age=0)],
+    t0_offset=0,
+    advance=90,
+    catch_up_default="once",
+)
+@example(
+    n=3,
+    mode="thread",
+    specs=[JobSpec(kind=5, sa_mode="slot"), JobSpec(kind=5)],
+    t0_offset=0,
+    advance=720,
+    catch_up_default="once",
+)
+@example(
+    n=3, mode="thread", specs=[JobSpec(kind=5)], t0_offset=0, advance=721, catch_up_default="once"
+)
+@example(
+    n=2,
+    mode="process",
+    specs=[JobSpec(kind=1, times=2, done=1, sa_mode="later")],
+    t0_offset=17,
+    advance=3600,
+    catch_up_default="skip",
+)
 # Found once: the shrunk case of the dropped-lock break (two threads, one due job).
-@example(n=2, mode="thread", specs=[JobSpec(kind=0)], t0_offset=0, advance=600,
-         catch_up_default="once")
+@example(
+    n=2, mode="thread", specs=[JobSpec(kind=0)], t0_offset=0, advance=600, catch_up_default="once"
+)
 # Found once (in a run against a mid-edit tree): processes, future-dated claims.
-@example(n=3, mode="process",
-         specs=[JobSpec(kind=3, claim="future", claim_age=-863, times=2, sa_mode="slot",
-                        catch_up="once")] * 2,
-         t0_offset=0, advance=600, catch_up_default="once")
+@example(
+    n=3,
+    mode="process",
+    specs=[
+        JobSpec(kind=3, claim="future", claim_age=-863, times=2, sa_mode="slot", catch_up="once")
+    ]
+    * 2,
+    t0_offset=0,
+    advance=600,
+    catch_up_default="once",
+)
 def test_concurrent_claims_are_at_most_once(
-    n: int, mode: str, specs: list[JobSpec], t0_offset: int, advance: int,
+    n: int,
+    mode: str,
+    specs: list[JobSpec],
+    t0_offset: int,
+    advance: int,
     catch_up_default: str,
 ) -> None:
     t0 = BASE + timedelta(seconds=t0_offset)
@@ -339,10 +382,13 @@ def test_concurrent_claims_are_at_most_once(
     with fresh_home(catch_up_default) as home:
         seeded = seed(specs, t0, now)
         asked = [asked_slot(j, s, now) for j, s in zip(seeded, specs, strict=True)]
-        expected = [expected_slot(j, s, now, a, catch_up_default)
-                    for j, s, a in zip(seeded, specs, asked, strict=True)]
-        plan = [(j["id"], None if a is None else _iso(a)) for j, a in zip(seeded, asked,
-                                                                           strict=True)]
+        expected = [
+            expected_slot(j, s, now, a, catch_up_default)
+            for j, s, a in zip(seeded, specs, asked, strict=True)
+        ]
+        plan = [
+            (j["id"], None if a is None else _iso(a)) for j, a in zip(seeded, asked, strict=True)
+        ]
         event(f"mode={mode}")
         event(f"jobs that must be won: {sum(s is not None for s in expected)}/{len(expected)}")
         if mode == "thread":
@@ -359,9 +405,15 @@ def test_concurrent_claims_are_at_most_once(
         assert not problems, "\n".join(problems)
 
 
-def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]],
-                  specs: list[JobSpec], expected: list[datetime | None],
-                  results: list[dict[str, Any]]) -> list[str]:
+def check_outcome(
+    home: Path,
+    n: int,
+    now: datetime,
+    seeded: list[dict[str, Any]],
+    specs: list[JobSpec],
+    expected: list[datetime | None],
+    results: list[dict[str, Any]],
+) -> list[str]:
     from cron import executions
     from tests.support.stores import by_id as stored_by_id
     from tests.support.stores import disk_jobs, is_json
@@ -391,8 +443,10 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
     wins = [w for r in results for w in r["wins"]]
     marks = [m for r in results for m in r["marks"]]
     if not all(marks):
-        problems.append(f"{marks.count(False)} winner(s)' mark_job_run refused: "
-                        "the claim was taken over by another contender")
+        problems.append(
+            f"{marks.count(False)} winner(s)' mark_job_run refused: "
+            "the claim was taken over by another contender"
+        )
     if len({w[2] for w in wins}) != len(wins):
         problems.append("a claim token was handed out twice")
 
@@ -401,14 +455,15 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
         mine = [w for w in wins if w[0] == jid]
         want = 0 if slot is None else 1
         if len(mine) != want:
-            problems.append(f"job {jid} ({KINDS[spec.kind][0]}, {spec}): {len(mine)} winners, "
-                            f"SPEC says {want} (expected slot {slot})")
+            problems.append(
+                f"job {jid} ({KINDS[spec.kind][0]}, {spec}): {len(mine)} winners, "
+                f"SPEC says {want} (expected slot {slot})"
+            )
         after = final.get(jid)
         if after is None:
             problems.append(f"lost update: seeded job {jid} vanished")
             continue
-        rows = [r for r in executions.list_executions(jid, limit=None)
-                if r["status"] == "claimed"]
+        rows = [r for r in executions.list_executions(jid, limit=None) if r["status"] == "claimed"]
         if len(rows) != len(mine):
             problems.append(f"job {jid}: {len(rows)} ledger claim rows for {len(mine)} runs")
         if slot is None:
@@ -416,8 +471,10 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
                 problems.append(f"a lost claim changed job {jid}")
             continue
         if after["repeat"]["completed"] != job["repeat"]["completed"] + len(mine):
-            problems.append(f"job {jid}: repeat.completed {after['repeat']['completed']} != "
-                            f"{job['repeat']['completed']} + {len(mine)} runs")
+            problems.append(
+                f"job {jid}: repeat.completed {after['repeat']['completed']} != "
+                f"{job['repeat']['completed']} + {len(mine)} runs"
+            )
         if after["last_scheduled_at"] != _iso(slot):
             problems.append(f"job {jid}: fired slot {after['last_scheduled_at']} != {_iso(slot)}")
         if after["fire_claim"] is not None or after["last_status"] != "ok":
@@ -425,11 +482,14 @@ def check_outcome(home: Path, n: int, now: datetime, seeded: list[dict[str, Any]
         times = after["repeat"]["times"]
         if times is not None and after["repeat"]["completed"] >= times:
             if after["next_run_at"] is not None or after["state"] != "completed":
-                problems.append(f"job {jid}: spent but next_run_at={after['next_run_at']} "
-                                f"state={after['state']}")
+                problems.append(
+                    f"job {jid}: spent but next_run_at={after['next_run_at']} "
+                    f"state={after['state']}"
+                )
         else:
             nxt = _ts(after["next_run_at"])
             if nxt is None or nxt <= now:
-                problems.append(f"job {jid}: next_run_at {after['next_run_at']} not strictly "
-                                f"after now {now}")
+                problems.append(
+                    f"job {jid}: next_run_at {after['next_run_at']} not strictly after now {now}"
+                )
     return problems

@@ -290,9 +290,9 @@ def test_next_run_matches_brute_force_reference(
 _DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
-def vixie_field(lo: int, hi: int, *, names: bool = False) -> st.SearchStrategy[
-    tuple[str, frozenset[int]]
-]:
+def vixie_field(
+    lo: int, hi: int, *, names: bool = False
+) -> st.SearchStrategy[tuple[str, frozenset[int]]]:
     """A day field as Vixie cron reads it: (text, the set of values it denotes).
 
     Covers '*', '*/n', numbers, (weekday) names, ranges with and without a
@@ -309,18 +309,16 @@ def vixie_field(lo: int, hi: int, *, names: bool = False) -> st.SearchStrategy[
     atom = st.one_of(*atoms)
     span = st.tuples(atom, atom).filter(lambda ab: min(ab[0][1]) <= min(ab[1][1]))
 
-    def rng(ab: tuple[tuple[str, frozenset[int]], tuple[str, frozenset[int]]], step: int) -> tuple[
-        str, frozenset[int]
-    ]:
+    def rng(
+        ab: tuple[tuple[str, frozenset[int]], tuple[str, frozenset[int]]], step: int
+    ) -> tuple[str, frozenset[int]]:
         (ta, va), (tb, vb) = ab
         text = f"{ta}-{tb}" + (f"/{step}" if step > 1 else "")
         return text, frozenset(range(min(va), min(vb) + 1, step))
 
     ranged = st.tuples(span, st.sampled_from([1, 1, 2, 3, 7])).map(lambda t: rng(*t))
     full = st.just(("*", frozenset(range(lo, hi + 1))))
-    star_step = st.integers(1, hi - lo).map(
-        lambda n: (f"*/{n}", frozenset(range(lo, hi + 1, n)))
-    )
+    star_step = st.integers(1, hi - lo).map(lambda n: (f"*/{n}", frozenset(range(lo, hi + 1, n))))
     item = st.one_of(atom, ranged, full, star_step)
     listed = st.lists(item, min_size=2, max_size=3).map(
         lambda items: (",".join(t for t, _ in items), frozenset().union(*(v for _, v in items)))
@@ -341,9 +339,8 @@ class VixieLine:
     dow: frozenset[int]  # Sunday = 0 (7 folded onto 0)
 
     def day_matches(self, day: datetime) -> bool:
-        return (
-            day.month in self.months
-            and vixie_day_matches(self.dom_text, self.dom, self.dow_text, self.dow, day)
+        return day.month in self.months and vixie_day_matches(
+            self.dom_text, self.dom, self.dow_text, self.dow, day
         )
 
 
@@ -355,8 +352,9 @@ def vixie_lines(draw: st.DrawFn) -> VixieLine:
     dom_text, dom = draw(vixie_field(1, 31))
     dow_text, dow = draw(vixie_field(0, 7, names=True))
     text = " ".join((minute[0], hour[0], dom_text, month[0], dow_text))
-    return VixieLine(text, minute[1], hour[1], dom_text, dom, month[1], dow_text,
-                     frozenset(d % 7 for d in dow))
+    return VixieLine(
+        text, minute[1], hour[1], dom_text, dom, month[1], dow_text, frozenset(d % 7 for d in dow)
+    )
 
 
 VIXIE_HORIZON_DAYS = 30 * 366
@@ -385,24 +383,55 @@ def _vixie_reference_next(line: VixieLine, after: datetime) -> datetime | None:
     start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31)),
 )
 @example(  # both day fields restricted, neither starts with '*': either matches
-    line=VixieLine("0 0 13 * 5", frozenset({0}), frozenset({0}), "13", frozenset({13}),
-                   frozenset(range(1, 13)), "5", frozenset({5})),
+    line=VixieLine(
+        "0 0 13 * 5",
+        frozenset({0}),
+        frozenset({0}),
+        "13",
+        frozenset({13}),
+        frozenset(range(1, 13)),
+        "5",
+        frozenset({5}),
+    ),
     start=datetime(2024, 1, 1),
 )
 @example(  # '*/1' starts with '*': the 13th only (croniter alone: every day)
-    line=VixieLine("0 0 13 * */1", frozenset({0}), frozenset({0}), "13", frozenset({13}),
-                   frozenset(range(1, 13)), "*/1", frozenset(range(7))),
+    line=VixieLine(
+        "0 0 13 * */1",
+        frozenset({0}),
+        frozenset({0}),
+        "13",
+        frozenset({13}),
+        frozenset(range(1, 13)),
+        "*/1",
+        frozenset(range(7)),
+    ),
     start=datetime(2024, 1, 1),
 )
 @example(  # '*/2' starts with '*': odd days that are Mondays (croniter alone: odd OR Monday)
-    line=VixieLine("0 0 */2 * 1", frozenset({0}), frozenset({0}), "*/2",
-                   frozenset(range(1, 32, 2)), frozenset(range(1, 13)), "1", frozenset({1})),
+    line=VixieLine(
+        "0 0 */2 * 1",
+        frozenset({0}),
+        frozenset({0}),
+        "*/2",
+        frozenset(range(1, 32, 2)),
+        frozenset(range(1, 13)),
+        "1",
+        frozenset({1}),
+    ),
     start=datetime(2024, 1, 1),
 )
 @example(  # every day of the month, no leading '*', and a '*' later in the other field: OR
-    line=VixieLine("0 0 1-31 * 1,*/2", frozenset({0}), frozenset({0}), "1-31",
-                   frozenset(range(1, 32)), frozenset(range(1, 13)), "1,*/2",
-                   frozenset({0, 1, 2, 4, 6})),
+    line=VixieLine(
+        "0 0 1-31 * 1,*/2",
+        frozenset({0}),
+        frozenset({0}),
+        "1-31",
+        frozenset(range(1, 32)),
+        frozenset(range(1, 13)),
+        "1,*/2",
+        frozenset({0, 1, 2, 4, 6}),
+    ),
     start=datetime(2024, 1, 1),
 )
 def test_day_fields_follow_vixie_cron(line: VixieLine, start: datetime) -> None:

@@ -206,31 +206,48 @@ class StoreMachine(RuleBasedStateMachine):
 
     # -- rules -----------------------------------------------------------------------
 
-    @rule(target=jobs, which=st.integers(0, len(SCHEDULES) - 1), enabled=st.booleans(),
-          repeat=st.sampled_from([None, None, 1, 2]),
-          catch_up=st.sampled_from([None, None, "once", "skip"]))
-    def create(self, which: int, enabled: bool, repeat: int | None,
-               catch_up: str | None) -> str:
+    @rule(
+        target=jobs,
+        which=st.integers(0, len(SCHEDULES) - 1),
+        enabled=st.booleans(),
+        repeat=st.sampled_from([None, None, 1, 2]),
+        catch_up=st.sampled_from([None, None, "once", "skip"]),
+    )
+    def create(self, which: int, enabled: bool, repeat: int | None, catch_up: str | None) -> str:
         from cron import jobs
 
         text, kind, secs = SCHEDULES[which]
         self.names += 1
         name = f"job {self.names}"
         rep = None if kind == "once" else repeat
-        job = jobs.create_job(text, "true", name=name, repeat=rep, enabled=enabled,
-                              catch_up=catch_up, now=self.now)
+        job = jobs.create_job(
+            text, "true", name=name, repeat=rep, enabled=enabled, catch_up=catch_up, now=self.now
+        )
         run_at = self.now + timedelta(seconds=secs) if kind == "once" else None
-        m = MJob(name=name, kind=kind, seconds=secs, run_at=run_at, enabled=enabled,
-                 state="scheduled" if enabled else "paused", next_run_at=None,
-                 times=1 if kind == "once" else rep, catch_up=catch_up)
+        m = MJob(
+            name=name,
+            kind=kind,
+            seconds=secs,
+            run_at=run_at,
+            enabled=enabled,
+            state="scheduled" if enabled else "paused",
+            next_run_at=None,
+            times=1 if kind == "once" else rep,
+            catch_up=catch_up,
+        )
         if enabled:
             m.next_run_at = m.first_run(self.now)
         self.model[job["id"]] = m
         return str(job["id"])
 
-    @initialize(target=jobs, specs=st.lists(
-        st.tuples(st.integers(0, len(SCHEDULES) - 1), st.sampled_from([None, 2])),
-        min_size=1, max_size=3))
+    @initialize(
+        target=jobs,
+        specs=st.lists(
+            st.tuples(st.integers(0, len(SCHEDULES) - 1), st.sampled_from([None, 2])),
+            min_size=1,
+            max_size=3,
+        ),
+    )
     def seed_jobs(self, specs: list[tuple[int, int | None]]) -> Any:
         return multiple(*(self.create(which, True, rep, None) for which, rep in specs))
 
@@ -406,8 +423,9 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             token = "f" * 32
         applies = m is not None and m.claim is not None and m.claim[0] == token
-        got = jobs.mark_job_run(job_id, token, success=ok, error=None if ok else "it failed",
-                                now=self.now)
+        got = jobs.mark_job_run(
+            job_id, token, success=ok, error=None if ok else "it failed", now=self.now
+        )
         assert got == applies, f"mark_job_run({which} token) returned {got}, expected {applies}"
         if applies:
             assert m is not None
@@ -470,8 +488,11 @@ class StoreMachine(RuleBasedStateMachine):
                     "succeeded: the store did not write through temp file + rename"
                 )
         assert self._file_bytes() == before, f"{op}: a crashed write changed jobs.json"
-        strays = [p for p in self.jobs_file.parent.glob(".jobs.json.*.tmp")
-                  if p.name != ".jobs.json.killed.tmp"]
+        strays = [
+            p
+            for p in self.jobs_file.parent.glob(".jobs.json.*.tmp")
+            if p.name != ".jobs.json.killed.tmp"
+        ]
         assert not strays, f"temp file left behind by a failed write: {strays}"
         # What a process killed mid-write leaves: a partial temp file. Reads ignore it.
         if before is not None:
@@ -493,18 +514,29 @@ class StoreMachine(RuleBasedStateMachine):
         for job_id, m in self.model.items():
             j = stored[job_id]
             got = {
-                "name": j["name"], "kind": j["schedule"]["kind"], "enabled": j["enabled"],
-                "state": j["state"], "next_run_at": _ts(j["next_run_at"]),
-                "times": j["repeat"]["times"], "completed": j["repeat"]["completed"],
+                "name": j["name"],
+                "kind": j["schedule"]["kind"],
+                "enabled": j["enabled"],
+                "state": j["state"],
+                "next_run_at": _ts(j["next_run_at"]),
+                "times": j["repeat"]["times"],
+                "completed": j["repeat"]["completed"],
                 "claim": (j["fire_claim"]["token"], _ts(j["fire_claim"]["at"]))
-                if j.get("fire_claim") else None,
+                if j.get("fire_claim")
+                else None,
                 "last_scheduled_at": _ts(j.get("last_scheduled_at")),
                 "last_status": j["last_status"],
             }
             want = {
-                "name": m.name, "kind": m.kind, "enabled": m.enabled, "state": m.state,
-                "next_run_at": m.next_run_at, "times": m.times, "completed": m.completed,
-                "claim": m.claim, "last_scheduled_at": m.last_scheduled_at,
+                "name": m.name,
+                "kind": m.kind,
+                "enabled": m.enabled,
+                "state": m.state,
+                "next_run_at": m.next_run_at,
+                "times": m.times,
+                "completed": m.completed,
+                "claim": m.claim,
+                "last_scheduled_at": m.last_scheduled_at,
                 "last_status": m.last_status,
             }
             diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
@@ -539,7 +571,9 @@ class StoreMachine(RuleBasedStateMachine):
 # The explain phase replays every step variant of a failing run (minutes for a
 # stateful test); the shrunk step list is what a reader needs.
 StoreMachine.TestCase.settings = settings(
-    max_examples=MAX_EXAMPLES, stateful_step_count=30, deadline=None,
+    max_examples=MAX_EXAMPLES,
+    stateful_step_count=30,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 TestStoreMachine = StoreMachine.TestCase
@@ -565,8 +599,10 @@ def _replay(steps: list[tuple[str, dict[str, Any]]]) -> None:
     try:
         machine.file_matches_model()
         for name, kwargs in steps:
-            args = {k: created[int(v[1:])] if isinstance(v, str) and v.startswith("@") else v
-                    for k, v in kwargs.items()}
+            args = {
+                k: created[int(v[1:])] if isinstance(v, str) and v.startswith("@") else v
+                for k, v in kwargs.items()
+            }
             result = getattr(machine, name)(**args)
             if name == "create":
                 created.append(result)
@@ -578,34 +614,40 @@ def _replay(steps: list[tuple[str, dict[str, Any]]]) -> None:
 def test_replay_reschedule_of_spent_running_job() -> None:
     """A one-shot fires (run still going), then becomes 'every 60s': it is spent
     (repeat 1/1), so it must not get a next run — or it fires beyond repeat.times."""
-    _replay([
-        ("create", {"which": 6, "enabled": True, "repeat": None, "catch_up": None}),
-        ("run_when_due", {"job_id": "@0", "finish": False}),
-        ("reschedule", {"job_id": "@0", "which": 0}),
-    ])
+    _replay(
+        [
+            ("create", {"which": 6, "enabled": True, "repeat": None, "catch_up": None}),
+            ("run_when_due", {"job_id": "@0", "finish": False}),
+            ("reschedule", {"job_id": "@0", "which": 0}),
+        ]
+    )
 
 
 def test_replay_resume_of_spent_running_job() -> None:
     """A 2-times job fires its last run, is paused and resumed while that run is
     still going: resume must not hand a spent job a next run."""
-    _replay([
-        ("create", {"which": 0, "enabled": True, "repeat": 2, "catch_up": None}),
-        ("run_when_due", {"job_id": "@0", "finish": True}),
-        ("run_when_due", {"job_id": "@0", "finish": False}),
-        ("pause", {"job_id": "@0"}),
-        ("resume", {"job_id": "@0"}),
-        ("run_when_due", {"job_id": "@0", "finish": True}),
-    ])
+    _replay(
+        [
+            ("create", {"which": 0, "enabled": True, "repeat": 2, "catch_up": None}),
+            ("run_when_due", {"job_id": "@0", "finish": True}),
+            ("run_when_due", {"job_id": "@0", "finish": False}),
+            ("pause", {"job_id": "@0"}),
+            ("resume", {"job_id": "@0"}),
+            ("run_when_due", {"job_id": "@0", "finish": True}),
+        ]
+    )
 
 
 @pytest.mark.usefixtures("json_store")  # crash_mid_write is a jobs.json rule
 def test_replay_crash_then_reload() -> None:
     """Crash a create and a claim mid-write, then reload: nothing half-written shows."""
-    _replay([
-        ("create", {"which": 3, "enabled": True, "repeat": None, "catch_up": "skip"}),
-        ("advance_clock", {"seconds": 300}),
-        ("crash_mid_write", {"op": "claim", "data": _Fixed(0)}),
-        ("crash_mid_write", {"op": "create", "data": _Fixed(0)}),
-        ("reload_from_disk", {}),
-        ("claim", {"job_id": "@0", "mode": "due"}),
-    ])
+    _replay(
+        [
+            ("create", {"which": 3, "enabled": True, "repeat": None, "catch_up": "skip"}),
+            ("advance_clock", {"seconds": 300}),
+            ("crash_mid_write", {"op": "claim", "data": _Fixed(0)}),
+            ("crash_mid_write", {"op": "create", "data": _Fixed(0)}),
+            ("reload_from_disk", {}),
+            ("claim", {"job_id": "@0", "mode": "due"}),
+        ]
+    )

@@ -116,8 +116,13 @@ class Model:
 @example(steps=[Step("exception")])
 @example(steps=[Step("keyboardinterrupt"), Step("clean")])
 @example(steps=[Step("custom", advance=201.0), Step("clean", beat_fails=True, advance=250.0)])
-@example(steps=[Step("clean", advance=150.0), Step("exception", advance=60.0),
-                Step("exception", advance=1.0)])
+@example(
+    steps=[
+        Step("clean", advance=150.0),
+        Step("exception", advance=60.0),
+        Step("exception", advance=1.0),
+    ]
+)
 def test_tick_failures_never_kill_the_ticker(steps: list[Step]) -> None:
     from cron import paths
     from cron.scheduler_provider import InProcessCronScheduler

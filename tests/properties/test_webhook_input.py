@@ -56,17 +56,24 @@ class Req:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
-                                                               max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
     max_leaves=10,
 )
 json_bodies = st.one_of(
-    st.fixed_dictionaries({"job_id": st.just(JOB)},
-                          optional={"scheduled_at": st.one_of(st.text(max_size=30), st.just(
-                              "2031-01-01T00:00:00+00:00"), st.integers()),
-                              "nonce": st.text(max_size=10)}),
-    st.fixed_dictionaries({"job_id": st.one_of(st.text(max_size=20), st.integers(),
-                                               st.none(), json_values)}),
+    st.fixed_dictionaries(
+        {"job_id": st.just(JOB)},
+        optional={
+            "scheduled_at": st.one_of(
+                st.text(max_size=30), st.just("2031-01-01T00:00:00+00:00"), st.integers()
+            ),
+            "nonce": st.text(max_size=10),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"job_id": st.one_of(st.text(max_size=20), st.integers(), st.none(), json_values)}
+    ),
     json_values,
 ).map(lambda obj: ("json", obj))
 bodies = st.one_of(
@@ -78,15 +85,27 @@ bodies = st.one_of(
     st.integers(MAX_BODY - 40, 70 * 1024).map(lambda n: ("pad", n)),
 )
 header_names = st.from_regex(r"X-[A-Za-z0-9-]{1,16}", fullmatch=True)
-header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
-                        max_size=40)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 requests = st.builds(
     Req,
     body=bodies,
-    ts_mode=st.sampled_from(["now", "now", "now", "absent", "past", "future", "garbage",
-                             "empty", "fraction"]),
-    sig_mode=st.sampled_from(["correct", "correct", "correct", "absent", "garbage",
-                              "random_hex", "wrong_secret", "other_body", "other_ts", "upper"]),
+    ts_mode=st.sampled_from(
+        ["now", "now", "now", "absent", "past", "future", "garbage", "empty", "fraction"]
+    ),
+    sig_mode=st.sampled_from(
+        [
+            "correct",
+            "correct",
+            "correct",
+            "absent",
+            "garbage",
+            "random_hex",
+            "wrong_secret",
+            "other_body",
+            "other_ts",
+            "upper",
+        ]
+    ),
     garbage=header_values,
     extra=st.lists(st.tuples(header_names, header_values), max_size=3).map(tuple),
     twice=st.booleans(),
@@ -126,8 +145,12 @@ def render_headers(req: Req, body: bytes, secret: str) -> tuple[dict[str, str], 
 
     now = int(time.time())
     ts = {
-        "now": str(now), "absent": None, "past": str(now - MAX_SKEW - 5),
-        "future": str(now + MAX_SKEW + 5), "garbage": req.garbage, "empty": "",
+        "now": str(now),
+        "absent": None,
+        "past": str(now - MAX_SKEW - 5),
+        "future": str(now + MAX_SKEW + 5),
+        "garbage": req.garbage,
+        "empty": "",
         "fraction": f"{now}.5",
     }[req.ts_mode]
     signed_ts = ts if ts is not None else str(now)
@@ -138,29 +161,47 @@ def render_headers(req: Req, body: bytes, secret: str) -> tuple[dict[str, str], 
         "random_hex": "sha256=" + "ab" * 32,
         "wrong_secret": sign(WRONG_SECRET, signed_ts, body),
         "other_body": sign(secret, signed_ts, body + b" "),
-        "other_ts": sign(secret, str(int(signed_ts.split(".")[0] or now) + 1)
-                         if signed_ts.split(".")[0].isdigit() else "1", body),
+        "other_ts": sign(
+            secret,
+            str(int(signed_ts.split(".")[0] or now) + 1)
+            if signed_ts.split(".")[0].isdigit()
+            else "1",
+            body,
+        ),
         "upper": sign(secret, signed_ts, body).upper(),
     }[req.sig_mode]
-    headers = {k: v for k, v in req.extra
-               if k.lower() not in ("x-cronkit-timestamp", "x-cronkit-signature")}
+    headers = {
+        k: v
+        for k, v in req.extra
+        if k.lower() not in ("x-cronkit-timestamp", "x-cronkit-signature")
+    }
     if ts is not None:
         headers["X-Cronkit-Timestamp"] = ts
     if sig is not None:
         headers["X-Cronkit-Signature"] = sig
     valid_ts = ts is not None and req.ts_mode in ("now", "fraction")
-    correct = (req.sig_mode == "correct" and valid_ts and len(body) <= MAX_BODY
-               and sig == sign(secret, ts or "", body))
+    correct = (
+        req.sig_mode == "correct"
+        and valid_ts
+        and len(body) <= MAX_BODY
+        and sig == sign(secret, ts or "", body)
+    )
     return headers, correct
 
 
-@settings(max_examples=MAX_EXAMPLES, suppress_health_check=[HealthCheck.too_slow,
-                                                            HealthCheck.data_too_large])
+@settings(
+    max_examples=MAX_EXAMPLES,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(reqs=st.lists(requests, min_size=1, max_size=3))
 @example(reqs=[Req(body=("json", {"job_id": JOB}), twice=True)])
 @example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="random_hex")])
-@example(reqs=[Req(body=("json", {"job_id": JOB})),
-               Req(body=("json", {"job_id": JOB}), sig_mode="random_hex")])
+@example(
+    reqs=[
+        Req(body=("json", {"job_id": JOB})),
+        Req(body=("json", {"job_id": JOB}), sig_mode="random_hex"),
+    ]
+)
 @example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="wrong_secret")])
 @example(reqs=[Req(body=("json", {"job_id": JOB}), sig_mode="other_body")])
 @example(reqs=[Req(body=("pad", MAX_BODY + 1))])

@@ -52,10 +52,15 @@ def attempt(job: dict[str, Any]) -> str:
     try:
         claim = job["fire_claim"]
         current = jobs.get_job(job["id"]) or {}
-        records.append(Attempt(
-            claim["scheduled_at"], int(claim.get("attempt") or 1),
-            scheduler.retry_timing().clock.now(), parse_ts(current.get("next_run_at")), fail,
-        ))
+        records.append(
+            Attempt(
+                claim["scheduled_at"],
+                int(claim.get("attempt") or 1),
+                scheduler.retry_timing().clock.now(),
+                parse_ts(current.get("next_run_at")),
+                fail,
+            )
+        )
         if fail:
             raise RuntimeError("scripted failure")
         return "ok"

@@ -53,8 +53,10 @@ def _clock(start: datetime = T0, on_sleep: Any = None, seed: int = 7) -> FakeClo
 def _flaky(tmp_path: Path, failures: int) -> str:
     """A command failing its first ``failures`` runs (it counts them in a file), then passing."""
     counter = tmp_path / "count"
-    return (f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; '
-            f'echo "attempt $n"; [ "$n" -gt {failures} ]')
+    return (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        f'echo "attempt $n"; [ "$n" -gt {failures} ]'
+    )
 
 
 def _rows(job_id: str) -> list[dict[str, Any]]:
@@ -91,10 +93,12 @@ def test_plan_retry_verdicts() -> None:
     policy = RetryPolicy(max=2, backoff=10, max_backoff=3600)
     later = T0 + timedelta(hours=1)
 
-    def plan(status: str, attempt: int, nxt: datetime | None = later,
-             pol: RetryPolicy = policy) -> Any:
-        return plan_retry(status=status, attempt=attempt, policy=pol, now=T0, next_slot=nxt,
-                          rng=random.Random(3))
+    def plan(
+        status: str, attempt: int, nxt: datetime | None = later, pol: RetryPolicy = policy
+    ) -> Any:
+        return plan_retry(
+            status=status, attempt=attempt, policy=pol, now=T0, next_slot=nxt, rng=random.Random(3)
+        )
 
     assert plan("ok", 1).verdict is RetryVerdict.NOT_A_FAILURE
     assert plan("interrupted", 1).verdict is RetryVerdict.NOT_A_FAILURE
@@ -119,11 +123,19 @@ def test_policy_merges_job_over_config_over_defaults() -> None:
     assert policy_for({"retry": {"max": 4}}, cfg) == RetryPolicy(4, 5, 60)
 
 
-@pytest.mark.parametrize(("value", "field"), [
-    ({"max": -1}, "retry.max"), ({"max": 1.5}, "retry.max"), ({"max": True}, "retry.max"),
-    ({"backoff": "30s"}, "retry.backoff"), ({"max_backoff": -3}, "retry.max_backoff"),
-    ({"tries": 3}, "retry"), ("3", "retry"), ({"max": 101}, "retry.max"),
-])
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"max": -1}, "retry.max"),
+        ({"max": 1.5}, "retry.max"),
+        ({"max": True}, "retry.max"),
+        ({"backoff": "30s"}, "retry.backoff"),
+        ({"max_backoff": -3}, "retry.max_backoff"),
+        ({"tries": 3}, "retry"),
+        ("3", "retry"),
+        ({"max": 101}, "retry.max"),
+    ],
+)
 def test_bad_retry_values_name_the_key(value: object, field: str) -> None:
     with pytest.raises(JobValueError) as info:
         validate_retry(value)
@@ -146,9 +158,11 @@ def test_config_retry_defaults_and_validation(home: Path) -> None:
     assert load_config()["cron"]["retry"] == {"max": 0, "backoff": 30, "max_backoff": 3600}
     write_config(home, "cron:\n  retry: {max: 2}\n")
     assert load_config()["cron"]["retry"] == {"max": 2, "backoff": 30, "max_backoff": 3600}
-    for text, key in (("cron:\n  retry: {max: -1}\n", "cron.retry.max"),
-                      ("cron:\n  retry: {backoff: soon}\n", "cron.retry.backoff"),
-                      ("cron:\n  retry: {tries: 3}\n", "cron.retry.tries")):
+    for text, key in (
+        ("cron:\n  retry: {max: -1}\n", "cron.retry.max"),
+        ("cron:\n  retry: {backoff: soon}\n", "cron.retry.backoff"),
+        ("cron:\n  retry: {tries: 3}\n", "cron.retry.tries"),
+    ):
         write_config(home, text)
         with pytest.raises(ConfigError) as info:
             load_config()
@@ -170,8 +184,9 @@ def test_jobs_without_retry_store_no_field(home: Path) -> None:
 def test_failed_slot_is_retried_for_the_same_slot_holding_its_claim(
     home: Path, tmp_path: Path
 ) -> None:
-    job = jobs.create_job("every 5m", _flaky(tmp_path, failures=2), retry={"max": 3},
-                          now=T0 - timedelta(minutes=5))
+    job = jobs.create_job(
+        "every 5m", _flaky(tmp_path, failures=2), retry={"max": 3}, now=T0 - timedelta(minutes=5)
+    )
     seen: list[dict[str, Any]] = []
 
     def during_backoff(clock: FakeClock, seconds: float) -> None:
@@ -207,8 +222,9 @@ def test_failed_slot_is_retried_for_the_same_slot_holding_its_claim(
 
 
 def test_run_one_job_retries_in_the_callers_thread(home: Path, tmp_path: Path) -> None:
-    job = jobs.create_job("every 1h", _flaky(tmp_path, failures=1),
-                          retry={"max": 1, "backoff": 5}, now=T0)
+    job = jobs.create_job(
+        "every 1h", _flaky(tmp_path, failures=1), retry={"max": 1, "backoff": 5}, now=T0
+    )
     clock = _clock()
     token = jobs.claim_job_for_fire(job["id"], force=True, now=T0)
     assert token is not None
@@ -220,16 +236,19 @@ def test_run_one_job_retries_in_the_callers_thread(home: Path, tmp_path: Path) -
 
 
 def test_retries_exhausted_end_the_slot_failed_once(home: Path, tmp_path: Path) -> None:
-    job = jobs.create_job("every 5m", _flaky(tmp_path, failures=99),
-                          retry={"max": 2, "backoff": 10}, now=T0 - timedelta(minutes=5))
+    job = jobs.create_job(
+        "every 5m",
+        _flaky(tmp_path, failures=99),
+        retry={"max": 2, "backoff": 10},
+        now=T0 - timedelta(minutes=5),
+    )
     clock = _clock()
     due = parse_ts(job["next_run_at"])
     assert due is not None
     clock.set(due)
     assert scheduler.tick(now=due) == 1
     rows = _rows(job["id"])
-    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "error"), (2, "error"),
-                                                          (3, "error")]
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "error"), (2, "error"), (3, "error")]
     assert "no retry left (2 of 2 used)" in rows[2]["error"]
     after = jobs.get_job(job["id"])
     assert after is not None
@@ -241,10 +260,12 @@ def test_retries_exhausted_end_the_slot_failed_once(home: Path, tmp_path: Path) 
 def test_failure_streak_counts_slots_not_attempts(home: Path, tmp_path: Path) -> None:
     # Slot 1: attempts 1-3 fail (3 runs). Slot 2: attempt 1 fails, attempt 2 (run 5) passes.
     counter = tmp_path / "count"
-    command = (f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; '
-               f'[ "$n" -ge 5 ]')
-    job = jobs.create_job("every 5m", command, retry={"max": 2, "backoff": 10},
-                          now=T0 - timedelta(minutes=5))
+    command = (
+        f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; [ "$n" -ge 5 ]'
+    )
+    job = jobs.create_job(
+        "every 5m", command, retry={"max": 2, "backoff": 10}, now=T0 - timedelta(minutes=5)
+    )
     clock = _clock()
     streaks = []
     for _ in range(2):
@@ -259,7 +280,12 @@ def test_failure_streak_counts_slots_not_attempts(home: Path, tmp_path: Path) ->
         streaks.append(after["failure_streak"])
     assert streaks == [1, 0]
     assert [(r["attempt"], r["status"]) for r in _rows(job["id"])] == [
-        (1, "error"), (2, "error"), (3, "error"), (1, "error"), (2, "ok")]
+        (1, "error"),
+        (2, "error"),
+        (3, "error"),
+        (1, "error"),
+        (2, "ok"),
+    ]
 
 
 # -- the next slot's limit --------------------------------------------------------------------
@@ -267,8 +293,12 @@ def test_failure_streak_counts_slots_not_attempts(home: Path, tmp_path: Path) ->
 
 def test_retry_past_the_next_slot_is_not_run(home: Path, tmp_path: Path) -> None:
     # every 1m, backoff 120 s: the retry would start after the next slot.
-    job = jobs.create_job("every 1m", _flaky(tmp_path, failures=1),
-                          retry={"max": 3, "backoff": 120}, now=T0 - timedelta(minutes=1))
+    job = jobs.create_job(
+        "every 1m",
+        _flaky(tmp_path, failures=1),
+        retry={"max": 3, "backoff": 120},
+        now=T0 - timedelta(minutes=1),
+    )
     clock = _clock()
     first = parse_ts(job["next_run_at"])
     assert first is not None
@@ -288,13 +318,19 @@ def test_retry_past_the_next_slot_is_not_run(home: Path, tmp_path: Path) -> None
     assert scheduler.tick(now=second) == 1
     rows = _rows(job["id"])
     assert [(r["scheduled_at"], r["attempt"], r["status"]) for r in rows] == [
-        (after["last_scheduled_at"], 1, "error"), (second.isoformat(), 1, "ok")]
+        (after["last_scheduled_at"], 1, "error"),
+        (second.isoformat(), 1, "ok"),
+    ]
 
 
 def test_retry_woken_after_the_next_slot_does_not_start(home: Path, tmp_path: Path) -> None:
     # The backoff fits, but the wait ends late (the clock jumps past the next slot).
-    job = jobs.create_job("every 10m", _flaky(tmp_path, failures=1),
-                          retry={"max": 2, "backoff": 30}, now=T0 - timedelta(minutes=10))
+    job = jobs.create_job(
+        "every 10m",
+        _flaky(tmp_path, failures=1),
+        retry={"max": 2, "backoff": 30},
+        now=T0 - timedelta(minutes=10),
+    )
     due = parse_ts(job["next_run_at"])
     assert due is not None
     nxt = due + timedelta(minutes=10)
@@ -314,8 +350,12 @@ def test_retry_woken_after_the_next_slot_does_not_start(home: Path, tmp_path: Pa
 
 
 def test_job_paused_during_backoff_does_not_retry(home: Path, tmp_path: Path) -> None:
-    job = jobs.create_job("every 10m", _flaky(tmp_path, failures=1),
-                          retry={"max": 2, "backoff": 30}, now=T0 - timedelta(minutes=10))
+    job = jobs.create_job(
+        "every 10m",
+        _flaky(tmp_path, failures=1),
+        retry={"max": 2, "backoff": 30},
+        now=T0 - timedelta(minutes=10),
+    )
     clock = _clock(on_sleep=lambda c, s: jobs.pause_job(job["id"], now=c.now()))
     due = parse_ts(job["next_run_at"])
     assert due is not None
@@ -347,8 +387,10 @@ def test_an_older_ledger_gains_the_attempt_column(home: Path) -> None:
         "scheduled_at TEXT, claimed_at TEXT, started_at TEXT, finished_at TEXT, "
         "status TEXT NOT NULL, source TEXT, owner TEXT, error TEXT, output_path TEXT)"
     )
-    conn.execute("INSERT INTO executions (id, job_id, status, finished_at) "
-                 "VALUES ('old', 'j1', 'ok', '2026-01-01T00:00:00+00:00')")
+    conn.execute(
+        "INSERT INTO executions (id, job_id, status, finished_at) "
+        "VALUES ('old', 'j1', 'ok', '2026-01-01T00:00:00+00:00')"
+    )
     conn.commit()
     conn.close()
     [row] = executions.list_executions("j1", attempts=True)
@@ -361,8 +403,12 @@ def test_a_tick_finding_the_job_due_during_a_backoff_records_skipped(
     home: Path, tmp_path: Path
 ) -> None:
     # every 2m: the next slot is 120 s on, within the claim's 300 s TTL as seen from there.
-    job = jobs.create_job("every 2m", _flaky(tmp_path, failures=1),
-                          retry={"max": 1, "backoff": 30}, now=T0 - timedelta(minutes=2))
+    job = jobs.create_job(
+        "every 2m",
+        _flaky(tmp_path, failures=1),
+        retry={"max": 1, "backoff": 30},
+        now=T0 - timedelta(minutes=2),
+    )
     due = parse_ts(job["next_run_at"])
     assert due is not None
     nxt = due + timedelta(minutes=2)
@@ -378,8 +424,10 @@ def test_a_tick_finding_the_job_due_during_a_backoff_records_skipped(
     assert ticked == [0]
     rows = _rows(job["id"])
     assert [(r["scheduled_at"], r["attempt"], r["status"]) for r in rows] == [
-        (due.isoformat(), 1, "error"), (due.isoformat(), 2, "ok"),
-        (nxt.isoformat(), 1, "skipped")]
+        (due.isoformat(), 1, "error"),
+        (due.isoformat(), 2, "ok"),
+        (nxt.isoformat(), 1, "skipped"),
+    ]
     assert "overlap" in rows[2]["error"]
 
 
@@ -390,13 +438,15 @@ def test_a_retry_attempt_counts_in_cronkit_retries_total(home: Path, tmp_path: P
     from cron import webhook
 
     client = TestClient(webhook.create_app())  # owns the Metrics the hooks report to
-    job = jobs.create_job("every 1h", _flaky(tmp_path, failures=2),
-                          retry={"max": 2, "backoff": 5}, now=T0)
+    job = jobs.create_job(
+        "every 1h", _flaky(tmp_path, failures=2), retry={"max": 2, "backoff": 5}, now=T0
+    )
     _clock()
     assert jobs.claim_job_for_fire(job["id"], force=True, now=T0) is not None
     claimed = jobs.get_job(job["id"])
     assert claimed is not None and scheduler.run_one_job(claimed) is True
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
-    [total] = [s.value for s in families["cronkit_retries"].samples
-               if s.name == "cronkit_retries_total"]
+    [total] = [
+        s.value for s in families["cronkit_retries"].samples if s.name == "cronkit_retries_total"
+    ]
     assert total == 2  # attempts 2 and 3 of the slot

@@ -40,11 +40,13 @@ def test_edit_retries_merges_and_default_removes(home: Path) -> None:
 def test_bad_retry_options_exit_2_one_line_nothing_written(home: Path) -> None:
     _added("--name", "keep")
     before = snapshot(home)
-    for args in (["add", "every 1h", "--retries", "many", "--", "true"],
-                 ["add", "every 1h", "--retries", "-1", "--", "true"],
-                 ["add", "every 1h", "--retry-backoff", "soon", "--", "true"],
-                 ["edit", "keep", "--retries", "1.5"],
-                 ["edit", "keep", "--retry-backoff", "3 parsecs"]):
+    for args in (
+        ["add", "every 1h", "--retries", "many", "--", "true"],
+        ["add", "every 1h", "--retries", "-1", "--", "true"],
+        ["add", "every 1h", "--retry-backoff", "soon", "--", "true"],
+        ["edit", "keep", "--retries", "1.5"],
+        ["edit", "keep", "--retry-backoff", "3 parsecs"],
+    ):
         r = cli(*args)
         assert r.exit_code == 2, (args, r.stdout)
         [line] = stderr_lines(r)
@@ -56,9 +58,10 @@ def test_history_shows_each_attempt(home: Path, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     job = jobs.create_job(
         "every 1h",
-        f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; '
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
         f'[ "$n" -gt 1 ]',
-        name="flaky", retry={"max": 2, "backoff": 5},
+        name="flaky",
+        retry={"max": 2, "backoff": 5},
         now=datetime.now(UTC) - timedelta(hours=1, seconds=1),
     )
     clock = FakeClock(datetime.now(UTC))
@@ -98,9 +101,10 @@ def test_run_reports_the_slots_last_attempt(home: Path, tmp_path: Path) -> None:
     # backoff 0: the retry starts at once, on the real clock, with no sleep at all.
     job = jobs.create_job(
         "every 1h",
-        f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; '
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
         f'[ "$n" -gt 1 ]',
-        name="flaky", retry={"max": 1, "backoff": 0},
+        name="flaky",
+        retry={"max": 1, "backoff": 0},
     )
     r = cli("run", job["id"])
     assert r.exit_code == 0, r.stdout + r.stderr

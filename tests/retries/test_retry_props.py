@@ -19,8 +19,9 @@ T0 = datetime.now(UTC).replace(microsecond=0)
 SLOTS = 3
 
 
-def _expected_attempts(script: list[bool], policy: RetryPolicy, period: float,
-                       seed: int) -> list[int]:
+def _expected_attempts(
+    script: list[bool], policy: RetryPolicy, period: float, seed: int
+) -> list[int]:
     """The model: attempts per slot, replaying the timing rule with the same random draws."""
     rng = random.Random(seed)
     left = list(script)
@@ -31,9 +32,14 @@ def _expected_attempts(script: list[bool], policy: RetryPolicy, period: float,
             failed = left.pop(0) if left else False
             if not failed:
                 break
-            plan = plan_retry(status="error", attempt=attempt, policy=policy,
-                              now=T0 + timedelta(seconds=at),
-                              next_slot=T0 + timedelta(seconds=period), rng=rng)
+            plan = plan_retry(
+                status="error",
+                attempt=attempt,
+                policy=policy,
+                now=T0 + timedelta(seconds=at),
+                next_slot=T0 + timedelta(seconds=period),
+                rng=rng,
+            )
             if plan.verdict is not RetryVerdict.RETRY:
                 break
             attempt += 1
@@ -61,7 +67,8 @@ def test_attempts_never_overlap_nor_pass_the_next_slot(
         try:
             _target.reset(script)
             job = jobs.create_job(
-                f"every {period}s", {"kind": "python", "target": _target.TARGET},
+                f"every {period}s",
+                {"kind": "python", "target": _target.TARGET},
                 retry={"max": retries, "backoff": backoff, "max_backoff": backoff + extra},
                 now=T0 - timedelta(seconds=period),
             )
@@ -88,7 +95,8 @@ def test_attempts_never_overlap_nor_pass_the_next_slot(
         by_slot.setdefault(rec.slot, []).append(rec.attempt)
     assert all(a == list(range(1, len(a) + 1)) for a in by_slot.values()), by_slot
     assert [len(by_slot[s]) for s in sorted(by_slot)] == _expected_attempts(
-        script, policy, period, seed)
+        script, policy, period, seed
+    )
     # The ledger agrees: one final row per attempt, every attempt of a slot at that slot.
     ledger = sorted((r["scheduled_at"], r["attempt"]) for r in rows)
     assert ledger == sorted((rec.slot, rec.attempt) for rec in records)

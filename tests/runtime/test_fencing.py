@@ -53,17 +53,22 @@ def _wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
 
 
 def _due_job(action: str | dict[str, object]) -> dict[str, object]:
-    return jobs.create_job("every 1h", action, name="fenced",
-                           now=datetime.now(UTC) - timedelta(hours=1, seconds=1))
+    return jobs.create_job(
+        "every 1h", action, name="fenced", now=datetime.now(UTC) - timedelta(hours=1, seconds=1)
+    )
 
 
 def test_a_command_whose_claim_cannot_be_refreshed_ends_before_the_claim_is_stale(
-    pg_home: PostgresServer, caplog: pytest.LogCaptureFixture,
+    pg_home: PostgresServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     job = _due_job("sleep 120")
     assert scheduler.tick(sync=False) == 1
-    run = _wait(lambda: next((r for r in scheduler.live_runs() if r.group is not None), None),
-                20, "the command to start")
+    run = _wait(
+        lambda: next((r for r in scheduler.live_runs() if r.group is not None), None),
+        20,
+        "the command to start",
+    )
     group = run.group
     assert group is not None and group.alive()
     time.sleep(TTL / 3 + 0.5)  # at least one refresh went through before the cut
@@ -80,8 +85,12 @@ def test_a_command_whose_claim_cannot_be_refreshed_ends_before_the_claim_is_stal
     assert gone_at < last + timedelta(seconds=TTL), (gone_at, last)
     # ...and it was not ended at the first failed refresh, only when it had to be.
     assert gone_at >= last + timedelta(seconds=TTL / 3), (gone_at, last)
-    assert any(f"job {job['id']}" in r.getMessage() and "fenced" in r.getMessage()
-               and r.levelno == logging.ERROR for r in caplog.records), caplog.text
+    assert any(
+        f"job {job['id']}" in r.getMessage()
+        and "fenced" in r.getMessage()
+        and r.levelno == logging.ERROR
+        for r in caplog.records
+    ), caplog.text
 
     pg_home.start_server()
     assert scheduler.wait_for_running(30), "the fenced run was never recorded"
@@ -97,20 +106,27 @@ def test_a_command_whose_claim_cannot_be_refreshed_ends_before_the_claim_is_stal
 
 
 def test_a_python_target_cannot_be_fenced_and_says_so(
-    pg_home: PostgresServer, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+    pg_home: PostgresServer,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mod = tmp_path / "fence_target.py"
-    mod.write_text("import time\n\ndef run():\n    time.sleep(%g)\n    return 'done'\n"
-                   % (TTL * 1.2), encoding="utf-8")
+    mod.write_text(
+        "import time\n\ndef run():\n    time.sleep(%g)\n    return 'done'\n" % (TTL * 1.2),
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     job = _due_job({"kind": "python", "target": "fence_target:run"})
     caplog.set_level(logging.WARNING, logger="cron")
     assert scheduler.tick(sync=False) == 1
     _wait(lambda: scheduler.live_runs(), 20, "the python run to start")
     pg_home.stop_server("immediate")
-    _wait(lambda: any("cannot be fenced" in r.getMessage() for r in caplog.records), TTL * 2,
-          "the ERROR that a python target cannot be fenced")
+    _wait(
+        lambda: any("cannot be fenced" in r.getMessage() for r in caplog.records),
+        TTL * 2,
+        "the ERROR that a python target cannot be fenced",
+    )
     record = next(r for r in caplog.records if "cannot be fenced" in r.getMessage())
     assert record.levelno == logging.ERROR and job["id"] in record.getMessage()
     pg_home.start_server()
@@ -144,5 +160,9 @@ def test_the_claim_keeper_refreshes_every_held_claim_in_one_write_per_round(
     # One job per round would be 6 × elapsed / every; coalesced they share rounds.
     assert 1 <= rounds <= elapsed / every + 2, (rounds, elapsed)
     assert max(ages) < ttl, ages  # and every claim stayed live meanwhile
-    assert all(r["status"] == "ok" for j in held
-               for r in executions.list_executions(j["id"]) if r["status"] != "claimed")
+    assert all(
+        r["status"] == "ok"
+        for j in held
+        for r in executions.list_executions(j["id"])
+        if r["status"] != "claimed"
+    )

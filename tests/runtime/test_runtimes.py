@@ -33,8 +33,9 @@ def _wait(cond: Callable[[], object], timeout: float, what: str) -> object:
 
 
 @pytest.fixture
-def two_homes(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
-        tuple[Path, Path]]:
+def two_homes(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, Path]]:
     if scheme_of(configured_url()) not in ("json", "sqlite"):
         # A shared database would be one store for both homes: give each its own file.
         monkeypatch.setenv("CRONKIT_STORE", "sqlite")
@@ -52,7 +53,9 @@ class _Running:
         self.ticker = InProcessCronScheduler(runtime=runtime)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(
-            target=self.ticker.start, args=(self.stop_event,), kwargs={"interval": 0.2},
+            target=self.ticker.start,
+            args=(self.stop_event,),
+            kwargs={"interval": 0.2},
             daemon=True,
         )
         self.thread.start()
@@ -75,8 +78,11 @@ def test_two_runtimes_each_run_their_own_home_and_stopping_one_leaves_the_other(
         with rt.bound():
             assert paths.home() == rt.home
             made[rt.home] = jobs.create_job(  # type: ignore[index]
-                "every 1h", f'echo "$CRONKIT_HOME" > ran.txt; sleep {sleep}', name="long",
-                now=datetime.now(UTC) - timedelta(hours=1, seconds=1))["id"]
+                "every 1h",
+                f'echo "$CRONKIT_HOME" > ran.txt; sleep {sleep}',
+                name="long",
+                now=datetime.now(UTC) - timedelta(hours=1, seconds=1),
+            )["id"]
     stores = []
     for rt in (rt_a, rt_b):
         with rt.bound():
@@ -86,8 +92,11 @@ def test_two_runtimes_each_run_their_own_home_and_stopping_one_leaves_the_other(
     run_a, run_b = _Running(rt_a), _Running(rt_b)
     try:
         for rt in (rt_a, rt_b):
-            _wait(lambda rt=rt: [r for r in rt.live_runs() if r.group is not None], 20,
-                  f"{rt.home.name}'s job to start")
+            _wait(
+                lambda rt=rt: [r for r in rt.live_runs() if r.group is not None],
+                20,
+                f"{rt.home.name}'s job to start",
+            )
             live = rt.live_runs()
             assert [r.job_id for r in live] == [made[rt.home]]  # its own job, nobody else's
             assert rt.running_jobs() == 1
@@ -111,6 +120,5 @@ def test_two_runtimes_each_run_their_own_home_and_stopping_one_leaves_the_other(
 
     for rt, status in ((rt_a, "interrupted"), (rt_b, "ok")):
         with rt.bound():
-            rows = [r for r in executions.list_executions(limit=None)
-                    if r["status"] != "claimed"]
+            rows = [r for r in executions.list_executions(limit=None) if r["status"] != "claimed"]
             assert [(r["job_id"], r["status"]) for r in rows] == [(made[rt.home], status)], rows

@@ -73,14 +73,12 @@ def test_a_truncated_file_in_the_stores_layout_is_corrupt(
 ) -> None:
     store = _seed(json_store)
     data = store.path.read_bytes()
-    store.path.write_bytes(data[:cut] if cut > 0 else data[:len(data) + cut])
+    store.path.write_bytes(data[:cut] if cut > 0 else data[: len(data) + cut])
     with pytest.raises(StoreCorruptError):
         JsonJobStore(store.path).scan()
 
 
-def test_a_job_without_an_id_in_the_stores_layout_is_corrupt(
-    home: Path, json_store: None
-) -> None:
+def test_a_job_without_an_id_in_the_stores_layout_is_corrupt(home: Path, json_store: None) -> None:
     store = _seed(json_store)
     data = store.path.read_bytes().replace(b'"id":', b'"di":', 1)
     store.path.write_bytes(data)

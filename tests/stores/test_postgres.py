@@ -45,10 +45,17 @@ def _env(home: Path | None = None) -> dict[str, str]:
     return env
 
 
-def _python(code: str, *, home: Path | None = None, prefix: tuple[str, ...] = (),
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, sys.executable, "-c", code], env=_env(home), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+def _python(
+    code: str, *, home: Path | None = None, prefix: tuple[str, ...] = (), timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code],
+        env=_env(home),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _with_password(url: str, password: str = SECRET) -> str:
@@ -111,13 +118,16 @@ def test_a_missing_database_names_the_store_and_hides_the_password(
     assert SECRET not in message
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql:cron:{SECRET}@localhost/jobs",         # no "//": libpq would echo it whole
-    f"postgresql://cron:{SECRET}@localhost/jobs?bogus=1",
-    f"postgresql://cron:{SECRET}@localhost:notaport/jobs",
-    f"postgresql://cron:{SECRET}@localhost/jobs?pool_max=0",
-    f"postgresql://cron:{SECRET}@localhost/jobs?pool_timeout=soon",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql:cron:{SECRET}@localhost/jobs",  # no "//": libpq would echo it whole
+        f"postgresql://cron:{SECRET}@localhost/jobs?bogus=1",
+        f"postgresql://cron:{SECRET}@localhost:notaport/jobs",
+        f"postgresql://cron:{SECRET}@localhost/jobs?pool_max=0",
+        f"postgresql://cron:{SECRET}@localhost/jobs?pool_timeout=soon",
+    ],
+)
 def test_a_malformed_url_is_refused_without_connecting(home: Path, url: str) -> None:
     with pytest.raises(StoreConfigError) as info:
         open_store(url)
@@ -144,8 +154,14 @@ def test_without_psycopg_the_error_names_the_extra(home: Path) -> None:
 def test_the_cli_reports_an_unreachable_store_on_one_line(home: Path) -> None:
     env = _env(home)
     env["CRONKIT_STORE"] = f"postgresql://cron:{SECRET}@127.0.0.1:{_free_port()}/jobs"
-    done = subprocess.run([sys.executable, "-m", "cron", "store", "info"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cron", "store", "info"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert "cannot reach the database" in out
@@ -183,8 +199,14 @@ def test_reads_create_nothing_and_the_first_write_creates_the_schema(
         assert not _regclass(empty_url, "cronkit_meta"), "a read created the schema"
         s.insert(make_job())
         assert s.ledger().exists() is True
-        for table in ("cronkit_meta", "cronkit_jobs", "executions", "job_events", "tickers",
-                      "webhook_nonces"):
+        for table in (
+            "cronkit_meta",
+            "cronkit_jobs",
+            "executions",
+            "job_events",
+            "tickers",
+            "webhook_nonces",
+        ):
             assert _regclass(empty_url, table), table
     finally:
         s.close()
@@ -225,8 +247,9 @@ def test_processes_creating_the_schema_at_once_all_succeed(home: Path, empty_url
     n = 4
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_create_and_insert, args=(empty_url, barrier, results))
-             for _ in range(n)]
+    procs = [
+        ctx.Process(target=_create_and_insert, args=(empty_url, barrier, results)) for _ in range(n)
+    ]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=60) for _ in procs]
@@ -236,7 +259,8 @@ def test_processes_creating_the_schema_at_once_all_succeed(home: Path, empty_url
     with psycopg.connect(empty_url) as conn:
         assert conn.execute("SELECT count(*) FROM cronkit_jobs").fetchone() == (n,)
         assert conn.execute("SELECT name, value FROM cronkit_meta").fetchall() == [
-            ("schema_version", str(SCHEMA_VERSION))]
+            ("schema_version", str(SCHEMA_VERSION))
+        ]
 
 
 # -- the claim -----------------------------------------------------------------------
@@ -251,8 +275,9 @@ def test_swap_many_skips_a_row_another_connection_holds_without_waiting(
 
     def claim() -> None:
         started = time.monotonic()
-        result["out"] = store.swap_many([Swap(a["id"], rev_a, _renamed(a, "a2")),
-                                         Swap(b["id"], rev_b, _renamed(b, "b2"))])
+        result["out"] = store.swap_many(
+            [Swap(a["id"], rev_a, _renamed(a, "a2")), Swap(b["id"], rev_b, _renamed(b, "b2"))]
+        )
         result["elapsed"] = time.monotonic() - started
 
     with psycopg.connect(pg_url) as other:
@@ -274,8 +299,7 @@ def test_swap_many_skips_a_row_another_connection_holds_without_waiting(
 
 def _row(job_id: str, status: str = "claimed", row_id: str | None = None) -> LedgerRow:
     at = T0.isoformat()
-    return LedgerRow(row_id or uuid.uuid4().hex, job_id, status, at, at, "test", "test:1:1",
-                     "job")
+    return LedgerRow(row_id or uuid.uuid4().hex, job_id, status, at, at, "test", "test:1:1", "job")
 
 
 def test_the_claimed_row_commits_with_the_claim(store: PostgresJobStore, pg_url: str) -> None:
@@ -285,15 +309,15 @@ def test_the_claimed_row_commits_with_the_claim(store: PostgresJobStore, pg_url:
     [won] = store.swap_many([Swap(job["id"], rev, _renamed(job, "claimed"), (claim,))])
     assert won is not None
     with psycopg.connect(pg_url) as conn:  # another session sees both, or it would see neither
-        assert conn.execute("SELECT rev FROM cronkit_jobs WHERE id = %s",
-                            (job["id"],)).fetchone() == (won.rev,)
-        assert conn.execute("SELECT status FROM executions WHERE id = %s",
-                            (claim.id,)).fetchone() == ("claimed",)
+        assert conn.execute(
+            "SELECT rev FROM cronkit_jobs WHERE id = %s", (job["id"],)
+        ).fetchone() == (won.rev,)
+        assert conn.execute(
+            "SELECT status FROM executions WHERE id = %s", (claim.id,)
+        ).fetchone() == ("claimed",)
 
 
-def test_a_ledger_row_that_fails_rolls_the_claim_back(
-    store: PostgresJobStore, pg_url: str
-) -> None:
+def test_a_ledger_row_that_fails_rolls_the_claim_back(store: PostgresJobStore, pg_url: str) -> None:
     job = make_job()
     rev = store.insert(job).rev
     taken = _row(job["id"], "missed")
@@ -301,8 +325,16 @@ def test_a_ledger_row_that_fails_rolls_the_claim_back(
     claim = _row(job["id"])
     with pytest.raises(psycopg.errors.UniqueViolation):
         # The second row reuses an id the ledger holds: the whole transaction fails.
-        store.swap_many([Swap(job["id"], rev, _renamed(job, "claimed"),
-                              (claim, _row(job["id"], "missed", taken.id)))])
+        store.swap_many(
+            [
+                Swap(
+                    job["id"],
+                    rev,
+                    _renamed(job, "claimed"),
+                    (claim, _row(job["id"], "missed", taken.id)),
+                )
+            ]
+        )
     got = store.get(job["id"])
     assert got is not None and (got.job["name"], got.rev) == (job["name"], rev)
     with psycopg.connect(pg_url) as conn:
@@ -361,8 +393,10 @@ def test_nodes_claiming_together_win_each_revision_once_with_its_row(
     store.insert_many(made)
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(nodes), ctx.Queue()
-    procs = [ctx.Process(target=_claim_rounds, args=(pg_url, rounds, barrier, results))
-             for _ in range(nodes)]
+    procs = [
+        ctx.Process(target=_claim_rounds, args=(pg_url, rounds, barrier, results))
+        for _ in range(nodes)
+    ]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=120) for _ in procs]
@@ -378,7 +412,8 @@ def test_nodes_claiming_together_win_each_revision_once_with_its_row(
         assert got is not None
         final = got.job["repeat"]["completed"]
         assert sorted(by_job.get(job["id"], [])) == list(range(1, final + 1)), (
-            "each step of a job won by exactly one node")
+            "each step of a job won by exactly one node"
+        )
     with psycopg.connect(pg_url) as conn:
         ledger = {r[0] for r in conn.execute("SELECT id FROM executions WHERE status = 'claimed'")}
     assert ledger == {token for _, _, token in wins}, "a row for every win and no other"
@@ -391,19 +426,20 @@ def test_ledger_rows_index_by_position_and_name(store: PostgresJobStore) -> None
     ledger = store.ledger()
     assert ledger.dialect == "postgresql"
     with ledger.write() as conn:
-        conn.execute("INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                     ("sig-100%", 12.5))
+        conn.execute(
+            "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)", ("sig-100%", 12.5)
+        )
     with ledger.read() as conn:
         assert conn is not None
         row = conn.execute(
             "SELECT signature, expires_at, 'what?' AS q, '5%' AS pct FROM webhook_nonces "
-            "WHERE signature LIKE ? AND expires_at > ?", ("sig-%", 1.0),
+            "WHERE signature LIKE ? AND expires_at > ?",
+            ("sig-%", 1.0),
         ).fetchone()
         assert row[0] == row["signature"] == "sig-100%"
         signature, expires, q, pct = row
         assert (expires, q, pct) == (12.5, "what?", "5%")
-        assert dict(row) == {"signature": "sig-100%", "expires_at": 12.5, "q": "what?",
-                             "pct": "5%"}
+        assert dict(row) == {"signature": "sig-100%", "expires_at": 12.5, "q": "what?", "pct": "5%"}
         assert row[1:] == (12.5, "what?", "5%")
         with pytest.raises(IndexError):
             row["nope"]
@@ -418,8 +454,9 @@ def test_a_failing_writer_in_a_group_commit_is_rolled_back_alone(
 
     def insert(sig: str, fail: bool = False) -> None:
         def fn(conn: Any) -> None:
-            conn.execute("INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                         (sig, 1.0))
+            conn.execute(
+                "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)", (sig, 1.0)
+            )
             if fail:
                 conn.execute("SELECT * FROM no_such_table")
 
@@ -450,9 +487,7 @@ def test_a_failing_writer_in_a_group_commit_is_rolled_back_alone(
     assert got == {"good", "t0", "t2", "t4", "t6"}
 
 
-def test_the_ledger_api_runs_on_the_store_database(
-    store: PostgresJobStore, pg_url: str
-) -> None:
+def test_the_ledger_api_runs_on_the_store_database(store: PostgresJobStore, pg_url: str) -> None:
     from cron import executions
     from cron.store import set_store
 
@@ -465,7 +500,9 @@ def test_the_ledger_api_runs_on_the_store_database(
         event = executions.record_event("j1", status="missed", scheduled_at=T0, source="tick")
         rows = executions.list_executions("j1")
         assert [r["id"] for r in rows] == [event, token] or [r["id"] for r in rows] == [
-            token, event]
+            token,
+            event,
+        ]
         assert executions.get_execution(token)["status"] == "ok"  # type: ignore[index]
     finally:
         set_store(None)
@@ -542,7 +579,8 @@ def test_clock_under_faketime_is_the_database_clock(home: Path, pg_url: str) -> 
         f"s = open_store({pg_url!r})\n"
         "print(json.dumps([datetime.now(UTC).timestamp(), s.clock().timestamp()]))\n"
         "s.close()\n",
-        home=home, prefix=("faketime", "-f", "+3h"),
+        home=home,
+        prefix=("faketime", "-f", "+3h"),
     )
     assert done.returncode == 0, done.stderr
     local, clock = json.loads(done.stdout.strip().splitlines()[-1])
@@ -622,8 +660,11 @@ def test_a_lost_server_raises_a_typed_error_and_the_store_recovers(home: Path) -
             before = s.clock()
 
             server.stop_server("fast")  # sessions end; no commit is lost (unlike a crash)
-            for op in (lambda: s.get(job["id"]), lambda: s.scan(due_by=T0),
-                       lambda: s.swap(job["id"], rev, _renamed(job, "while down"))):
+            for op in (
+                lambda: s.get(job["id"]),
+                lambda: s.scan(due_by=T0),
+                lambda: s.swap(job["id"], rev, _renamed(job, "while down")),
+            ):
                 started = time.monotonic()
                 with pytest.raises(StoreUnavailableError) as info:
                     op()

@@ -60,8 +60,9 @@ def test_a_batch_swap_wakes_other_nodes_only_for_a_wake_time_moved_earlier(
         job = make_job(next_run_at=T0)
         rev = store.insert(job).rev  # heard: an insert
         # A claim moves the wake time later: nobody needs to wake for it.
-        claimed = store.swap_many([Swap(job["id"], rev, _at(job, T0 + timedelta(hours=1)),
-                                        (_row(job["id"]),))])[0]
+        claimed = store.swap_many(
+            [Swap(job["id"], rev, _at(job, T0 + timedelta(hours=1)), (_row(job["id"]),))]
+        )[0]
         assert claimed is not None
         # Moved earlier: every node must look again (heard).
         earlier = store.swap_many([Swap(job["id"], claimed.rev, _at(job, T0), ())])[0]
@@ -72,8 +73,10 @@ def test_a_batch_swap_wakes_other_nodes_only_for_a_wake_time_moved_earlier(
         again = store.swap_many([Swap(job["id"], none.rev, _at(job, T0), ())])[0]
         assert again is not None
         # A user's edit goes through swap, which always notifies (heard).
-        assert store.swap(job["id"], again.rev, dict(_at(job, T0 + timedelta(days=1)),
-                                                      name="renamed")) is not None
+        assert (
+            store.swap(job["id"], again.rev, dict(_at(job, T0 + timedelta(days=1)), name="renamed"))
+            is not None
+        )
         sentinel = make_job()
         store.insert(sentinel)
         # In commit order, so everything before the sentinel has arrived.
@@ -86,13 +89,15 @@ def test_the_claim_its_ledger_rows_and_the_job_commit_in_one_transaction(
     job = make_job()
     rev = store.insert(job).rev
     claim, missed = _row(job["id"]), _row(job["id"], "missed")
-    [won] = store.swap_many([Swap(job["id"], rev, _at(job, T0 + timedelta(hours=1)),
-                                  (claim, missed))])
+    [won] = store.swap_many(
+        [Swap(job["id"], rev, _at(job, T0 + timedelta(hours=1)), (claim, missed))]
+    )
     assert won is not None
     with psycopg.connect(pg_url, autocommit=True) as conn:
         # xmin: the transaction that wrote each row version — one for all three.
-        (job_xmin,) = conn.execute("SELECT xmin::text FROM cronkit_jobs WHERE id = %s",
-                                   (job["id"],)).fetchone() or (None,)
+        (job_xmin,) = conn.execute(
+            "SELECT xmin::text FROM cronkit_jobs WHERE id = %s", (job["id"],)
+        ).fetchone() or (None,)
         rows = dict(conn.execute("SELECT id, xmin::text FROM executions").fetchall())
     assert job_xmin is not None
     assert rows == {claim.id: job_xmin, missed.id: job_xmin}
@@ -106,8 +111,12 @@ def test_a_batch_naming_two_revisions_of_one_job_applies_them_in_order(
     assert isinstance(rev, int)
     first, second = _row(job["id"]), _row(job["id"])
     # The second names the revision the first one leaves (this store's revisions count up).
-    out = store.swap_many([Swap(job["id"], rev, dict(job, name="first"), (first,)),
-                           Swap(job["id"], rev + 1, dict(job, name="second"), (second,))])
+    out = store.swap_many(
+        [
+            Swap(job["id"], rev, dict(job, name="first"), (first,)),
+            Swap(job["id"], rev + 1, dict(job, name="second"), (second,)),
+        ]
+    )
     assert [o.rev if o is not None else None for o in out] == [rev + 1, rev + 2]
     got = store.get(job["id"])
     assert got is not None and (got.job["name"], got.rev) == ("second", rev + 2)
@@ -130,15 +139,17 @@ def test_the_ledger_is_pruned_every_few_rows_not_on_every_claim(
 
     def rows() -> int:
         with psycopg.connect(pg_url) as conn:
-            found = conn.execute("SELECT count(*) FROM executions WHERE job_id = %s",
-                                 (job["id"],)).fetchone()
+            found = conn.execute(
+                "SELECT count(*) FROM executions WHERE job_id = %s", (job["id"],)
+            ).fetchone()
         assert found is not None
         return int(found[0])
 
     counts = []
     for i in range(9):
-        won = store.swap_many([Swap(job["id"], rev, dict(job, name=f"n{i}"),
-                                    (_row(job["id"], "missed"),))])[0]
+        won = store.swap_many(
+            [Swap(job["id"], rev, dict(job, name=f"n{i}"), (_row(job["id"], "missed"),))]
+        )[0]
         assert won is not None
         rev = won.rev
         counts.append(rows())
@@ -153,15 +164,24 @@ def test_a_lone_ledger_writer_that_fails_leaves_nothing(store: PostgresJobStore)
     ledger = store.ledger()
 
     def fails(conn: Any) -> None:
-        conn.execute("INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
-                     ("lost", 1.0))
+        conn.execute(
+            "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)", ("lost", 1.0)
+        )
         raise ValueError("after the insert")
 
     with pytest.raises(ValueError, match="after the insert"):
         ledger.transact(fails)
-    assert ledger.transact(lambda conn: conn.execute(
-        "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)", ("kept", 2.0)
-    ).rowcount) == 1
+    assert (
+        ledger.transact(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO webhook_nonces (signature, expires_at) VALUES (?, ?)",
+                    ("kept", 2.0),
+                ).rowcount
+            )
+        )
+        == 1
+    )
     with ledger.read() as conn:
         assert conn is not None
         names = [r[0] for r in conn.execute("SELECT signature FROM webhook_nonces")]

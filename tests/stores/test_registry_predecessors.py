@@ -43,8 +43,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _row(pid: int, process_start: str | None, *, host: str | None = None,
-         home: str | None = None) -> str:
+def _row(
+    pid: int, process_start: str | None, *, host: str | None = None, home: str | None = None
+) -> str:
     """A registry row as a ticker of ``pid`` would have left it; its node id."""
     reg = Registration(get_store(), provider="builtin")
     reg.host = host or procinfo.hostname()
@@ -70,8 +71,7 @@ def test_the_active_ticker_deletes_a_dead_predecessor_of_its_home(lock: TickerLo
     assert row.process_start == procinfo.process_start_time(os.getpid())
 
 
-def test_a_reused_pid_is_dead_but_a_live_process_is_kept(lock: TickerLock,
-                                                         live_pid: int) -> None:
+def test_a_reused_pid_is_dead_but_a_live_process_is_kept(lock: TickerLock, live_pid: int) -> None:
     start = procinfo.process_start_time(live_pid)
     assert start is not None
     alive = _row(live_pid, start)
@@ -102,14 +102,18 @@ def test_a_lock_another_process_holds_proves_nothing_here(home: Path) -> None:
     dead = _row(_dead_pid(), "12345")
     paths.cron_dir(create=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, os, sys, time\n"
-         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "print('locked', flush=True)\n"
-         "time.sleep(60)\n",
-         str(paths.ticker_lock_path())],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(paths.ticker_lock_path()),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"

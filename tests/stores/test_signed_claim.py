@@ -118,8 +118,10 @@ def test_sqlite_records_nothing_when_the_claim_transaction_fails(sqlite_home: Pa
     before = jobs.get_job(job_id)
     with sqlite3.connect(store.path) as conn:
         # A real database failure inside the transaction, after the signature and the swap.
-        conn.execute("CREATE TRIGGER boom BEFORE INSERT ON executions "
-                     "BEGIN SELECT RAISE(ABORT, 'ledger full'); END")
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON executions "
+            "BEGIN SELECT RAISE(ABORT, 'ledger full'); END"
+        )
     with pytest.raises(StoreConfigError, match="ledger full"):
         jobs.claim_signed_fire(job_id, _replay("d"), now=T0)
     assert jobs.get_job(job_id) == before

@@ -73,12 +73,16 @@ def test_jobs_without_a_key_never_clash_on_it(store: JobStore) -> None:
 
 
 @pytest.mark.parametrize("clash", ["id", "key"])
-def test_insert_many_raises_on_a_duplicate_and_keeps_the_stored_job(store: JobStore,
-                                                                    clash: str) -> None:
+def test_insert_many_raises_on_a_duplicate_and_keeps_the_stored_job(
+    store: JobStore, clash: str
+) -> None:
     taken = make_job("000000000001", key="taken")
     first = store.insert(taken)
-    dup = make_job("000000000001", key="free") if clash == "id" else make_job(
-        "000000000003", key="taken")
+    dup = (
+        make_job("000000000001", key="free")
+        if clash == "id"
+        else make_job("000000000003", key="taken")
+    )
     with pytest.raises(DuplicateJobError) as info:
         store.insert_many([dup])
     assert info.value.field == clash
@@ -129,8 +133,12 @@ def test_a_batch_that_wins_changes_the_version_and_one_that_loses_does_not(
     a = store.insert(make_job("0000000000f1"))
     b = store.insert(make_job("0000000000f2"))
     before = store.version()
-    out = store.swap_many([Swap("0000000000f1", a.rev, make_job("0000000000f1", name="a2")),
-                           Swap("0000000000f2", b.rev, make_job("0000000000f2", name="b2"))])
+    out = store.swap_many(
+        [
+            Swap("0000000000f1", a.rev, make_job("0000000000f1", name="a2")),
+            Swap("0000000000f2", b.rev, make_job("0000000000f2", name="b2")),
+        ]
+    )
     assert all(o is not None for o in out)
     after = store.version()
     assert after != before, "a write every item won must change the version"

@@ -69,7 +69,8 @@ def store_file() -> Path:
     store = get_store()
     assert isinstance(store, JsonJobStore | SqliteJobStore), (
         f"{type(store).__name__} keeps no file; a test about the store's file pins its "
-        "store (fixture json_store / file_store)")
+        "store (fixture json_store / file_store)"
+    )
     return store.path
 
 
@@ -170,8 +171,10 @@ def snapshot() -> object:
     same of ``cronkit_jobs`` and ``executions`` (None while there is no schema).
     """
     if backend() == "postgres":
-        found = _pg_rows("SELECT id, rev, doc FROM cronkit_jobs ORDER BY id",
-                         "SELECT * FROM executions ORDER BY id")
+        found = _pg_rows(
+            "SELECT id, rev, doc FROM cronkit_jobs ORDER BY id",
+            "SELECT * FROM executions ORDER BY id",
+        )
         return None if found is None else tuple(found)
     path = store_file()
     if is_json():

@@ -118,8 +118,11 @@ class Databases:
         new = f"{self._tag}{next(self._names)}"
         for attempt in range(50):
             # Sessions a test left (a killed child's, a leaked pool) would block the rename.
-            self._execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s AND pid <> pg_backend_pid()", (old,))
+            self._execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (old,),
+            )
             try:
                 self._execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
                 break
@@ -187,8 +190,10 @@ def fresh_database() -> Iterator[str]:
     """A fresh empty database for one test or example; after it, this process's stores and
     the helpers' connection are closed and the database goes back to be reset."""
     if _databases is None:
-        raise RuntimeError(f"{SUITE_ENV}=postgres but no test server is installed "
-                           "(tests/conftest.py's suite_databases fixture does it)")
+        raise RuntimeError(
+            f"{SUITE_ENV}=postgres but no test server is installed "
+            "(tests/conftest.py's suite_databases fixture does it)"
+        )
     url = _databases.take()
     try:
         yield url

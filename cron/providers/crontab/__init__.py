@@ -203,7 +203,9 @@ class CrontabScheduler(CronScheduler):
         except Exception as exc:
             log.warning(
                 "crontab provider: the crontab was not updated after the job change (%s); "
-                "%s once that is fixed", exc, RECONCILE_HINT,
+                "%s once that is fixed",
+                exc,
+                RECONCILE_HINT,
             )
 
     def reconcile(self) -> None:
@@ -318,8 +320,10 @@ class CrontabScheduler(CronScheduler):
                 why.append(f"outdated line for {', '.join(report.changed)}")
             if report.sweep_missing:
                 why.append(f"sweep line missing ({report.swept} job(s) need it)")
-            text = (f"crontab block OUT OF SYNC: {'; '.join(why)} - those jobs will NOT fire "
-                    f"on time; {RECONCILE_HINT}")
+            text = (
+                f"crontab block OUT OF SYNC: {'; '.join(why)} - those jobs will NOT fire "
+                f"on time; {RECONCILE_HINT}"
+            )
         else:
             extra = []
             if report.stale:
@@ -330,8 +334,10 @@ class CrontabScheduler(CronScheduler):
                 extra.append("damaged block markers")
             if not extra:
                 extra.append("hand-edited block")
-            text = (f"crontab block OUT OF SYNC (harmless: {', '.join(extra)}; every active job "
-                    f"fires on time); {RECONCILE_HINT}")
+            text = (
+                f"crontab block OUT OF SYNC (harmless: {', '.join(extra)}; every active job "
+                f"fires on time); {RECONCILE_HINT}"
+            )
         if report.desired and self.daemon_probe() is False:
             text += "; WARNING: no cron daemon process is running - nothing will fire"
         return text
@@ -348,16 +354,22 @@ class CrontabScheduler(CronScheduler):
         env = dict(os.environ, LC_ALL="C")
         try:
             return subprocess.run(
-                self._argv(*args), input=stdin, capture_output=True, text=True,
-                timeout=self.timeout, env=env, check=False,
+                self._argv(*args),
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                env=env,
+                check=False,
             )
         except FileNotFoundError:
             raise CrontabError(
                 f"no crontab binary {self.crontab_cmd[0]!r} (install cron)"
             ) from None
         except subprocess.TimeoutExpired:
-            raise CrontabError(f"'crontab {' '.join(args)}' did not finish in "
-                               f"{self.timeout:.0f}s") from None
+            raise CrontabError(
+                f"'crontab {' '.join(args)}' did not finish in {self.timeout:.0f}s"
+            ) from None
 
     def read_crontab(self) -> str | None:
         """The crontab's text exactly as installed, or None when the user has none."""
