@@ -49,6 +49,10 @@ class LiveRun:
     """Why this run was fenced (its claim could not be kept live), if it was."""
 
 
+MAX_FENCED_NOTES = 1024
+"""Fencing notes kept for runs not started yet (more would be runs that already ended)."""
+
+
 class LiveRuns:
     """Every run of this process from ``running`` until its result is recorded.
 
@@ -126,6 +130,10 @@ class LiveRuns:
             run = self._runs.get(token)
             if run is None:
                 self._fenced_queued[token] = note
+                # A note is consumed when its run starts; one whose run ended just
+                # before it was fenced is never consumed: keep the oldest bounded.
+                while len(self._fenced_queued) > MAX_FENCED_NOTES:
+                    del self._fenced_queued[next(iter(self._fenced_queued))]
                 return None
             run.fenced = note
             if not run.acted:

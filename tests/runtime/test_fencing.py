@@ -166,3 +166,17 @@ def test_the_claim_keeper_refreshes_every_held_claim_in_one_write_per_round(
         for r in executions.list_executions(j["id"])
         if r["status"] != "claimed"
     )
+
+
+def test_fencing_notes_for_runs_not_started_are_kept_bounded() -> None:
+    # A note waits for its queued run to start; a note whose run already ended is
+    # never consumed, so the oldest are dropped beyond MAX_FENCED_NOTES.
+    from cron.live_runs import MAX_FENCED_NOTES, LiveRuns
+
+    runs = LiveRuns()
+    for n in range(MAX_FENCED_NOTES + 1):
+        assert runs.fence(f"t{n}", f"note {n}") is None
+    assert runs.fenced_note("t0") is None
+    assert runs.fenced_note(f"t{MAX_FENCED_NOTES}") == f"note {MAX_FENCED_NOTES}"
+    assert runs.fenced_note("t1") == "note 1"
+    assert runs.fenced_note("t1") is None  # consumed
