@@ -199,14 +199,27 @@ class _Server:
             self.sock.close()
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+class _Signalled:
+    """Set by the SIGINT/SIGTERM handler: a plain flag the main loop polls.
+
+    The handler must take no lock. It runs in the main thread between two
+    bytecodes, possibly while that thread is inside ``Event.wait`` holding the
+    event's (non-reentrant) condition lock: ``Event.set()`` there deadlocks the
+    gateway for good (seen in the cluster suite: a node that never stopped).
+    """
+
+    def __init__(self) -> None:
+        self.flag = False
+
+
+def _install_signal_handlers(signalled: _Signalled) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # embedded in a thread: the caller stops us through the process instead
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
+        if signalled.flag and signum == signal.SIGINT:
             log.warning("second interrupt: still waiting for running jobs (up to the grace)")
-        stop.set()
+        signalled.flag = True
 
     previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -313,9 +326,10 @@ def run_gateway(
     provider_thread: threading.Thread | None = None
     provider: scheduler_provider.CronScheduler | None = None
     trigger_stop = threading.Event()
+    signalled = _Signalled()
     clean = True
     try:
-        previous_handlers = _install_signal_handlers(stop)
+        previous_handlers = _install_signal_handlers(signalled)
         sock: socket.socket | None = None
         bound_port: int | None = None
         if webhook:
@@ -382,13 +396,16 @@ def run_gateway(
         if ready_callback is not None:
             ready_callback(dict(info))
 
-        while not stop.wait(0.2):
+        # Polled, not stop.wait(): see _Signalled (is_set() takes no lock).
+        while not (stop.is_set() or signalled.flag):
+            time.sleep(0.2)
             if server is not None and not server.alive:
                 log.error("the webhook server died; shutting the gateway down")
                 clean = False
                 break
         return 0 if clean else 1
     finally:
+        stop.set()  # here, not in the signal handler (see _Signalled)
         deadline = time.monotonic() + max(0.0, grace)
         if app is not None:
             app.state.stopping = True
