@@ -74,12 +74,15 @@ def test_a_command_whose_claim_cannot_be_refreshed_ends_before_the_claim_is_stal
     time.sleep(TTL / 3 + 0.5)  # at least one refresh went through before the cut
     last = parse_ts(jobs.get_job(job["id"])["fire_claim"]["at"])
     assert last is not None
-    store = get_store()
+    # The database's clock, as this node measures it, minus this machine's — taken
+    # while the server is up: `store.clock()` with the server gone may first wait out
+    # a reconnect attempt, and would date the group's end by when that gave up.
+    offset = get_store().clock() - datetime.now(UTC)
 
     caplog.set_level(logging.WARNING, logger="cron")
     pg_home.stop_server("immediate")
     _wait(lambda: not group.alive(), TTL * 2, "the fenced command's group to end")
-    gone_at = store.clock()  # the database's clock as this node last measured it
+    gone_at = datetime.now(UTC) + offset
     # The claim this node last wrote is no older than `last`: it was still live when
     # the command was gone, so no node could have taken the job over before that.
     assert gone_at < last + timedelta(seconds=TTL), (gone_at, last)
