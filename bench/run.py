@@ -47,7 +47,7 @@ FULL: dict[str, Any] = {
         "sizes": [100, 1000, 10000],
         "sizes_sqlite": [1000, 100000],
         "reps": 3,
-        "singles": 30,
+        "singles": 200,
         "batches": 5,
     },
     "contention": {"jobs": 1000, "procs": 4, "reps": 3},
