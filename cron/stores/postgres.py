@@ -127,9 +127,9 @@ class PostgresJobStore(PgConnections, JobStore):
     # -- reads -----------------------------------------------------------------------
 
     # The hot statements (get, the due scan, next_wake, the claim) are prepared on first
-    # use (``prepare=True``), not after psycopg's default five runs per connection: an
-    # unprepared claim statement is planned each time (~1-2 ms), and a gateway's first
-    # claims after start or a reconnect would pay it.
+    # use (``prepare=True``), not after psycopg's default five runs per connection: until
+    # then each run is parsed and planned again, and a gateway's first claims after a
+    # start or a reconnect paid for it.
 
     def get(self, job_id: str) -> Stored | None:
         with self._read() as conn:
