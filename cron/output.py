@@ -49,7 +49,11 @@ def _job_dir(job_id: str) -> Path:
 
 
 def _sort_key(path: Path) -> tuple[str, int]:
-    m = _NAME_RE.match(path.name)
+    return _name_key(path.name)
+
+
+def _name_key(name: str) -> tuple[str, int]:
+    m = _NAME_RE.match(name)
     assert m is not None
     return m.group(1), int(m.group(2) or 0)
 
@@ -65,19 +69,32 @@ def _configured_retention() -> int:
     return int(value)
 
 
-def _reserve(directory: Path, stamp: str) -> Path:
-    """Create an empty, uniquely named ``0600`` file; O_EXCL makes the name ours alone."""
+def _reserve(directory: Path, stamp: str, flags: int = os.O_WRONLY) -> tuple[Path, int]:
+    """Create an empty, uniquely named ``0600`` file, open with ``flags``; O_EXCL makes
+    the name ours alone. Returns the path and the descriptor (the caller closes it)."""
     n = 0
     while True:
         name = f"{stamp}.log" if n == 0 else f"{stamp}-{n}.log"
         path = directory / name
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, paths.FILE_MODE)
         except FileExistsError:
             n += 1
             continue
-        os.close(fd)
-        return path
+        return path, fd
+
+
+def _reserve_in_job_dir(job_id: str, stamp: str, flags: int = os.O_WRONLY) -> tuple[Path, int]:
+    """:func:`_reserve` in the job's output directory, created (``0700`` all the way up)
+    only when it is missing: a run start costs no directory checks."""
+    directory = _job_dir(job_id)
+    try:
+        return _reserve(directory, stamp, flags)
+    except FileNotFoundError:
+        paths.cron_dir(create=True)
+        paths.ensure_dir(paths.output_dir())
+        paths.ensure_dir(directory)
+        return _reserve(directory, stamp, flags)
 
 
 def write_output(
@@ -97,11 +114,8 @@ def write_output(
     keep = _configured_retention() if retention is None else retention
     if keep < 1:
         raise ValueError(f"output retention must be >= 1, got {keep!r}")
-    directory = _job_dir(job_id)
-    paths.cron_dir(create=True)
-    paths.ensure_dir(paths.output_dir())
-    paths.ensure_dir(directory)
-    path = _reserve(directory, _stamp(now))
+    path, fd = _reserve_in_job_dir(job_id, _stamp(now))
+    os.close(fd)
     try:
         paths.atomic_write_text(path, text, durable=False)
     except BaseException:
@@ -124,14 +138,14 @@ class LiveOutput:
     run, it only loses log lines (logged once).
     """
 
-    def __init__(self, path: Path, *, limit: int) -> None:
+    def __init__(self, path: Path, *, limit: int, fd: int | None = None) -> None:
         self.path = path
         self.limit = limit
         self.written = 0
         self.streamed = False
         self.overflowed = False
         self._failed = False
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND) if fd is None else fd
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (the runner's thread; not shared between threads)."""
@@ -157,24 +171,44 @@ class LiveOutput:
         ``note`` (e.g. ``[cronkit] error: exit status 1``) goes on its own line
         after the output. Returns the path.
         """
+        if self.overflowed:
+            # Too much streamed: the file becomes exactly the captured output (its tail),
+            # replaced atomically so no reader sees it half rewritten.
+            self.close()
+            paths.atomic_write_text(self.path, _joined(output, note), durable=False)
+            return self.path
+        if not self.streamed:
+            # Nothing streamed (a python target, a runner that returns its output): the
+            # file is still empty, and the captured output appended to it is the whole
+            # file (a follower sees it grow, as it would have seen it streamed).
+            tail = _joined(output, note)
+        else:
+            tail = (f"\n{note}" if self.written else note) if note else ""
+        if tail:
+            self._append(tail.encode("utf-8", "replace"))
         self.close()
-        if self.overflowed or not self.streamed:
-            # Nothing streamed (a python target, a runner that returns its output)
-            # or too much: the file becomes exactly the captured output.
-            text = output
-            if note:
-                text = f"{text}\n{note}" if text else note
-            paths.atomic_write_text(self.path, text, durable=False)
-        elif note:
-            with open(self.path, "ab") as fh:
-                fh.write((f"\n{note}" if self.written else note).encode("utf-8", "replace"))
         return self.path
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            with open(self.path, "ab") as fh:
+                fh.write(data)
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+def _joined(output: str, note: str | None) -> str:
+    if not note:
+        return output
+    return f"{output}\n{note}" if output else note
 
 
 def open_output(
@@ -192,28 +226,26 @@ def open_output(
     keep = _configured_retention() if retention is None else retention
     if keep < 1:
         raise ValueError(f"output retention must be >= 1, got {keep!r}")
-    directory = _job_dir(job_id)
-    paths.cron_dir(create=True)
-    paths.ensure_dir(paths.output_dir())
-    paths.ensure_dir(directory)
-    path = _reserve(directory, _stamp(now))
-    try:
-        live = LiveOutput(path, limit=limit)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        raise
+    path, fd = _reserve_in_job_dir(job_id, _stamp(now), os.O_WRONLY | os.O_APPEND)
+    live = LiveOutput(path, limit=limit, fd=fd)
     _prune(job_id, keep, protect=path)
     return live
 
 
 def _prune(job_id: str, keep: int, *, protect: Path) -> None:
-    files = [p for p in list_outputs(job_id) if p != protect]
-    excess = len(files) + 1 - keep
-    for old in files[: max(excess, 0)]:
+    # On every run start: names, not Path objects, and no sort unless some must go.
+    directory = _job_dir(job_id)
+    try:
+        names = [n for n in os.listdir(directory) if _NAME_RE.match(n) and n != protect.name]
+    except FileNotFoundError:
+        return
+    excess = len(names) + 1 - keep
+    if excess <= 0:
+        return
+    for old in sorted(names, key=_name_key)[:excess]:
         # A concurrent writer may be pruning the same files.
         with contextlib.suppress(FileNotFoundError):
-            old.unlink()
+            os.unlink(directory / old)
 
 
 def list_outputs(job_id: str) -> list[Path]:
