@@ -177,6 +177,120 @@ def test_scheduled_at_before_next_run_or_after_now_gets_none() -> None:
     assert job == before
 
 
+# The reason text of a claim is what a client reads: the webhook answers a lost claim 409
+# {"status": "not_claimed", "reason": <text>} (SPEC §7), ``cronkit fire`` prints "not fired:
+# job ...: <text>", ``cronkit run`` "not run: <text>", and ``jobs.claim_job_for_fire_ex``
+# returns it (a missing job's text only there: the webhook answers 404, the CLI its own
+# line). One situation per reason ``try_claim`` gives, and the exact text.
+_REASONS: list[tuple[str, Any, dict[str, Any], ClaimReason, str]] = [
+    ("missing", lambda: None, {}, ClaimReason.NO_SUCH_JOB, "no such job"),
+    (
+        "completed",
+        lambda: make_job("every 1m", state="completed"),
+        {},
+        ClaimReason.COMPLETED,
+        "job is completed",
+    ),
+    (
+        "paused",
+        lambda: make_job("every 1m", state="paused"),
+        {},
+        ClaimReason.PAUSED,
+        "job is paused",
+    ),
+    (
+        "disabled",
+        lambda: make_job("every 1m", enabled=False),
+        {},
+        ClaimReason.PAUSED,
+        "job is paused",
+    ),
+    (
+        "live claim",
+        lambda: held(make_job("every 1m"), T0 - M),
+        {},
+        ClaimReason.LIVE_CLAIM,
+        "a run of this job is still in progress (live claim)",
+    ),
+    (
+        "no next run",
+        lambda: make_job("every 1m", next_run_at=None),
+        {},
+        ClaimReason.NO_NEXT_RUN,
+        "job has no next run",
+    ),
+    (
+        "not due",
+        lambda: make_job("every 1m", next_run_at=T0 + S),
+        {},
+        ClaimReason.NOT_DUE,
+        "not due until 2026-06-01T10:00:01+00:00",
+    ),
+    (
+        "stale slot",
+        lambda: make_job("every 1m", next_run_at=T0 - M),
+        {"scheduled_at": T0 - 2 * M},
+        ClaimReason.STALE_SLOT,
+        "slot 2026-06-01T09:58:00+00:00 already fired or superseded "
+        "(next slot is 2026-06-01T09:59:00+00:00)",
+    ),
+    (
+        "future slot",
+        lambda: make_job("every 1m", next_run_at=T0 - M),
+        {"scheduled_at": T0 + S},
+        ClaimReason.FUTURE_SLOT,
+        "slot 2026-06-01T10:00:01+00:00 is in the future",
+    ),
+    (
+        "one-shot missed",
+        lambda: once_job(T0 - 121 * S),
+        {},
+        ClaimReason.MISSED,
+        "one-shot is 121s late (> 120s): missed",
+    ),
+    (
+        "beyond grace",
+        lambda: make_job("every 10m", next_run_at=T0 - 301 * S, catch_up="skip"),
+        {},
+        ClaimReason.MISSED,
+        "slot is 301s late, beyond grace (catch_up=skip)",
+    ),
+    (
+        "forced",
+        lambda: make_job("every 1m", state="paused"),
+        {"force": True},
+        ClaimReason.FORCED,
+        "claimed (forced)",
+    ),
+    ("claimed", lambda: make_job("every 1m"), {}, ClaimReason.CLAIMED, "claimed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "kw", "code", "text"), [r[1:] for r in _REASONS], ids=[r[0] for r in _REASONS]
+)
+def test_each_claim_reason_has_the_text_clients_read(
+    build: Any, kw: dict[str, Any], code: ClaimReason, text: str
+) -> None:
+    outcome = claim_at(build(), T0, **kw)
+    assert (outcome.code, outcome.reason) == (code, text)
+    assert outcome.won is (code in (ClaimReason.CLAIMED, ClaimReason.FORCED))
+
+
+def test_a_job_document_without_an_enabled_field_is_enabled() -> None:
+    # SPEC §3 lists ``enabled``; a document written without it (an older one) is enabled:
+    # it claims, and its held claim passes to a retry attempt (§13) like any other.
+    job = make_job("every 1h", next_run_at=T0)
+    del job["enabled"]
+    outcome = claim_at(job, T0)
+    assert outcome.won and outcome.code is ClaimReason.CLAIMED
+    verdict, new = claim.retry_claim(
+        job, outcome.token or "", now=T0 + M, start_at=T0 + 2 * M, attempt=2
+    )
+    assert verdict is RetryClaim.GRANTED and new is not None
+    assert claim.may_start_retry(job, new, now=T0 + 2 * M) is RetryClaim.GRANTED
+
+
 # -- §3: what a won claim writes ----------------------------------------------------------------
 
 
@@ -296,9 +410,23 @@ def test_a_forced_run_of_a_due_job_consumes_the_due_slot() -> None:
     assert outcome.won and outcome.code is ClaimReason.FORCED
     assert outcome.reason == "claimed (forced)"
     assert outcome.scheduled_at == to_iso(T0)  # no scheduled_at: the slot is now
-    assert job["fire_claim"]["scheduled_at"] == to_iso(T0)
+    # the claim records its owner (SPEC §3 fire_claim.by), forced or not
+    assert job["fire_claim"] == {
+        "token": outcome.token,
+        "at": to_iso(T0),
+        "by": OWNER,
+        "scheduled_at": to_iso(T0),
+    }
     assert job["next_run_at"] == to_iso(T0 + 10 * M)
     assert job["repeat"]["completed"] == 1
+
+
+def test_a_forced_run_exactly_at_the_due_slot_consumes_it() -> None:
+    # next_run_at <= now is due (§3.4), so a forced run at that very instant fires the due
+    # slot: next_run_at moves on, or the tick would fire the same slot a second time.
+    job = make_job("every 10m", next_run_at=T0)
+    assert claim_at(job, T0, force=True).won
+    assert job["next_run_at"] == to_iso(T0 + 10 * M)
 
 
 def test_a_forced_run_of_a_job_not_due_keeps_its_next_run() -> None:
@@ -398,6 +526,7 @@ def test_a_tick_past_grace_with_skip_writes_missed_and_moves_past_now() -> None:
     job = make_job("every 10m", next_run_at=T0 - 25 * M, catch_up="skip", name="s")
     outcome = sweep_at(job, T0)
     assert_lost(outcome, ClaimReason.MISSED)
+    assert outcome.scheduled_at == to_iso(T0 - 25 * M)  # the slot missed, as its ledger row
     assert job["last_status"] == "missed"
     assert job["next_run_at"] == to_iso(T0 + 5 * M)
     assert job["fire_claim"] is None and job["repeat"]["completed"] == 0
@@ -451,8 +580,10 @@ def test_a_tick_finding_a_live_claim_skips_the_slot_and_moves_past_it() -> None:
 
 def test_a_tick_skipping_a_one_shot_leaves_it_no_next_run() -> None:
     job = held(once_job(T0 - M), T0 - M)
+    before = copy.deepcopy(job)
     assert_lost(sweep_at(job, T0), ClaimReason.SKIPPED)
-    assert job["next_run_at"] is None
+    # the stored document changes in exactly these fields (the running copy keeps its claim)
+    assert job == {**before, "last_status": "skipped", "next_run_at": None}
 
 
 def test_a_spent_job_whose_final_run_crashed_completes_once_its_claim_expires() -> None:
@@ -464,7 +595,8 @@ def test_a_spent_job_whose_final_run_crashed_completes_once_its_claim_expires() 
     assert job["state"] == "completed"
     assert job["last_status"] == "interrupted"
     assert job["fire_claim"] is None
-    assert "claim expired" in job["last_error"]
+    # what ``cronkit show`` prints as the job's "last error"
+    assert job["last_error"] == "the final run's owner never reported back (claim expired)"
 
 
 def test_a_spent_job_whose_final_run_is_live_is_left_alone() -> None:

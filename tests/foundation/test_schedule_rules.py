@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cron.errors import ScheduleError, ScheduleTooLongError
+from cron.errors import ACCEPTED_SCHEDULES, ScheduleError, ScheduleTooLongError
 from cron.schedule import (
     compute_next_run,
     describe,
@@ -262,6 +262,26 @@ def test_a_bad_dict_is_a_schedule_error(data: dict[str, Any], reason: str) -> No
     assert repr(data)[:20] in str(info.value)
 
 
+def message(schedule: object, reason: str) -> str:
+    """The whole line a user reads for a bad schedule (the CLI prints ``str(exc)``, SPEC §2)."""
+    return f"invalid schedule {schedule!r}: {reason}; accepted forms: {ACCEPTED_SCHEDULES}"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"kind": "cron"}, "cron schedule needs an 'expr' string"),
+        ({"kind": "once"}, "one-shot schedule needs a 'run_at' timestamp"),
+    ],
+)
+def test_a_dict_missing_its_field_says_so_in_one_exact_line(
+    data: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(data)
+    assert str(info.value) == message(data, reason)
+
+
 def test_the_longest_interval_is_3650_days() -> None:
     assert interval(3650 * 86400)["seconds"] == 3650 * 86400
     assert interval(1)["seconds"] == 1
@@ -327,6 +347,40 @@ def test_a_stored_schedule_missing_its_field_is_a_schedule_error() -> None:
         compute_next_run({"kind": "once"}, after=T0)
     with pytest.raises(ScheduleError, match="'seconds' must be an integer"):
         compute_next_run({"kind": "interval"}, after=T0)
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        ({"kind": "cron"}, "cron schedule needs an 'expr' string"),
+        ({"kind": "once"}, "one-shot schedule needs a 'run_at' timestamp"),
+        ({"kind": "once", "run_at": 5}, "one-shot schedule needs a 'run_at' timestamp"),
+        ({"kind": "interval"}, "interval 'seconds' must be an integer"),
+    ],
+)
+@pytest.mark.parametrize("fn", ["compute_next_run", "iter_slots"])
+def test_a_stored_schedule_missing_its_field_quotes_that_schedule(
+    fn: str, stored: dict[str, Any], reason: str
+) -> None:
+    # a hand-edited jobs.json: the message names the stored schedule and what it lacks
+    with pytest.raises(ScheduleError) as info:
+        if fn == "compute_next_run":
+            compute_next_run(stored, after=T0)
+        else:
+            iter_slots(stored, start=T0, end=T0 + H)
+    assert str(info.value) == message(stored, reason)
+
+
+@pytest.mark.parametrize("junk", [5, ["Europe/Berlin"], "", "  "])
+def test_a_stored_tz_that_is_not_a_zone_name_counts_as_no_zone(junk: object) -> None:
+    # SPEC §2: the job's zone (``schedule.tz``), else the configured one (UTC here). A stored
+    # ``tz`` that is not a zone name (a hand-edited jobs.json) is no zone - for a cron's wall
+    # clock and a one-shot's naive ``run_at`` alike, and never an error.
+    one_shot = {"kind": "once", "run_at": "2026-06-01T10:00:00", "tz": junk}
+    assert compute_next_run(one_shot, after=T0 - S) == T0
+    assert iter_slots(one_shot, start=T0, end=T0) == [T0]
+    daily = {"kind": "cron", "expr": "0 10 * * *", "tz": junk}
+    assert compute_next_run(daily, after=T0 - S) == T0
 
 
 def test_a_stored_one_shot_reads_a_naive_run_at_in_its_own_zone() -> None:
@@ -397,6 +451,24 @@ def test_one_shot_slots_and_empty_windows() -> None:
     assert iter_slots(interval(60), start=T0, end=T0 - S) == []
     assert iter_slots(interval(60), start=T0, end=T0 + H, limit=0) == []
     assert iter_slots(cron("* * * * *"), start=T0, end=T0 + H, limit=-1) == []
+
+
+@pytest.mark.parametrize("kind", ["interval", "cron", "once"])
+def test_at_most_limit_slots_for_every_kind(kind: str) -> None:
+    sched = {"interval": interval(600), "cron": cron("*/10 * * * *"), "once": once(T0)}[kind]
+    assert iter_slots(sched, start=T0, end=T0 + H, limit=1) == [T0]
+    assert iter_slots(sched, start=T0, end=T0 + H, limit=0) == []
+    assert iter_slots(sched, start=T0, end=T0 + H, limit=-1) == []
+    assert iter_slots(sched, start=T0 + S, end=T0 - S, limit=5) == []  # end before start
+
+
+def test_a_start_between_two_seconds_lists_no_slot_before_it() -> None:
+    # start <= s <= end at full precision: a slot 1 microsecond before start is not in the
+    # window, one exactly at start is (and one 1 microsecond after end is not)
+    us = timedelta(microseconds=1)
+    every_minute = cron("* * * * *")
+    assert iter_slots(every_minute, start=T0 + us, end=T0 + M) == [T0 + M]
+    assert iter_slots(every_minute, start=T0, end=T0 + M - us) == [T0]
 
 
 def test_iter_slots_takes_naive_bounds_as_utc() -> None:

@@ -119,6 +119,35 @@ EQUIVALENTS = (
         "parse_schedule stores tz only as a non-empty zone name, and resolve_zone('') "
         "is the configured zone, as for None",
     ),
+    Equivalent(
+        "cron.claim.x__missed_between__*",
+        r"tz=_zone\(job\), limit=MISSED_ROWS_LIMIT \+ 1",
+        r"start=start, end=end, (tz=None, )?limit=MISSED_ROWS_LIMIT \+ 1\b",
+        "iter_slots reads the zone of the schedule's own tz first, the only zone _zone(job) "
+        "ever gives (a blank tz and None both mean the configured zone)",
+    ),
+    Equivalent(
+        "cron.claim.x__missed_between__*",
+        r"tz=_zone\(job\), limit=MISSED_ROWS_LIMIT \+ 1",
+        r"start=start, end=end, tz=_zone\(job\),( limit=MISSED_ROWS_LIMIT \+ 2\b| *\)|\s*$)",
+        "the rows are the first MISSED_ROWS_LIMIT slots before end, and only the slot at end "
+        "(the last) is dropped: any limit >= MISSED_ROWS_LIMIT gives the same rows",
+    ),
+    Equivalent(
+        "cron.claim.x_sweep_due__*",
+        r'if job\["schedule"\]\.get\("kind"\) == "once":',
+        r'if job\["schedule"\]\.get\((None|"XXkindXX"|"KIND")\) == "once":'
+        r'|if job\["schedule"\]\.get\("kind"\) == ("XXonceXX"|"ONCE"):',
+        "a dead branch: _advance already leaves a one-shot no next run (next_slot of a once "
+        "is None), so skipping the branch changes nothing",
+    ),
+    Equivalent(
+        "cron.schedule.x__parse_dict__*",
+        r'if zone_name and "tz" not in out:',
+        r'if zone_name and "(XXtzXX|TZ)" not in out:',
+        "out has a tz only from _cron_schedule given this same zone_name, so writing it "
+        "again stores the same value",
+    ),
 )
 
 
