@@ -310,9 +310,7 @@ def sweep_due(
     job_id = job["id"]
     if claim_is_live(job, now, claim_ttl):
         job["last_status"] = RunStatus.SKIPPED
-        _advance(job, anchor=due, now=now)
-        if job["schedule"].get("kind") == "once":
-            job["next_run_at"] = None
+        _advance(job, anchor=due, now=now)  # a one-shot has no slot after its own: None
         ev = LedgerEvent(
             job_id,
             RunStatus.SKIPPED,

@@ -134,14 +134,6 @@ EQUIVALENTS = (
         "(the last) is dropped: any limit >= MISSED_ROWS_LIMIT gives the same rows",
     ),
     Equivalent(
-        "cron.claim.x_sweep_due__*",
-        r'if job\["schedule"\]\.get\("kind"\) == "once":',
-        r'if job\["schedule"\]\.get\((None|"XXkindXX"|"KIND")\) == "once":'
-        r'|if job\["schedule"\]\.get\("kind"\) == ("XXonceXX"|"ONCE"):',
-        "a dead branch: _advance already leaves a one-shot no next run (next_slot of a once "
-        "is None), so skipping the branch changes nothing",
-    ),
-    Equivalent(
         "cron.schedule.x__parse_dict__*",
         r'if zone_name and "tz" not in out:',
         r'if zone_name and "(XXtzXX|TZ)" not in out:',
