@@ -150,8 +150,19 @@ WHEN = "COALESCE(claimed_at, started_at, finished_at, scheduled_at)"
 ORDER = f"{WHEN} DESC, rowid DESC"
 
 
+def prune_slack(keep: int) -> int:
+    """Rows a job's ledger may hold beyond ``keep`` before it is pruned back to ``keep``.
+
+    A tenth of the bound (none under 10): a job that has run ``keep`` times would
+    otherwise pay a sorted delete on every claim and every result, for ever; this
+    way it pays one per ``keep // 10`` rows.
+    """
+    return keep // 10
+
+
 def prune(conn: SqlConn, job_id: str, keep: int) -> None:
-    """Delete the job's rows beyond the newest ``keep``; live rows are never pruned.
+    """Delete the job's rows beyond the newest ``keep`` once there are more than
+    ``keep + prune_slack(keep)``; live rows are never pruned.
 
     Cheap when under the bound (one indexed count), which is the common case.
     Live (claimed/running) rows survive so recovery can still settle them.
@@ -161,7 +172,7 @@ def prune(conn: SqlConn, job_id: str, keep: int) -> None:
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM executions WHERE job_id = ?", (job_id,)
     ).fetchone()
-    if count <= keep:
+    if count <= keep + prune_slack(keep):
         return
     conn.execute(
         f"""
@@ -248,8 +259,9 @@ _IN_CHUNK = 500  # bound parameters per query (SQLite's limit is 999 on old buil
 
 
 def over_bound(conn: SqlConn, job_ids: set[str], keep: int) -> list[str]:
-    """Which of ``job_ids`` have more than ``keep`` rows: one grouped count per 500 jobs,
-    not one count per job (a batch claim of 100 jobs touches 100)."""
+    """Which of ``job_ids`` are due a :func:`prune` (more than ``keep`` rows plus the
+    slack): one grouped count per 500 jobs, not one per job (a batch claim of 100
+    jobs touches 100)."""
     if keep < 1:
         raise ValueError(f"keep_per_job must be >= 1, got {keep!r}")
     ids = sorted(job_ids)
@@ -261,7 +273,7 @@ def over_bound(conn: SqlConn, job_ids: set[str], keep: int) -> list[str]:
             f"SELECT job_id, COUNT(*) FROM executions WHERE job_id IN ({marks}) GROUP BY job_id",
             chunk,
         ).fetchall()
-        out.extend(str(r[0]) for r in rows if int(r[1]) > keep)
+        out.extend(str(r[0]) for r in rows if int(r[1]) > keep + prune_slack(keep))
     return out
 
 

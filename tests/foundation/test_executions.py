@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cron import executions, paths, procinfo
+from cron import executions, ledger_sql, paths, procinfo
 from cron.ledgerdb import SqliteLedger
 from cron.store import get_store
 
@@ -191,6 +191,25 @@ def test_retention_keeps_newest_per_job(home: Path) -> None:
     # The five newest finished rows stay; the oldest row is still live, so it survives.
     assert kept == [*reversed(toks[-5:]), live]
     assert executions.get_execution(other) is not None
+
+
+def test_a_large_bound_is_pruned_in_steps_not_on_every_row(home: Path) -> None:
+    # keep 30: up to a tenth more may wait (a job past its bound would otherwise pay a
+    # sorted delete on every claim and every result); the next row prunes back to 30.
+    keep = 30
+    slack = ledger_sql.prune_slack(keep)
+    assert slack == 3
+    toks = []
+    for i in range(keep + slack + 1):
+        tok = _tok()
+        at = T0 + timedelta(minutes=i)
+        executions.record_claim(tok, "a", scheduled_at=at, source="tick", now=at, keep_per_job=keep)
+        executions.finish(tok, status="ok", now=at, keep_per_job=keep)
+        toks.append(tok)
+        kept = [r["id"] for r in executions.list_executions("a", limit=None)]
+        if i < keep + slack:
+            assert len(kept) == i + 1, (i, len(kept))
+    assert kept == list(reversed(toks[-keep:]))
 
 
 @pytest.mark.usefixtures("file_store")
