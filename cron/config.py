@@ -133,8 +133,11 @@ class _ConfigCache:
         self.entries: dict[str, tuple[tuple[int, int, int], float, str, dict[str, Any]]] = {}
 
     def lookup(self, path: Path) -> dict[str, Any] | None:
+        """The cached parse if it is current; FileNotFoundError if there is no file."""
         try:
             st = os.stat(path)
+        except FileNotFoundError:
+            raise
         except OSError:
             return None
         hit = self.entries.get(str(path))
@@ -174,7 +177,10 @@ def read_config() -> dict[str, Any]:
     Same errors and the same freshness (an edited file is seen at once).
     """
     path = paths.config_path()
-    cached = _cache.lookup(path)
+    try:
+        cached = _cache.lookup(path)
+    except FileNotFoundError:
+        return DEFAULTS  # no file: one failed stat, not a failed open as well
     if cached is not None:
         return cached
     read_at = time.time()

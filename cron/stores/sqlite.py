@@ -73,7 +73,8 @@ def _due_text(t: datetime) -> str:
 
 
 def _from_wake_text(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing Z (3.11+) at a tenth of strptime's cost.
+    return datetime.fromisoformat(text)
 
 
 @functools.lru_cache(maxsize=64)
