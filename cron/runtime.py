@@ -77,8 +77,11 @@ def _tick_lock() -> Iterator[bool]:
     Any other OSError (permissions, a missing mount, a full disk) propagates:
     a tick that could not even try must not look like a clean one.
     """
-    paths.cron_dir(create=True)
-    fd = os.open(paths.tick_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
+    try:
+        fd = os.open(paths.tick_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
+    except FileNotFoundError:  # a first tick: the directories are made 0700 only then
+        paths.cron_dir(create=True)
+        fd = os.open(paths.tick_lock_path(), os.O_RDWR | os.O_CREAT, paths.FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
