@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from cron.call_threads import start_own_thread
 from cron.run_types import RunContext, RunResult, Straggler, cap_text, one_line
 
 
@@ -104,7 +105,8 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
     the process environment is shared by every thread.
 
     Note for implementers: with a timeout the callable runs in a daemon
-    thread and the caller stops waiting after ``ctx.timeout`` seconds,
+    thread (``ctx.start_call``: the runtime's, reused between runs) and the
+    caller stops waiting after ``ctx.timeout`` seconds,
     returning ``status="timeout"`` with a :class:`Straggler`. Python threads
     cannot be killed, so the callable keeps running in the background until
     it returns on its own (or dies with the process at exit); the scheduler
@@ -136,10 +138,10 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
             box["exc"] = exc
             box["tb"] = traceback.format_exc()
 
-    thread = threading.Thread(target=worker, name=f"cronkit-python-{job.get('id')}", daemon=True)
+    start = ctx.start_call or start_own_thread
     started = time.monotonic()
-    thread.start()
-    thread.join(timeout)
+    done = start(worker, f"cronkit-python-{job.get('id')}")
+    done.wait(timeout)
 
     def outcome() -> RunResult:
         failure: BaseException | None = box.get("exc")
@@ -149,7 +151,7 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
             return RunResult("error", cap_text(box["tb"]), one_line(failure))
         return RunResult("ok", cap_text(_coerce_output(box.get("value"))), None)
 
-    if thread.is_alive():
+    if not done.is_set():
 
         def final() -> RunResult:
             took = time.monotonic() - started
@@ -170,7 +172,7 @@ def run_python(job: dict[str, Any], ctx: RunContext) -> RunResult:
             "",
             f"timed out after {timeout:g}s; the python callable cannot be killed and is "
             "still running in a background thread",
-            straggler=Straggler(thread, final),
+            straggler=Straggler(None, final, done),
         )
     return outcome()
 

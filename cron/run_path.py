@@ -26,6 +26,7 @@ from cron.config import cfg_get, read_config
 from cron.live_runs import LiveRun, LiveRuns, Ran
 from cron.output import LiveOutput, open_output, write_output
 from cron.retry_path import Retry, plan_retry
+from cron.run_types import StartCall
 from cron.runners import RunContext, RunResult, run_action
 from cron.store import Job
 
@@ -89,8 +90,12 @@ def _lateness_ms(scheduled_at: str | None, started: float) -> str:
     return f"{(started - slot.timestamp()) * 1000:.0f}"
 
 
-def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
+def start_and_run(
+    job: Job, live_runs: LiveRuns, keeper: ClaimKeeper, start_call: StartCall | None = None
+) -> Ran:
     """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
+
+    ``start_call`` is where a runner starts a thread of its own (``RunContext.start_call``).
 
     A ``BaseException`` from the runner is recorded — ledger
     ``interrupted``/``error``, claim released — before it propagates. A run
@@ -149,6 +154,7 @@ def start_and_run(job: Job, live_runs: LiveRuns, keeper: ClaimKeeper) -> Ran:
         scheduled_at=scheduled_at,
         on_spawn=lambda group: live_runs.spawned(token, group),
         output=out,
+        start_call=start_call,
     )
     try:
         with keeper.hold(job_id, token, ttl):

@@ -24,6 +24,9 @@ DRAIN_GRACE = 1.0
 process it started still holds the output pipe open."""
 
 SpawnHook = Callable[[ProcessGroup], bool]
+StartCall = Callable[[Callable[[], None], str], threading.Event]
+"""Run ``fn`` (which never raises) on a daemon thread named ``name``; the event is set
+once it has returned."""
 
 
 class OutputSink(Protocol):
@@ -58,27 +61,38 @@ class RunContext:
     env: Mapping[str, str] | None = None
     on_spawn: SpawnHook | None = None
     output: OutputSink | None = None
+    start_call: StartCall | None = None
+    """Where a runner that needs a thread of its own for the action starts it (the
+    runtime's reusable threads, :class:`cron.call_threads.CallThreads`); None: a new
+    daemon thread per call (:func:`cron.call_threads.start_own_thread`)."""
 
 
 @dataclass(frozen=True)
 class Straggler:
     """Work a runner could not stop at its timeout; it still runs in this process.
 
-    ``thread`` is doing it; ``final()`` is the run's result once it has ended.
-    The scheduler keeps the job's claim (and the ledger row ``running``) until
-    then, so no second run of the job starts beside it.
+    ``thread`` is doing it, or ``done`` is set once it has (a thread kept for
+    reuse lives on after the work); ``final()`` is the run's result once it has
+    ended. The scheduler keeps the job's claim (and the ledger row ``running``)
+    until then, so no second run of the job starts beside it.
     """
 
-    thread: threading.Thread
+    thread: threading.Thread | None
     final: Callable[[], RunResult]
+    done: threading.Event | None = None
 
     def alive(self) -> bool:
-        return self.thread.is_alive()
+        if self.done is not None:
+            return not self.done.is_set()
+        return self.thread is not None and self.thread.is_alive()
 
     def wait(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds (None: forever); True once the work ended."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        if self.done is not None:
+            return self.done.wait(timeout)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return not self.alive()
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ __all__ = [
     "RunResult",
     "Runner",
     "SpawnHook",
+    "StartCall",
     "Straggler",
     "Tail",
     "cap_text",

@@ -47,6 +47,7 @@ from typing import Any
 
 from cron import jobs, paths, procgroup
 from cron import retry as retries
+from cron.call_threads import CallThreads
 from cron.claim_keeper import ClaimKeeper
 from cron.completer import Completer, StartQueue
 from cron.config import cfg_get, read_config
@@ -112,6 +113,8 @@ class Runtime:
         self.home = Path(home) if home is not None else None
         self.store = store
         self.live = LiveRuns()
+        self.calls = CallThreads()
+        """Threads the python runner calls targets on, reused between runs."""
         self.keeper = ClaimKeeper(on_fence=self._fence, spawn=self.spawn)
         self.timing = retries.RetryTiming()
         """The clock and random source retries wait on (a test's ``FakeClock``)."""
@@ -290,7 +293,7 @@ class Runtime:
         self._starts.add(-1)
         token = job["fire_claim"]["token"]
         try:
-            ran = start_and_run(job, self.live, self.keeper)
+            ran = start_and_run(job, self.live, self.keeper, self.calls.start)
         except BaseException as exc:  # noqa: B036 - recorded by start_and_run; to the waiters
             self.keeper.release(token)
             done.set_exception(exc)
@@ -316,7 +319,7 @@ class Runtime:
         """``cron.scheduler.run_one_job`` on this runtime, in the caller's thread."""
         with self.bound():
             while True:
-                ran = start_and_run(job, self.live, self.keeper)
+                ran = start_and_run(job, self.live, self.keeper, self.calls.start)
                 settle_straggler(ran, None, self.keeper)
                 if ran.live is not None and ran.live.fenced:
                     return finish_fenced(ran, self.live, adapters, loop)
