@@ -54,6 +54,11 @@ class BatchContract:
         assert [o is not None for o in out] == [True, False, True]
         names = {s.job["id"]: s.job["name"] for s in store.scan()}
         assert names == {a["id"]: "a2", b["id"]: "b moved on", c["id"]: "c2"}
+        # A winner's Stored is the job now stored, at the revision now stored.
+        for won in (out[0], out[2]):
+            assert won is not None
+            got = store.get(won.job["id"])
+            assert got is not None and (won.job, won.rev) == (got.job, got.rev)
         ledger = {r["id"]: r for r in executions.list_executions(limit=None)}
         assert set(ledger) == {rows[a["id"]].id, rows[c["id"]].id}, "rows iff the swap won"
         assert ledger[rows[a["id"]].id]["status"] == "claimed"
@@ -79,6 +84,47 @@ class BatchContract:
         assert got is not None and got.job["name"] == "first"
         assert [r["id"] for r in executions.list_executions(job["id"])] == [first.id]
 
+    def test_swap_many_a_job_at_a_stale_then_at_its_current_revision(
+        self, installed: JobStore
+    ) -> None:
+        # Each item is its own compare-and-set, in order: naming one job twice, the item
+        # at the stale revision loses and the one at the current revision wins.
+        from cron import executions
+
+        store = installed
+        job = make_job(name="v1")
+        stale = store.insert(job).rev
+        current = store.swap(job["id"], stale, _renamed(job, "v2"))
+        assert current is not None
+        late, fresh = self._row(job["id"]), self._row(job["id"])
+        out = store.swap_many(
+            [
+                Swap(job["id"], stale, _renamed(job, "from the stale read"), (late,)),
+                Swap(job["id"], current.rev, _renamed(job, "from the current read"), (fresh,)),
+            ]
+        )
+        assert [o is not None for o in out] == [False, True]
+        got = store.get(job["id"])
+        assert got is not None and got.job["name"] == "from the current read"
+        assert out[1] is not None and (out[1].job, out[1].rev) == (got.job, got.rev)
+        assert [r["id"] for r in executions.list_executions(job["id"])] == [fresh.id]
+
+    def test_swap_many_an_item_at_a_revision_never_handed_out_loses_alone(
+        self, store: JobStore
+    ) -> None:
+        a, b = make_job(name="a"), make_job(name="b")
+        rev_a, rev_b = store.insert(a).rev, store.insert(b).rev
+        out = store.swap_many(
+            [
+                Swap(a["id"], "no such revision", _renamed(a, "a2")),
+                Swap(b["id"], rev_b, _renamed(b, "b2")),
+            ]
+        )
+        assert [o is not None for o in out] == [False, True], "the later item must still apply"
+        got_a, got_b = store.get(a["id"]), store.get(b["id"])
+        assert got_a is not None and (got_a.job, got_a.rev) == (a, rev_a)
+        assert got_b is not None and got_b.job["name"] == "b2"
+
     def test_swap_many_of_nothing_writes_nothing(self, store: JobStore) -> None:
         store.insert(make_job())
         before = store.version()
@@ -90,6 +136,15 @@ class BatchContract:
         out = store.insert_many(made)
         assert [s.job for s in out] == made
         assert [s.job for s in store.scan()] == made
+
+    def test_insert_many_returns_the_revisions_it_stored(self, store: JobStore) -> None:
+        made = [make_job(name=f"bulk {i}") for i in range(3)]
+        out = store.insert_many(made)
+        for job, inserted in zip(made, out, strict=True):
+            got = store.get(job["id"])
+            assert got is not None and got.rev == inserted.rev
+            # ... so a swap at the returned revision wins.
+            assert store.swap(job["id"], inserted.rev, _renamed(job, "swapped")) is not None
 
     # -- version / count / find_key ----------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cron.errors import DuplicateJobError
-from cron.stores import JobStore
+from cron.stores import JobStore, Swap
 from cron.testing.store_support import _new_id, _renamed, make_job
 
 
@@ -93,6 +93,40 @@ class ItemsContract:
         assert store.delete(job["id"]) is True
         assert store.swap(job["id"], rev, job) is None
         assert store.get(job["id"]) is None, "a lost swap must not re-create the job"
+
+    def test_swap_at_a_revision_never_handed_out_loses_and_changes_nothing(
+        self, store: JobStore
+    ) -> None:
+        # Not a stale revision: a value no store hands out. It loses like a stale one;
+        # it is not an error.
+        job = make_job(name="v1")
+        rev = store.insert(job).rev
+        assert store.swap(job["id"], "no such revision", _renamed(job, "v2")) is None
+        got = store.get(job["id"])
+        assert got is not None and (got.job, got.rev) == (job, rev)
+
+    def test_a_swap_that_changes_the_key_moves_it(self, store: JobStore) -> None:
+        job = make_job(key="old-key")
+        rev = store.insert(job).rev
+        moved = dict(job, key="new-key")
+        won = store.swap(job["id"], rev, moved)
+        assert won is not None
+        found = store.find_key("new-key")
+        assert found is not None and (found.job, found.rev) == (moved, won.rev)
+        assert store.find_key("old-key") is None, "the old key still finds the job"
+        with pytest.raises(DuplicateJobError) as taken:
+            store.insert(make_job(key="new-key"))
+        assert (taken.value.field, taken.value.value) == ("key", "new-key")
+        freed = make_job(key="old-key")
+        store.insert(freed)
+        found = store.find_key("old-key")
+        assert found is not None and found.job == freed
+        # The batch form; a job whose new version has no key frees its key.
+        unkeyed = {k: v for k, v in moved.items() if k != "key"}
+        [dropped] = store.swap_many([Swap(job["id"], won.rev, unkeyed)])
+        assert dropped is not None
+        assert store.find_key("new-key") is None
+        store.insert(make_job(key="new-key"))
 
     def test_delete_without_a_revision(self, store: JobStore) -> None:
         job = make_job()

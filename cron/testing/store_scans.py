@@ -31,8 +31,9 @@ class ScanContract:
         assert [s.job["id"] for s in store.scan()] == ["c" * 12, "a" * 12, "b" * 12]
         assert [s.job["id"] for s in store.scan(limit=2)] == ["c" * 12, "a" * 12]
 
-    def _seed_wake_times(self, store: JobStore) -> list[Job]:
-        """Active jobs due at various times, inactive ones, and a spent job holding a claim."""
+    def _seed_wake_times(self, store: JobStore, *, bulk: bool = False) -> list[Job]:
+        """Active jobs due at various times, inactive ones, and a spent job holding a claim
+        (inserted one by one, or with one ``insert_many`` if ``bulk``)."""
         ttl = store.claim_ttl
         made = [
             make_job(next_run_at=T0 + timedelta(minutes=30), name="due later"),
@@ -56,8 +57,11 @@ class ScanContract:
             ),
             make_job(next_run_at=T0, name="due exactly now"),
         ]
-        for job in made:
-            store.insert(job)
+        if bulk:
+            store.insert_many(made)
+        else:
+            for job in made:
+                store.insert(job)
         return made
 
     def test_scan_due_by_returns_every_due_job_ordered_by_wake_time(self, store: JobStore) -> None:
@@ -105,6 +109,18 @@ class ScanContract:
         # The spent job's stale claim is the earliest here: it is what the tick must see.
         spent = next(j for j in made if j["name"] == "spent, claimed")
         assert min(wakes) == wake_time(spent, ttl)
+
+    def test_insert_many_indexes_wake_times_as_insert_does(self, store: JobStore) -> None:
+        made = self._seed_wake_times(store, bulk=True)
+        ttl = store.claim_ttl
+        wakes = {j["id"]: w for j in made if (w := wake_time(j, ttl)) is not None}
+        # The spent job's stale claim (claim time + claim_ttl) is the earliest.
+        assert store.next_wake() == min(wakes.values())
+        for due_by in sorted(set(wakes.values())):
+            ids = {s.job["id"] for s in store.scan(due_by=due_by)}
+            due = {job_id for job_id, w in wakes.items() if w <= due_by}
+            assert due <= ids, f"due_by={due_by}: due jobs missing: {due - ids}"
+            assert ids <= set(wakes), "scan(due_by=) listed a job no tick needs to see"
 
     def test_next_wake_ignores_inactive_jobs(self, store: JobStore) -> None:
         store.insert(make_job(next_run_at=None, enabled=False, state="paused"))

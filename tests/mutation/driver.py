@@ -113,6 +113,26 @@ EQUIVALENTS = (
         "a swap's result is a Stored or None, so the guard returns it either way",
     ),
     Equivalent(
+        "cron.stores.postgres.x\u01c1PostgresJobStore\u01c1*",
+        r'json\.dumps\((new|job), separators=\(",", ":"\)\)',
+        r"json\.dumps\((new|job), (separators=None)?\)",
+        "the doc column's text is only ever parsed (json.loads), never compared: "
+        "its whitespace cannot show",
+    ),
+    Equivalent(
+        "cron.stores.postgres.x\u01c1PostgresJobStore\u01c1insert_many__*",
+        r"zip\(jobs, docs, strict=True\)",
+        r"zip\(jobs, docs, (strict=(None|False))?\)",
+        "docs is built from jobs, one per job: the two are always the same length",
+    ),
+    Equivalent(
+        "cron.stores.postgres.x\u01c1PostgresJobStore\u01c1insert_many__*",
+        r"^batch = json\.dumps\(",
+        r"^batch = None$",
+        "a NULL batch inserts nothing, so insert_many takes its row-by-row path, which "
+        "stores the same rows, revisions and wake times in the same transaction",
+    ),
+    Equivalent(
         "cron.claim.x__zone__*",
         r"return tz if isinstance\(tz, str\) and tz else None",
         r"return tz if \(isinstance\(tz, str\) and tz\) or True else None",
