@@ -61,6 +61,8 @@ class _Write(Pending):
     rev: object = None
     new: Job | None = None
     result: Stored | bool | None = None
+    after: _Write | None = None
+    """An insert of one ``insert_many`` applies only if the one before it did."""
 
 
 class JsonJobStore(JobStore):
@@ -258,7 +260,9 @@ class JsonJobStore(JobStore):
         return req.result
 
     def insert_many(self, jobs: Sequence[Job]) -> list[Stored]:
-        reqs = [_Write("insert", job["id"], new=job) for job in jobs]
+        reqs: list[_Write] = []
+        for job in jobs:
+            reqs.append(_Write("insert", job["id"], new=job, after=reqs[-1] if reqs else None))
         if reqs:
             self._writes.submit_many(reqs)
         for req in reqs:
@@ -332,6 +336,8 @@ class JsonJobStore(JobStore):
                 pos = positions.get(req.job_id)
                 if req.op == "insert":
                     assert req.new is not None
+                    if req.after is not None and not isinstance(req.after.result, Stored):
+                        continue  # an earlier insert of its batch failed: stop there
                     if pos is not None:
                         req.failure = DuplicateJobError("id", req.job_id)
                         continue
@@ -348,7 +354,11 @@ class JsonJobStore(JobStore):
                     changed[req.job_id] = req.new  # only read below, before we return
                     req.result = Stored(json.loads(text), text)
                     continue
-                if pos is None or (req.rev is not None and new_encoded[pos] != req.rev):
+                # A swap compares its revision always (None is not one); a delete
+                # without a revision is unconditional.
+                if pos is None or (
+                    (req.rev is not None or req.op == "swap") and new_encoded[pos] != req.rev
+                ):
                     req.result = None if req.op == "swap" else False
                     continue
                 if req.op == "delete":

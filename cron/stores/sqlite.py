@@ -294,17 +294,28 @@ class SqliteJobStore(JobStore):
             return out
 
     def insert_many(self, jobs: Sequence[Job]) -> list[Stored]:
+        out: list[Stored] = []
+        failed: DuplicateJobError | None = None
         with self._write() as conn:
-            out = [self._insert_in(conn, job) for job in jobs]
+            for job in jobs:
+                try:
+                    out.append(self._insert_in(conn, job))
+                except DuplicateJobError as exc:
+                    failed = exc  # the jobs before it are kept (JobStore.insert_many)
+                    break
             if out:
                 self._bump(conn)
-            return out
+        if failed is not None:
+            raise failed
+        return out
 
     def _swap_in(
         self, conn: sqlite3.Connection, job_id: str, rev: object, new: Job, ttl: float
     ) -> Stored | None:
         if new.get("id") != job_id:
             raise ValueError(f"swap of job {job_id!r} got a job with id {new.get('id')!r}")
+        if not isinstance(rev, int) or isinstance(rev, bool):
+            return None  # not a revision this store hands out (True would bind as 1)
         doc = _encode(new)
         row = conn.execute(
             "UPDATE jobs SET doc = ?, wake_at = ?, key = ?, rev = rev + 1 "

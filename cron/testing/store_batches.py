@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from cron.errors import DuplicateJobError
 from cron.ledger_sql import LedgerRow
 from cron.stores import JobStore, Swap
 from cron.testing.store_support import T0, _iso, _renamed, make_job
@@ -136,6 +137,21 @@ class BatchContract:
         out = store.insert_many(made)
         assert [s.job for s in out] == made
         assert [s.job for s in store.scan()] == made
+
+    def test_insert_many_keeps_the_jobs_before_a_duplicate_and_stops_there(
+        self, store: JobStore
+    ) -> None:
+        # JobStore.insert_many: ":meth:`insert` for each job; if any insert fails, those
+        # before it are kept" — and, like the loop it stands for, none after it is tried.
+        taken = make_job(name="already there")
+        store.insert(taken)
+        before = [make_job(name=f"before {i}") for i in range(2)]
+        after = make_job(name="after")
+        with pytest.raises(DuplicateJobError) as raised:
+            store.insert_many([*before, dict(taken, name="again"), after])
+        assert (raised.value.field, raised.value.value) == ("id", taken["id"])
+        assert [s.job for s in store.scan()] == [taken, *before]
+        assert store.get(after["id"]) is None
 
     def test_insert_many_returns_the_revisions_it_stored(self, store: JobStore) -> None:
         made = [make_job(name=f"bulk {i}") for i in range(3)]

@@ -101,7 +101,10 @@ class ItemsContract:
         # it is not an error.
         job = make_job(name="v1")
         rev = store.insert(job).rev
-        assert store.swap(job["id"], "no such revision", _renamed(job, "v2")) is None
+        # None is no revision either (a swap is never unconditional), nor is a bool
+        # (True == 1 to SQL, and to Python).
+        for bogus in ("no such revision", None, True, False):
+            assert store.swap(job["id"], bogus, _renamed(job, "v2")) is None, bogus
         got = store.get(job["id"])
         assert got is not None and (got.job, got.rev) == (job, rev)
 
