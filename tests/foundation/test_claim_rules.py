@@ -346,6 +346,26 @@ def test_the_last_of_repeat_times_leaves_no_next_run_and_completes_when_marked()
     assert job["state"] == "completed"
 
 
+def test_a_repeat_without_a_completed_count_counts_from_zero() -> None:
+    # An older document may carry {"times": N} alone: its first claim is run 1 of N.
+    job = make_job("every 1m", repeat={"times": 3})
+    assert claim_at(job, T0).won
+    assert job["repeat"] == {"times": 3, "completed": 1}
+    assert job["next_run_at"] == to_iso(T0 + M)
+
+
+def test_a_result_completes_a_spent_job_only_once_it_has_no_next_run() -> None:
+    # Completed means "no slot left": a spent job that still names a next run (its
+    # document edited between the claim and the result) stays scheduled, for the tick
+    # to settle, rather than being completed with a slot pending.
+    job = make_job("every 1m", repeat={"times": 2, "completed": 1})
+    token = claim_at(job, T0).token or ""
+    assert claim.is_spent(job) and job["next_run_at"] is None
+    job["next_run_at"] = to_iso(T0 + M)
+    assert claim.apply_run_result(job, token, now=T0 + S, status="ok", error=None)
+    assert job["state"] == "scheduled"
+
+
 def test_a_claim_short_of_repeat_times_keeps_a_next_run() -> None:
     job = make_job("every 1m", repeat={"times": 3, "completed": 1})
     outcome = claim_at(job, T0)

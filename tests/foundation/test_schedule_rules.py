@@ -272,6 +272,9 @@ def message(schedule: object, reason: str) -> str:
     [
         ({"kind": "cron"}, "cron schedule needs an 'expr' string"),
         ({"kind": "once"}, "one-shot schedule needs a 'run_at' timestamp"),
+        ({"kind": "interval", "seconds": 1.5}, "interval 'seconds' must be a whole number"),
+        ({"kind": "interval", "seconds": 0}, "interval must be at least 1 second"),
+        ({"kind": "interval", "seconds": 3650 * 86400 + 1}, "interval longer than 3650 days"),
     ],
 )
 def test_a_dict_missing_its_field_says_so_in_one_exact_line(
@@ -280,6 +283,13 @@ def test_a_dict_missing_its_field_says_so_in_one_exact_line(
     with pytest.raises(ScheduleError) as info:
         parse_schedule(data)
     assert str(info.value) == message(data, reason)
+
+
+@pytest.mark.parametrize("text", ["every soon", "every 1h30", "every 5"])
+def test_a_bad_duration_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(text)
+    assert str(info.value) == message(text, "bad duration (use e.g. 90s, 30m, 2h, 1d or 1h30m)")
 
 
 def test_the_longest_interval_is_3650_days() -> None:
@@ -369,6 +379,17 @@ def test_a_stored_schedule_missing_its_field_quotes_that_schedule(
         else:
             iter_slots(stored, start=T0, end=T0 + H)
     assert str(info.value) == message(stored, reason)
+
+
+@pytest.mark.parametrize("fn", ["next_slot", "period_seconds"])
+def test_a_stored_interval_without_seconds_quotes_that_schedule(fn: str) -> None:
+    stored = {"kind": "interval"}
+    with pytest.raises(ScheduleError) as info:
+        if fn == "next_slot":
+            next_slot(stored, slot=T0, now=T0)
+        else:
+            period_seconds(stored, now=T0)
+    assert str(info.value) == message(stored, "interval 'seconds' must be an integer")
 
 
 @pytest.mark.parametrize("junk", [5, ["Europe/Berlin"], "", "  "])

@@ -134,10 +134,33 @@ EQUIVALENTS = (
     ),
     Equivalent(
         "cron.claim.x__zone__*",
-        r"return tz if isinstance\(tz, str\) and tz else None",
-        r"return tz if \(isinstance\(tz, str\) and tz\) or True else None",
-        "parse_schedule stores tz only as a non-empty zone name, and resolve_zone('') "
-        "is the configured zone, as for None",
+        r".",
+        r".",
+        "_zone(job) is only ever passed as tz= to the schedule functions, which use the "
+        "schedule's own tz when it is a zone name and the given tz only otherwise "
+        "(_schedule_zone): whatever _zone returns, the zone used is the same (a dead "
+        "argument, to be deleted)",
+    ),
+    Equivalent(
+        "cron.claim.x__advance__*",
+        r"next_slot\(job\[\"schedule\"\], slot=anchor, now=now, tz=_zone\(job\)\)",
+        r"next_slot\(job\[\"schedule\"\], slot=anchor, now=now, (tz=None)?\s*\)",
+        "next_slot uses the schedule's own tz first, the only zone _zone(job) ever gives "
+        "(see cron.claim._zone)",
+    ),
+    Equivalent(
+        "cron.claim.x__lateness__*",
+        r"grace_seconds\(job\[\"schedule\"\], now=slot, tz=_zone\(job\)\)",
+        r"grace_seconds\(job\[\"schedule\"\], now=slot, (tz=None)?\s*\)",
+        "grace_seconds uses the schedule's own tz first, the only zone _zone(job) ever "
+        "gives (see cron.claim._zone)",
+    ),
+    Equivalent(
+        "cron.claim.x__lateness__*",
+        r"^late > GRACE_MIN$",
+        r"^late >= GRACE_MIN$",
+        "a short cut: grace is never under GRACE_MIN, so at late == GRACE_MIN the grace "
+        "test that follows is false either way",
     ),
     Equivalent(
         "cron.claim.x__missed_between__*",
@@ -152,6 +175,19 @@ EQUIVALENTS = (
         r"start=start, end=end, tz=_zone\(job\),( limit=MISSED_ROWS_LIMIT \+ 2\b| *\)|\s*$)",
         "the rows are the first MISSED_ROWS_LIMIT slots before end, and only the slot at end "
         "(the last) is dropped: any limit >= MISSED_ROWS_LIMIT gives the same rows",
+    ),
+    Equivalent(
+        "cron.stores.json.x\u01c1JsonJobStore\u01c1swap_many__*",
+        r"zip\(swaps, out, strict=True\)",
+        r"zip\(swaps, out, (strict=(None|False))?\s*\)",
+        "out is built from swaps, one per swap: the two are always the same length",
+    ),
+    Equivalent(
+        "cron.stores.postgres.x\u01c1PostgresJobStore\u01c1*",
+        r"SWAP_MANY, swap_many_params\(.*\), prepare=True",
+        r"SWAP_MANY, swap_many_params\(.*\),( prepare=(None|False))?\s*\)?$",
+        "prepare= only chooses whether the server keeps the statement prepared (a speed "
+        "matter): the statement and its results are the same",
     ),
     Equivalent(
         "cron.schedule.x__parse_dict__*",
@@ -177,12 +213,13 @@ def equivalent(name: str, removed: str, added: str) -> Equivalent | None:
             continue
         if not (re.search(eq.removed, removed) and re.search(eq.added, added)):
             continue
-        # ... and holds no quoted literal ('jobs_version') or psycopg placeholder (%s):
-        # those are case-sensitive.
+        # ... and changes no quoted literal ('jobs_version') or psycopg placeholder
+        # (%s -> %S): those are case-sensitive. Lower-casing leaves %s as it is.
         if eq.same_but_case and (
             removed.lower() != added.lower()
             or removed == added
-            or re.search(r"'|%s", removed.strip().strip('"')[1:-1])
+            or "'" in removed.strip().strip('"')[1:-1]
+            or "%S" in added
         ):
             continue
         return eq
