@@ -177,6 +177,13 @@ EQUIVALENTS = (
         "(the last) is dropped: any limit >= MISSED_ROWS_LIMIT gives the same rows",
     ),
     Equivalent(
+        "cron.stores.json.x\u01c1JsonJobStore\u01c1_write_batch__*",
+        r'req\.result = None if req\.op == "swap" else False',
+        r"^req\.result = None$",
+        "a lost op's result is only read as `is True` (delete) or `isinstance(..., Stored)` "
+        "(swap, insert): None and False read the same",
+    ),
+    Equivalent(
         "cron.stores.json.x\u01c1JsonJobStore\u01c1swap_many__*",
         r"zip\(swaps, out, strict=True\)",
         r"zip\(swaps, out, (strict=(None|False))?\s*\)",
