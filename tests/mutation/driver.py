@@ -179,7 +179,7 @@ EQUIVALENTS = (
     Equivalent(
         "cron.stores.json.x\u01c1JsonJobStore\u01c1_write_batch__*",
         r'req\.result = None if req\.op == "swap" else False',
-        r"^req\.result = None$",
+        r"^req\.result = (None|None if .* else False)$",
         "a lost op's result is only read as `is True` (delete) or `isinstance(..., Stored)` "
         "(swap, insert): None and False read the same",
     ),
