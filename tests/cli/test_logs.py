@@ -21,6 +21,13 @@ from tests.cli._helpers import REPO, cli, stderr_lines, subprocess_env, wait_unt
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background commands with SIGINT ignored, and
+    # Python installs its KeyboardInterrupt handler only over the default disposition:
+    # the child gets the Ctrl-C a terminal would give it, however the suite was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "cron", *args],
@@ -29,6 +36,7 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
         text=True,
         env=subprocess_env(),
         cwd=REPO,
+        preexec_fn=_default_sigint,
     )
 
 
