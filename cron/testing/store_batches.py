@@ -126,6 +126,14 @@ class BatchContract:
         assert got_a is not None and (got_a.job, got_a.rev) == (a, rev_a)
         assert got_b is not None and got_b.job["name"] == "b2"
 
+    def test_swap_many_at_none_is_no_revision_either(self, store: JobStore) -> None:
+        # As swap(): a batch item is never unconditional.
+        job = make_job(name="v1")
+        rev = store.insert(job).rev
+        assert store.swap_many([Swap(job["id"], None, _renamed(job, "v2"))]) == [None]
+        got = store.get(job["id"])
+        assert got is not None and (got.job, got.rev) == (job, rev)
+
     def test_swap_many_of_nothing_writes_nothing(self, store: JobStore) -> None:
         store.insert(make_job())
         before = store.version()

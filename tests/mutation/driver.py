@@ -102,12 +102,6 @@ EQUIVALENTS = (
     ),
     Equivalent(
         "cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
-        r'_Write\("swap"',
-        r'_Write\((None|"SWAP"|"XXswapXX")',
-        "_write_batch applies every op but insert and delete as a swap",
-    ),
-    Equivalent(
-        "cron.stores.json.x\u01c1JsonJobStore\u01c1swap*",
         r"if isinstance\((r\.)?result, Stored\) else None",
         r"if \(isinstance\((r\.)?result, Stored\)\) or True else None",
         "a swap's result is a Stored or None, so the guard returns it either way",
