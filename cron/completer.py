@@ -32,7 +32,12 @@ OnRetry = Callable[[Retry, "Adapters | None", Loop, "Future[bool]"], None]
 
 
 class StartQueue:
-    """How many dispatched runs wait for a worker (the completer lets them go first)."""
+    """How many dispatched runs have not started yet (the completer lets them go first).
+
+    A run counts until its start bookkeeping is written and its action is about to
+    run, not merely until a worker took it: the last starts of a burst are then
+    not shared with the finished runs' batch.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -45,7 +50,7 @@ class StartQueue:
                 self._cond.notify_all()
 
     def settled(self, timeout: float) -> None:
-        """Wait until no dispatched run is waiting for a worker, or ``timeout`` passes."""
+        """Wait until every dispatched run has started, or ``timeout`` passes."""
         with self._cond:
             self._cond.wait_for(lambda: self._queued == 0, timeout=timeout)
 

@@ -236,7 +236,12 @@ def _sweep(
     return Swap(job["id"], stored.rev, job, tuple(rows)), outcome.token, completed
 
 
-def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list[tuple[Job, str]]:
+def claim_due_jobs(
+    now: datetime | None = None,
+    *,
+    source: str = "tick",
+    prefetched: tuple[datetime, Sequence[Stored]] | None = None,
+) -> list[tuple[Job, str]]:
     """The tick's batch claim: :func:`claim_job_for_fire` semantics for every due job.
 
     Applies :func:`cron.claim.sweep_due` to each job the store lists as due
@@ -246,17 +251,27 @@ def claim_due_jobs(now: datetime | None = None, *, source: str = "tick") -> list
     A job whose swap lost (another node or writer changed it first) is read
     again and swept again. Returns ``(job, token)`` for each job this caller
     must run; the job dict carries its claim.
+
+    ``prefetched``: ``(by, rows)``, the store's due list for ``by`` read
+    earlier (the ticker reads it just before the slot, see
+    :meth:`cron.runtime.Runtime.prefetch_due`), swept instead of a new read
+    when this claim's time is at or after ``by``. A stale row is safe — its
+    swap loses and it is read again — but a job missing from the rows is not
+    claimed by this call; the caller's next look at ``next_wake`` finds it.
     """
     at = _now(now)
     store = get_store()
-    wake = store.next_wake()
-    if wake is None or wake > at:
-        return []  # idle: nothing can be due; one indexed look, no lock
+    if prefetched is not None and prefetched[0] <= at:
+        candidates = list(prefetched[1])
+    else:
+        wake = store.next_wake()
+        if wake is None or wake > at:
+            return []  # idle: nothing can be due; one indexed look, no lock
+        candidates = store.scan(due_by=at)
     ttl, catch_default = _claim_settings()
     owner = owner_id()
     won: list[tuple[Job, str]] = []
     completed = False
-    candidates = store.scan(due_by=at)
     for _ in range(CAS_ATTEMPTS):
         planned = [
             _sweep(s, at=at, ttl=ttl, catch_default=catch_default, owner=owner, source=source)

@@ -91,11 +91,17 @@ def _lateness_ms(scheduled_at: str | None, started: float) -> str:
 
 
 def start_and_run(
-    job: Job, live_runs: LiveRuns, keeper: ClaimKeeper, start_call: StartCall | None = None
+    job: Job,
+    live_runs: LiveRuns,
+    keeper: ClaimKeeper,
+    start_call: StartCall | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Ran:
     """Stage 1: ledger row ``running``, run the action (claim kept alive meanwhile).
 
     ``start_call`` is where a runner starts a thread of its own (``RunContext.start_call``).
+    ``started`` is called once the start's bookkeeping is written, right before the
+    action runs (not called if that bookkeeping raised).
 
     A ``BaseException`` from the runner is recorded — ledger
     ``interrupted``/``error``, claim released — before it propagates. A run
@@ -156,6 +162,8 @@ def start_and_run(
         output=out,
         start_call=start_call,
     )
+    if started is not None:
+        started()
     try:
         with keeper.hold(job_id, token, ttl):
             if live.fenced:

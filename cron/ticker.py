@@ -24,6 +24,8 @@ from cron.runtime import Runtime, default_runtime
 from cron.trigger import CronScheduler, set_active_provider
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from cron.registry import Registration
     from cron.stores import JobStore
 
@@ -51,6 +53,9 @@ WaitFn = Callable[[threading.Event, float], None]
 STANDBY_POLL = 0.5
 """How often a standing-by ticker tries the ticker lock (seconds): it takes over
 within this (plus its start-up) of the active ticker's death."""
+
+PREFETCH_LEAD = 0.02
+"""Seconds before a due job's wake-up at which the ticker reads the jobs due then."""
 
 STARTS_WAIT = 0.1
 """How long, at most, the ticker lets the starts it dispatched go before its heartbeat."""
@@ -238,13 +243,13 @@ class InProcessCronScheduler(CronScheduler):
                         self._recover()
                         next_recover = time.monotonic() + every
                     try:
-                        delay = self.next_delay(interval)
+                        delay, wake = self._wake_plan(interval)
                     except BaseException:
                         log.exception("could not compute the next wake-up; sleeping %ss", interval)
-                        delay = interval
+                        delay, wake = interval, None
                     until_recover = max(0.0, next_recover - time.monotonic())
                     if until_recover >= delay:
-                        self._sleep(stop_event, delay, since)
+                        self._sleep_to(stop_event, delay, wake, since)
                         break
                     # A recovery pass comes first (cron.interval may be longer than
                     # claim_ttl): it needs no tick, so a quiet ticker stays quiet. Woken
@@ -361,15 +366,45 @@ class InProcessCronScheduler(CronScheduler):
 
     def next_delay(self, interval: float) -> float:
         """Seconds until the earliest due job, capped by ``interval`` (0 when overdue)."""
+        return self._wake_plan(interval)[0]
+
+    def _wake_plan(self, interval: float) -> tuple[float, datetime | None]:
+        """``(next_delay, the due job's wake time)``; the time is None when ``interval``
+        caps the delay (no job due before it)."""
         from cron.store import get_store
 
         store = get_store()
         wake = store.next_wake()
         if wake is None:
-            return float(interval)
+            return float(interval), None
         # The store's clock by default: wake times were computed by it (SPEC §11).
         now = self._clock() if self._clock is not None else store.clock().timestamp()
-        return max(0.0, min(float(interval), wake.timestamp() - now))
+        until = wake.timestamp() - now
+        if until >= interval:
+            return float(interval), None
+        return max(0.0, until), wake
+
+    def _sleep_to(
+        self,
+        stop_event: threading.Event,
+        delay: float,
+        wake: datetime | None,
+        since: object | None,
+    ) -> None:
+        """Sleep ``delay``; a sleep that ends at a due job's ``wake`` reads the jobs due
+        by then :data:`PREFETCH_LEAD` before it, so the tick at ``wake`` starts with
+        the claim (``Runtime.prefetch_due``). Woken early, it skips that read."""
+        if wake is None or delay <= PREFETCH_LEAD or self._tick_fn is not None:
+            self._sleep(stop_event, delay, since)
+            return
+        deadline = time.monotonic() + delay
+        if self._sleep(stop_event, delay - PREFETCH_LEAD, since):
+            return  # a change or a stop: the tick comes now and reads afresh
+        try:
+            self.runtime.prefetch_due(wake)
+        except BaseException:
+            log.exception("could not read the jobs due at %s ahead of time", wake.isoformat())
+        self._sleep(stop_event, max(0.0, deadline - time.monotonic()), since)
 
     def _sleep(
         self, stop_event: threading.Event, delay: float, since: object | None = None
@@ -430,6 +465,7 @@ class InProcessCronScheduler(CronScheduler):
 __all__ = [
     "RECOVER_EVERY",
     "STANDBY_POLL",
+    "PREFETCH_LEAD",
     "STARTS_WAIT",
     "InProcessCronScheduler",
     "TickerLock",
