@@ -5,7 +5,7 @@ under ``bench/.work/``::
 
     python -m bench.store_cost idle --jobs 10000
     python -m bench.store_cost claim --jobs 1000
-    python -m bench.store_cost contend --jobs 1000 --procs 4
+    python -m bench.store_cost contend --jobs 1000 --procs 4 [--mode tick]
 
 * ``idle`` - N jobs, none due (first slots 1 day away). After one warm-up
   tick (which parses the file once), times ``cron.scheduler.tick(sync=False)``
@@ -19,7 +19,10 @@ under ``bench/.work/``::
   ``cron.executions`` is reported separately.
 * ``contend`` - N due jobs (each due exactly once: daily interval), P
   processes started together each trying ``claim_job_for_fire`` on every job
-  in the same shuffled order. Reports total successful claims/s and asserts
+  in the same shuffled order (``--mode single``, the worst case: every slot
+  raced by all), or each running the tick's batch claim (``claim_due_jobs``)
+  until nothing is due (``--mode tick``: what the nodes of a cluster do when
+  many jobs fall due at once). Reports total successful claims/s and asserts
   that no job was won twice.
 """
 
@@ -241,7 +244,28 @@ def contend_worker(out: Path, start_at: float, seed: int) -> None:
     out.write_text(json.dumps({"won": won, "attempts": attempts, "t0": t0, "t1": time.time()}))
 
 
-def contend(n: int, procs: int) -> dict[str, Any]:
+def contend_tick_worker(out: Path, start_at: float) -> None:
+    """The tick's batch claim (``claim_due_jobs``) in a loop until nothing is due:
+    what a node of a cluster does when many jobs fall due at once."""
+    from cron import job_claims
+    from cron.store import get_store
+
+    store = get_store()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.time()
+    won: list[tuple[str, str]] = []
+    attempts = 0
+    while True:
+        attempts += 1
+        got = job_claims.claim_due_jobs(source="bench")
+        won.extend((job["id"], token) for job, token in got)
+        if not got and not store.scan(due_by=store.clock(), limit=1):
+            break
+    out.write_text(json.dumps({"won": won, "attempts": attempts, "t0": t0, "t1": time.time()}))
+
+
+def contend(n: int, procs: int, mode: str = "single") -> dict[str, Any]:
     with temp_home("contend") as home:
         use_home(home)
         ids = build_jobs([("every 1d", time.time() - 1.0)] * n, ACTION_NOOP)
@@ -254,14 +278,14 @@ def contend(n: int, procs: int) -> dict[str, Any]:
                 sys.executable,
                 "-m",
                 "bench.store_cost",
-                "contend-worker",
+                "contend-worker" if mode == "single" else "contend-tick-worker",
                 "--out",
                 str(out),
                 "--start-at",
                 repr(start_at),
-                "--seed",
-                "7",
             ]
+            if mode == "single":
+                cmd += ["--seed", "7"]
             children.append((out, subprocess.Popen(cmd, env=child_env(home))))
         for _, child in children:
             child.wait(timeout=600)
@@ -279,6 +303,7 @@ def contend(n: int, procs: int) -> dict[str, Any]:
     if double:
         raise SystemExit(f"DOUBLE CLAIMS: {double} job(s) won by more than one process")
     return {
+        "mode": mode,
         "jobs": n,
         "procs": procs,
         "wall_s": t1 - t0,
@@ -307,17 +332,23 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("contend")
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--procs", type=int, default=4)
+    p.add_argument("--mode", choices=("single", "tick"), default="single")
     p = sub.add_parser("contend-worker")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--start-at", type=float, required=True)
     p.add_argument("--seed", type=int, default=7)
+    p = sub.add_parser("contend-tick-worker")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--start-at", type=float, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "idle":
         emit(idle(args.jobs, args.reps))
     elif args.cmd == "claim":
         emit(claim(args.jobs, args.singles, args.batches, args.batch_size))
     elif args.cmd == "contend":
-        emit(contend(args.jobs, args.procs))
+        emit(contend(args.jobs, args.procs, args.mode))
+    elif args.cmd == "contend-tick-worker":
+        contend_tick_worker(args.out, args.start_at)
     else:
         contend_worker(args.out, args.start_at, args.seed)
 

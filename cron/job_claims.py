@@ -24,7 +24,7 @@ from cron.job_core import CAS_ATTEMPTS, _notify_changed, _now, get_job, json_cop
 from cron.ledger_sql import LedgerRow
 from cron.procinfo import owner_id
 from cron.schedule import to_iso
-from cron.store import Job, Stored, Swap, get_store
+from cron.store import Job, JobStore, Stored, Swap, get_store
 from cron.stores import Replay
 
 
@@ -292,10 +292,29 @@ def claim_due_jobs(
                 won.append((swap.new, token))  # ours: a store keeps no reference to it
         if not lost:
             break
-        candidates = [s for s in (store.get(job_id) for job_id in lost) if s is not None]
+        candidates = _reread(store, lost, at)
     if completed:
         _notify_changed()
     return won
+
+
+RESCAN_LOST = 16
+"""Lost swaps past which :func:`claim_due_jobs` re-reads with one due scan, not one read each."""
+
+
+def _reread(store: JobStore, lost: list[str], at: datetime) -> list[Stored]:
+    """The current copies of the jobs whose swap lost, as far as a sweep at ``at`` can
+    still change them.
+
+    Few: read one by one. Many (another node's batch took them — on PostgreSQL
+    each read is a round trip): one ``scan(due_by=at)``, which lists every job a
+    sweep at ``at`` could change; a lost job missing from it was claimed or
+    changed by its winner so that nothing is due, and sweeping it would do nothing.
+    """
+    if len(lost) <= RESCAN_LOST:
+        return [s for s in (store.get(job_id) for job_id in lost) if s is not None]
+    wanted = set(lost)
+    return [s for s in store.scan(due_by=at) if s.job["id"] in wanted]
 
 
 def _apply_results(

@@ -14,8 +14,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cron import executions, jobs
+import pytest
+
+from cron import executions, job_claims, jobs
 from cron.runtime import Runtime
+from cron.store import get_store
 from cron.ticker import PREFETCH_LEAD, InProcessCronScheduler
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -108,3 +111,33 @@ def test_a_ticker_woken_early_skips_the_read(home: Path) -> None:
         assert rt.tick(now=DUE, sync=True) == 2  # read afresh: both
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("renamed", [1, job_claims.RESCAN_LOST])
+def test_swaps_lost_to_other_writers_are_swept_again_on_their_current_rows(
+    home: Path, renamed: int
+) -> None:
+    """Rows read before other writers changed them: every swap of those loses, and
+    the jobs are read again (one by one, or with one due scan past RESCAN_LOST) and
+    swept on what they are now — renamed ones fire under the new name, ones another
+    caller claimed meanwhile or paused do not fire here, untouched ones fire."""
+    ids = [jobs.create_job("every 1m", OK, now=T0)["id"] for _ in range(renamed + 8)]
+    rows = get_store().scan(due_by=DUE)
+    assert len(rows) == len(ids)
+    for job_id in ids[:renamed]:
+        jobs.update_job(job_id, name="after", now=T0)
+    taken = ids[renamed : renamed + 4]
+    for job_id in taken:
+        assert jobs.claim_job_for_fire(job_id, now=DUE) is not None
+    paused = ids[renamed + 4 : renamed + 6]
+    for job_id in paused:
+        jobs.pause_job(job_id, now=T0)
+    lost = renamed + 6  # renamed, taken, paused: every swap of these loses
+    assert (lost > job_claims.RESCAN_LOST) == (renamed == job_claims.RESCAN_LOST)  # both paths
+    won = job_claims.claim_due_jobs(DUE, prefetched=(DUE, rows))
+    got = {job["id"]: job for job, _token in won}
+    assert set(got) == set(ids[:renamed]) | set(ids[renamed + 6 :])
+    assert all(got[job_id]["name"] == "after" for job_id in ids[:renamed])
+    # Nothing was claimed twice: the taken jobs keep the other caller's claim.
+    assert not set(got) & set(taken)
+    assert all(jobs.get_job(j)["fire_claim"] is None for j in paused)  # type: ignore[index]
