@@ -131,18 +131,13 @@ def catch_up_policy(job: Job, default: str) -> str:
     return policy if policy in ("once", "skip") else default
 
 
-def _zone(job: Job) -> str | None:
-    tz = (job.get("schedule") or {}).get("tz")
-    return tz if isinstance(tz, str) and tz else None
-
-
 def _advance(job: Job, *, anchor: datetime, now: datetime) -> None:
     """Move ``next_run_at`` to the first slot strictly after ``now``."""
     if is_spent(job):
         job["next_run_at"] = None
         return
     try:
-        nxt = next_slot(job["schedule"], slot=anchor, now=now, tz=_zone(job))
+        nxt = next_slot(job["schedule"], slot=anchor, now=now)
     except ScheduleError as exc:
         # A stored schedule that can no longer produce a slot (e.g. read under a newer
         # day rule) stops this job, visibly — never the tick, which serves every job.
@@ -173,9 +168,7 @@ def _stamp(job: Job, *, slot: datetime, now: datetime, owner: str, advance: bool
 
 def _missed_between(job: Job, start: datetime, end: datetime, reason: str) -> list[LedgerEvent]:
     """Ledger rows for the slots in ``[start, end)`` that a claim passed over."""
-    slots = iter_slots(
-        job["schedule"], start=start, end=end, tz=_zone(job), limit=MISSED_ROWS_LIMIT + 1
-    )
+    slots = iter_slots(job["schedule"], start=start, end=end, limit=MISSED_ROWS_LIMIT + 1)
     slots = [s for s in slots if s < end]
     return [
         LedgerEvent(job["id"], RunStatus.MISSED, to_iso(s), reason, job.get("name"))
@@ -204,7 +197,7 @@ def _lateness(
         return (_Late.ONE_SHOT_MISSED if late > ONE_SHOT_GRACE else _Late.ON_TIME), late
     if (
         late > GRACE_MIN
-        and late > grace_seconds(job["schedule"], now=slot, tz=_zone(job))
+        and late > grace_seconds(job["schedule"], now=slot)
         and catch_up_policy(job, catch_up_default) == "skip"
     ):
         return _Late.BEYOND_GRACE_SKIP, late

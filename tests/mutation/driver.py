@@ -127,29 +127,6 @@ EQUIVALENTS = (
         "stores the same rows, revisions and wake times in the same transaction",
     ),
     Equivalent(
-        "cron.claim.x__zone__*",
-        r".",
-        r".",
-        "_zone(job) is only ever passed as tz= to the schedule functions, which use the "
-        "schedule's own tz when it is a zone name and the given tz only otherwise "
-        "(_schedule_zone): whatever _zone returns, the zone used is the same (a dead "
-        "argument, to be deleted)",
-    ),
-    Equivalent(
-        "cron.claim.x__advance__*",
-        r"next_slot\(job\[\"schedule\"\], slot=anchor, now=now, tz=_zone\(job\)\)",
-        r"next_slot\(job\[\"schedule\"\], slot=anchor, now=now, (tz=None)?\s*\)",
-        "next_slot uses the schedule's own tz first, the only zone _zone(job) ever gives "
-        "(see cron.claim._zone)",
-    ),
-    Equivalent(
-        "cron.claim.x__lateness__*",
-        r"grace_seconds\(job\[\"schedule\"\], now=slot, tz=_zone\(job\)\)",
-        r"grace_seconds\(job\[\"schedule\"\], now=slot, (tz=None)?\s*\)",
-        "grace_seconds uses the schedule's own tz first, the only zone _zone(job) ever "
-        "gives (see cron.claim._zone)",
-    ),
-    Equivalent(
         "cron.claim.x__lateness__*",
         r"^late > GRACE_MIN$",
         r"^late >= GRACE_MIN$",
@@ -158,15 +135,8 @@ EQUIVALENTS = (
     ),
     Equivalent(
         "cron.claim.x__missed_between__*",
-        r"tz=_zone\(job\), limit=MISSED_ROWS_LIMIT \+ 1",
-        r"start=start, end=end, (tz=None, )?limit=MISSED_ROWS_LIMIT \+ 1\b",
-        "iter_slots reads the zone of the schedule's own tz first, the only zone _zone(job) "
-        "ever gives (a blank tz and None both mean the configured zone)",
-    ),
-    Equivalent(
-        "cron.claim.x__missed_between__*",
-        r"tz=_zone\(job\), limit=MISSED_ROWS_LIMIT \+ 1",
-        r"start=start, end=end, tz=_zone\(job\),( limit=MISSED_ROWS_LIMIT \+ 2\b| *\)|\s*$)",
+        r"end=end, limit=MISSED_ROWS_LIMIT \+ 1",
+        r"start=start, end=end,( limit=MISSED_ROWS_LIMIT \+ 2\b| *\)|\s*$)",
         "the rows are the first MISSED_ROWS_LIMIT slots before end, and only the slot at end "
         "(the last) is dropped: any limit >= MISSED_ROWS_LIMIT gives the same rows",
     ),
