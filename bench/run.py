@@ -731,7 +731,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg_prev = previous.get("config", {})
         cfg_prev.update({k: cfg[k] for k in only})
         cfg = {**cfg, **cfg_prev}
-        only = list(results)
+        only = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
+        # Render every store the merged report holds, not just this run's.
+        stores = [
+            s
+            for s in ("json", "sqlite", "postgres")
+            if any((k.endswith(f"@{s}") if s != "json" else "@" not in k) for k in results)
+        ]
         runs_log = (
             previous.get(
                 "runs",
