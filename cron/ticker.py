@@ -54,6 +54,9 @@ STANDBY_POLL = 0.5
 """How often a standing-by ticker tries the ticker lock (seconds): it takes over
 within this (plus its start-up) of the active ticker's death."""
 
+BEAT_FLUSH = 5.0
+"""Seconds a stopping ticker waits for its last heartbeat to be written."""
+
 PREFETCH_LEAD = 0.02
 """Seconds before a due job's wake-up at which the ticker reads the jobs due then."""
 
@@ -127,7 +130,10 @@ class InProcessCronScheduler(CronScheduler):
     failure is logged at ERROR with its traceback and written to
     ``ticker_last_error``; the heartbeat is written after every iteration and
     the success marker only after a clean tick, so ``status`` can tell
-    "stalled" from "failing" from "running".
+    "stalled" from "failing" from "running". While the loop runs, those writes
+    and the registry row's are made by a writer thread (:class:`cron.heartbeat.BeatWriter`)
+    with the iteration's own time, so a slow disk never delays a due job and a
+    stalled loop still goes stale.
 
     One ticker is active per home: ``start`` first takes ``<home>/cron/ticker.lock``
     (:class:`TickerLock`). While another ticker (a gateway, another host
@@ -144,7 +150,8 @@ class InProcessCronScheduler(CronScheduler):
 
     Seams (for tests and embedders): ``tick_fn`` replaces ``cron.scheduler.tick``;
     ``wait_fn(stop_event, seconds)`` replaces the sleep, so a test can run
-    exactly N iterations by setting ``stop_event`` from it.
+    exactly N iterations by setting ``stop_event`` from it (with it, the loop
+    writes its own beats: each is on disk by the next wait).
     """
 
     def __init__(
@@ -168,6 +175,7 @@ class InProcessCronScheduler(CronScheduler):
         self.standing_by = False
         """True while another ticker is active and this one waits to take over."""
         self._registration: Registration | None = None
+        self._writer: heartbeat.BeatWriter | None = None
 
     @property
     def name(self) -> str:
@@ -234,6 +242,13 @@ class InProcessCronScheduler(CronScheduler):
 
             note_ticker_start()
             self._beat(jobs, success=False)
+            # From here on the loop's beats are written off this thread (BeatWriter) — with
+            # the real sleep only: a wait_fn seam sees each beat written at its next wait.
+            if self._wait_fn is None:
+                try:
+                    self._writer = heartbeat.BeatWriter(self._write_beat, self.runtime.spawn)
+                except BaseException:
+                    log.exception("no heartbeat writer thread; the loop writes its beats itself")
             while not stop_event.is_set():
                 self.run_iteration(adapters=adapters, loop=loop)
                 # Read once after the tick: every sleep until the next tick compares with it.
@@ -257,6 +272,10 @@ class InProcessCronScheduler(CronScheduler):
                     if self._sleep(stop_event, until_recover, since):
                         break
         finally:
+            if self._writer is not None:
+                # The last beat is on disk before the registry row goes and the lock is let go.
+                self._writer.close(BEAT_FLUSH)
+                self._writer = None
             set_active_provider(None)
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -322,14 +341,38 @@ class InProcessCronScheduler(CronScheduler):
             log.exception("could not register this ticker in the store's registry")
 
     def _beat(self, jobs_mod: Any, *, success: bool, error: str | None = None) -> None:
+        """Record one iteration: posted to the loop's writer while the loop runs, written
+        here otherwise (``run_iteration`` called on its own, the first beat)."""
+        beat = heartbeat.Beat(time.time(), success, error)
+        if self._writer is not None:
+            self._writer.post(beat)
+            return
+        self._write_beat(beat, jobs_mod)
+
+    def _write_beat(self, beat: heartbeat.Beat, jobs_mod: Any = None) -> None:
+        from datetime import UTC, datetime
+
+        mod = jobs_mod
+        if mod is None:
+            from cron import jobs as mod
         try:
-            jobs_mod.record_ticker_heartbeat(success=success)
+            # The iteration's own time, not the write's: a late write never looks fresher.
+            mod.record_ticker_heartbeat(
+                success=beat.success, now=datetime.fromtimestamp(beat.at, UTC)
+            )
         except BaseException:
             # record_ticker_heartbeat is best-effort already; this is belt and braces.
             log.exception("heartbeat write failed")
+        if beat.success:
+            # Here too, not on the loop's thread: removing a file waits for the directory,
+            # which a slow heartbeat rename holds.
+            try:
+                mod.clear_ticker_error()
+            except BaseException:
+                log.exception("could not clear the tick error")
         if self._registration is not None:
             try:
-                self._registration.beat(ok=success, error=error)
+                self._registration.beat(ok=beat.success, error=beat.error)
             except BaseException:
                 log.exception("registry heartbeat failed")
 
@@ -357,11 +400,6 @@ class InProcessCronScheduler(CronScheduler):
             except BaseException:
                 log.exception("could not record the tick error")
         self._beat(jobs, success=clean, error=error)
-        if clean:
-            try:
-                jobs.clear_ticker_error()
-            except BaseException:
-                log.exception("could not clear the tick error")
         return clean
 
     def next_delay(self, interval: float) -> float:
@@ -465,6 +503,7 @@ class InProcessCronScheduler(CronScheduler):
 __all__ = [
     "RECOVER_EVERY",
     "STANDBY_POLL",
+    "BEAT_FLUSH",
     "PREFETCH_LEAD",
     "STARTS_WAIT",
     "InProcessCronScheduler",
